@@ -1,0 +1,142 @@
+"""Benchmark: polySim alone vs. the CLI serially and on a local Dask cluster of 1 and 2 workers.
+
+Run from the repo root: `.venv/bin/python benchmarks/generate.py [--count N] [--size S]`.
+The last printed line is one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import zarr  # noqa: E402
+
+from pipeline.config import GenerationConfig  # noqa: E402
+from pipeline.polysim import simulate  # noqa: E402
+from pipeline.sample import STREAM_DRAWS, _stream, polysim_seed  # noqa: E402
+
+SEED = 0
+CLI = ROOT / "cli.py"
+
+
+def log(message: str) -> None:
+    """Print a progress line to stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def time_polysim(count: int, size: int) -> float:
+    """Seconds spent in polySim for samples 0..count-1, with the pipeline's exact parameters."""
+    config = GenerationConfig(size=size)
+    total = 0.0
+    for i in range(count):
+        # Same draw order as pipeline.sample.make_sample: nucleation rate, then growth rate.
+        rng = np.random.default_rng(_stream(SEED, STREAM_DRAWS, i))
+        nucleation_rate = int(rng.integers(*config.nucleation_rate, endpoint=True))
+        growth_rate = int(rng.integers(*config.growth_rate, endpoint=True))
+        ps_seed = polysim_seed(SEED, i)
+        start = time.perf_counter()
+        simulate(config.size, nucleation_rate, growth_rate, config.height, ps_seed)
+        total += time.perf_counter() - start
+    return total
+
+
+def time_cli(count: int, size: int, workers: int, store: Path, cwd: Path) -> float:
+    """Wall-clock seconds of one `cli.py generate` subprocess, interpreter start-up included."""
+    command = [sys.executable, str(CLI), "generate", "--count", str(count), "--size", str(size),
+               "--seed", str(SEED), "--out", str(store), "--workers", str(workers), "--no-progress"]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"cli.py failed (workers={workers}, rc={result.returncode}):\n{result.stderr}")
+    return elapsed
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a Zarr store, by its path inside the store."""
+    members = zarr.open_group(str(path), mode="r").members(max_depth=None)
+    return {name: member[...] for name, member in members if isinstance(member, zarr.Array)}
+
+
+def identical(paths: list[Path]) -> bool:
+    """Whether all stores hold the same array names with byte-identical contents."""
+    reference = arrays(paths[0])
+    for path in paths[1:]:
+        other = arrays(path)
+        if other.keys() != reference.keys():
+            return False
+        for name, a in reference.items():
+            b = other[name]
+            nan = a.dtype.kind in "fc"
+            if a.dtype != b.dtype or not np.array_equal(a, b, equal_nan=nan):
+                log(f"difference in {name} of {path.name}")
+                return False
+    return True
+
+
+def disk_bytes(path: Path) -> int:
+    """Total size of the files under `path`."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    """Run all measurements and print the JSON summary as the last line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=600)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    count, size = args.count, args.size
+
+    log(f"polySim alone, {count} samples at {size} px ...")
+    polysim_rate = count / time_polysim(count, size)
+    log(f"  {polysim_rate:.2f} pairs/s")
+
+    figures: dict[str, dict[str, float]] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
+    try:
+        stores = []
+        for label, workers in (("serial", 0), ("dask_1", 1), ("dask_2", 2)):
+            store = tmp / f"{label}.zarr"
+            log(f"cli.py --workers {workers} ...")
+            seconds = time_cli(count, size, workers, store, tmp)
+            rate = count / seconds
+            figures[label] = {"workers": workers, "seconds": round(seconds, 3), "pairs_per_s": round(rate, 3),
+                              "efficiency": round(rate / (max(workers, 1) * polysim_rate), 3)}
+            log(f"  {seconds:.1f} s, {rate:.2f} pairs/s, efficiency {figures[label]['efficiency']:.2f}")
+            stores.append(store)
+        same = identical(stores)
+        last = stores[-1]
+        pair_bytes = (disk_bytes(last / "micro") + disk_bytes(last / "label")) / count
+        store_bytes = disk_bytes(last) / count
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(json.dumps({
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "count": count, "size": size, "seed": SEED,
+        "polysim_pairs_per_s": round(polysim_rate, 3),
+        **figures,
+        "identical": same,
+        "bytes_per_pair_micro_label": round(pair_bytes),
+        "bytes_per_pair_store": round(store_bytes),
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "machine": platform.machine(), "python": platform.python_version()},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Reconstruction-GB command line: `python cli.py --help`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.config import ConfigError, GenerationConfig, TASKS
+from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor, available_cores
+from pipeline.generate import GenerationError, generate as generate_library
+from pipeline.store import LibraryStore, StoreError
+
+DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
+LIBRARY_ERRORS = (ConfigError, ExecutorError, GenerationError, StoreError)
+
+
+class OneLineErrors(click.Group):
+    """Usage errors print only `Error: ...` (no usage block): one clear line."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.ctx = None
+            raise
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.ctx = None
+            raise
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Synthetic grain-boundary reconstruction library: generate, inspect, train, evaluate."""
+
+
+def _progress_bar(total: int):  # type: ignore[no-untyped-def]
+    """Pairs done, pairs/s and ETA on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="pair", dynamic_ncols=True, file=sys.stderr)
+
+
+@cli.command()
+@click.option("--task", type=click.Choice(TASKS), default="reconstruction", show_default=True,
+              help="Library kind (the study's denoising library is not available).")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of pairs.")
+@click.option("--size", type=click.IntRange(min=64), default=512, show_default=True, help="Image side in pixels.")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Zarr store.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Library seed.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Local Dask worker processes [default: number of cores]; 0 runs serially in this process.")
+@click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--block", type=click.IntRange(min=1), default=None, help="Pairs per task [default: ~20 tasks per worker, at most 64].")
+@click.option("--nucleation-rate", type=(int, int), default=(10, 20), show_default=True, metavar="MIN MAX",
+              help="polySim nucleation rate range (integers, inclusive).")
+@click.option("--growth-rate", type=(int, int), default=(1, 3), show_default=True, metavar="MIN MAX",
+              help="polySim growth rate range (integers, inclusive).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store of this project.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(task: str, count: int, size: int, out: Path, seed: int, workers: int | None, scheduler: str | None,
+             block: int | None, nucleation_rate: tuple[int, int], growth_rate: tuple[int, int],
+             overwrite: bool, no_progress: bool) -> None:
+    """Generate COUNT fragmented/true boundary pairs into a Zarr store (continues an unfinished one)."""
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give either --workers or --scheduler, not both")
+    try:
+        config = GenerationConfig(size=size, task=task, nucleation_rate=nucleation_rate, growth_rate=growth_rate)
+        executor = SerialExecutor() if workers == 0 else DaskExecutor(workers=workers, scheduler=scheduler)
+        report = generate_library(
+            out, count, config, seed=seed, executor=executor, block_size=block, overwrite=overwrite,
+            progress=None if no_progress else _progress_bar, echo=click.echo,
+        )
+    except LIBRARY_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+def info(store: Path) -> None:
+    """Describe a library store."""
+    try:
+        library = LibraryStore.open(store)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    attrs = library.attrs
+    done = library.done()
+    splits = library.metadata("split")[done]
+    n_done = int(done.sum())
+    size = library.config.size
+    pair_bytes = library.bytes_on_disk(["micro", "label"])
+    click.echo(f"store:     {library.path} (format version {attrs['format_version']})")
+    click.echo(f"samples:   {n_done} done / {library.count} planned "
+               f"(train {int((splits == 0).sum())}, val {int((splits == 1).sum())}, test {int((splits == 2).sum())})")
+    click.echo(f"size:      {size} x {size}")
+    click.echo(f"seed:      {library.seed}")
+    click.echo(f"created:   {attrs['created']}")
+    click.echo(f"config:    {json.dumps(attrs['config'])}")
+    click.echo(f"versions:  {json.dumps(attrs['versions'])}")
+    if n_done:
+        click.echo(f"bytes per pair: {pair_bytes / n_done:,.0f} (micro + label), "
+                   f"{library.bytes_on_disk() / n_done:,.0f} (whole store)")
+
+
+if __name__ == "__main__":  # Dask spawns worker processes: the guard is required
+    cli()

@@ -1,0 +1,106 @@
+"""The frozen description of how every sample of a library is made."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+TASKS = ("reconstruction",)
+MIN_SIZE = 64
+
+
+class ConfigError(ValueError):
+    """A generation setting that cannot produce a valid library."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Method parameters of the study (defaults) at image size `size`.
+
+    Ranges are inclusive integer ranges. Patch counts and sides given as None follow the
+    study's scaling with the image size (see `patch_count_range` and `patch_side_range`).
+    """
+
+    size: int = 512
+    task: str = "reconstruction"
+    nucleation_rate: tuple[int, int] = (10, 20)
+    growth_rate: tuple[int, int] = (1, 3)
+    height: int = 300
+    patch_count: tuple[int, int] | None = None
+    patch_side: tuple[int, int] | None = None
+    blur_sigma: float = 20.0
+    dilations: tuple[int, ...] = (1, 3)
+
+    def __post_init__(self) -> None:
+        # JSON round trips give lists; keep the frozen object hashable and comparable.
+        for name in ("nucleation_rate", "growth_rate", "patch_count", "patch_side", "dilations"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(int(v) for v in value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings polySim or the fragmentation cannot handle."""
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}: only {', '.join(TASKS)} is available")
+        if self.size < MIN_SIZE:
+            raise ConfigError(f"size must be at least {MIN_SIZE} px, got {self.size}")
+        # polySim never fills the image (loops forever) when a rate is zero.
+        _check_range("nucleation rate", self.nucleation_rate, low=1)
+        _check_range("growth rate", self.growth_rate, low=1)
+        _check_range("patch count", self.patch_count_range, low=0)
+        _check_range("patch side", self.patch_side_range, low=1)
+        if self.patch_side_range[1] > self.size:
+            raise ConfigError(f"patch side {self.patch_side_range[1]} exceeds the image size {self.size}")
+        if self.height < 2:
+            raise ConfigError(f"height must be at least 2, got {self.height}")
+        if not self.blur_sigma > 0:
+            raise ConfigError(f"blur sigma must be > 0, got {self.blur_sigma}")
+        if not self.dilations or min(self.dilations) < 1 or any(d % 2 == 0 for d in self.dilations):
+            raise ConfigError(f"dilations must be odd kernel sides >= 1, got {list(self.dilations)}")
+
+    @property
+    def patch_count_range(self) -> tuple[int, int]:
+        """Number of blurred patches per image: the study's [30, 100] at 512 px, scaled."""
+        if self.patch_count is not None:
+            return self.patch_count
+        return int(30 * self.size / 512), int(100 * self.size / 512)
+
+    @property
+    def patch_side_range(self) -> tuple[int, int]:
+        """Side of a blurred patch: the study's [max(5, 2%), max(10, 8%)] of the image size."""
+        if self.patch_side is not None:
+            return self.patch_side
+        return max(5, int(0.02 * self.size)), max(10, int(0.08 * self.size))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the resolved patch ranges written out."""
+        fields = dataclasses.asdict(self)
+        fields["patch_count"] = list(self.patch_count_range)
+        fields["patch_side"] = list(self.patch_side_range)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> GenerationConfig:
+        """Inverse of `to_dict`; unknown keys are an error (a store from a newer version)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
+        return cls(**fields)
+
+    def differences(self, other: GenerationConfig) -> list[str]:
+        """Names of the fields whose resolved values differ between two configs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [name for name in mine if mine[name] != theirs[name]]
+
+
+def _check_range(name: str, bounds: tuple[int, int], low: int) -> None:
+    if len(bounds) != 2:
+        raise ConfigError(f"{name} must be a (min, max) pair, got {list(bounds)}")
+    lo, hi = bounds
+    if lo < low:
+        raise ConfigError(f"{name} must be >= {low}, got min {lo}")
+    if lo > hi:
+        raise ConfigError(f"{name} min {lo} is greater than max {hi}")

@@ -1,0 +1,148 @@
+"""Where blocks run: serially in this process, or on a Dask cluster (local or existing).
+
+An executor is a context manager (connect / start on enter, release on exit) with one method,
+`map(function, items, on_result)`, which calls `on_result` in this process as results arrive.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ExecutorError(RuntimeError):
+    """The executor could not start, or a task failed for good."""
+
+
+class Executor(Protocol):
+    description: str
+
+    def __enter__(self) -> Executor: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def map(self, function: Callable[[T], R], items: Iterable[T], on_result: Callable[[R], None]) -> None: ...
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def quiet_native_threads() -> None:
+    """One worker, one core: stop OpenCV and Blosc from starting threads of their own."""
+    import cv2
+    import numcodecs.blosc
+
+    cv2.setNumThreads(1)
+    numcodecs.blosc.set_nthreads(1)
+
+
+class SerialExecutor:
+    """Every task in this process, in order: the debugger and the reference for other executors."""
+
+    description = "serial (this process)"
+    workers = 1
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, function: Callable[[T], R], items: Iterable[T], on_result: Callable[[R], None]) -> None:
+        for item in items:
+            on_result(function(item))
+
+
+class DaskExecutor:
+    """Tasks on a Dask cluster: a new local one (`workers` processes) or an existing one."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, connect_timeout: float = 10.0):
+        if workers is not None and scheduler is not None:
+            raise ExecutorError("give either a number of workers or a scheduler address, not both")
+        self.n_workers = workers if workers is not None else available_cores()
+        self.scheduler = scheduler
+        self.connect_timeout = connect_timeout
+        self.client: Any = None
+        self.cluster: Any = None
+
+    @property
+    def description(self) -> str:
+        where = f"Dask cluster at {self.scheduler}" if self.scheduler else f"local Dask cluster, {self.n_workers} worker processes"
+        link = self.client.dashboard_link if self.client is not None else None
+        return f"{where} (dashboard: {link})" if link else where
+
+    @property
+    def workers(self) -> int:
+        """Worker threads available for tasks (known once connected)."""
+        if self.client is None:
+            return self.n_workers
+        info = self.client.scheduler_info()["workers"].values()
+        return max(1, sum(w.get("nthreads", 1) for w in info))
+
+    def __enter__(self) -> DaskExecutor:
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.scheduler is None:
+                # Workers are processes of one thread each (polySim is not thread-safe), and
+                # nothing listens beyond this machine: scheduler, workers and dashboard.
+                self.cluster = LocalCluster(
+                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                )
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(self.scheduler, timeout=self.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            self.__exit__()
+            target = self.scheduler or "a local cluster"
+            raise ExecutorError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+        self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def map(self, function: Callable[[T], R], items: Iterable[T], on_result: Callable[[R], None]) -> None:
+        from distributed import as_completed
+
+        items = list(items)
+        futures = self.client.map(function, items, pure=False)
+        task_of = {f.key: item for f, item in zip(futures, items)}
+        try:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported with the task that raised it
+                    raise ExecutorError(f"task {task_of[future.key]} failed: {type(exc).__name__}: {exc}") from exc
+                future.release()
+                on_result(result)
+        finally:
+            self.client.cancel(futures)
+
+
+try:
+    from distributed import WorkerPlugin as _WorkerPlugin
+except ImportError:  # pragma: no cover - distributed is a dependency
+    _WorkerPlugin = object  # type: ignore[misc,assignment]
+
+
+class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
+    """Per worker process: polySim's scratch directory inside the worker's own directory."""
+
+    def setup(self, worker: Any) -> None:
+        from . import polysim
+
+        quiet_native_threads()
+        polysim.use_scratch_dir(os.path.join(worker.local_directory, "polysim-scratch"))

@@ -1,0 +1,178 @@
+"""`generate`: make (or continue) a library store, block by block, on any executor."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+from pathlib import Path
+
+from .config import GenerationConfig
+from .executors import Executor, SerialExecutor
+from .plan import Block, Plan, default_block_size, make_plan
+from .sample import SampleMeta, make_sample
+from .store import LibraryStore, StoreError, is_store
+
+# The driver records finished blocks at most this often (one small write per array each time).
+COMMIT_INTERVAL_S = 1.0
+
+
+class GenerationError(RuntimeError):
+    """A generation request that cannot be carried out; nothing was written."""
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    block: Block
+    metas: tuple[SampleMeta, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one `generate` call did."""
+
+    path: Path
+    made: int  # pairs made by this call
+    done: int  # pairs done in the store now
+    count: int
+    seconds: float
+    store_bytes: int
+
+    @property
+    def rate(self) -> float:
+        return self.made / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.made} pairs in {self.seconds:.1f} s ({self.rate:.1f} pairs/s) -> "
+                f"{self.path} ({self.store_bytes / 1e6:.1f} MB)")
+
+
+def make_block(store_path: str, config: GenerationConfig, seed: int, block: Block) -> BlockResult:
+    """Task body: make the samples of `block` and write their images (runs on a worker)."""
+    samples = [make_sample(config, seed, i) for i in range(block.start, block.stop)]
+    LibraryStore.open(store_path, mode="r+").image_writer().write(samples)
+    return BlockResult(block, tuple(s.meta for s in samples))
+
+
+def generate(
+    out: str | os.PathLike[str],
+    count: int,
+    config: GenerationConfig,
+    seed: int = 0,
+    executor: Executor | None = None,
+    block_size: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], Progress] | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+) -> Report:
+    """Make every sample of the library (config, seed) of `count` pairs that `out` lacks.
+
+    `progress(total)` returns a progress display (tqdm fits) for the pairs this call makes.
+    """
+    if count <= 0:
+        raise GenerationError(f"count must be > 0, got {count}")
+    if seed < 0:
+        raise GenerationError(f"seed must be >= 0, got {seed}")
+    if block_size is not None and block_size <= 0:
+        raise GenerationError(f"block must be > 0, got {block_size}")
+    out = Path(out).absolute()
+    resume = _check_target(out, config, seed, count, overwrite)
+    executor = executor if executor is not None else SerialExecutor()
+    started = time.perf_counter()
+    with executor:  # connect first: an unreachable cluster must not leave a store behind
+        echo(f"running on {executor.description}")
+        if not resume and is_store(out):
+            LibraryStore.remove(out)  # --overwrite
+        store = LibraryStore.open(out, mode="r+") if resume else LibraryStore.create(out, config, seed, count)
+        done = store.done()
+        if resume:
+            echo(f"resuming: {int(done.sum())} of {store.count} pairs done")
+        size = block_size or default_block_size(count, executor.workers)
+        plan = make_plan(config, seed, done, size)
+        made = _run(plan, store, executor, progress)
+    return Report(
+        path=out, made=made, done=int(store.done().sum()), count=store.count,
+        seconds=time.perf_counter() - started, store_bytes=store.bytes_on_disk(),
+    )
+
+
+def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
+    """Validate the output path without touching it; True when an existing store is continued."""
+    if not out.exists():
+        if not out.parent.exists() and not _creatable(out.parent):
+            raise GenerationError(f"cannot create {out}: a parent is not a directory")
+        return False
+    if not out.is_dir():
+        raise GenerationError(f"{out} is a file, not a store")
+    if not is_store(out):
+        if any(out.iterdir()):
+            raise GenerationError(f"{out} exists and is not a Reconstruction-GB store; choose another --out")
+        return False  # an empty directory is a place for a new store
+    if overwrite:
+        return False
+    try:
+        store = LibraryStore.open(out)
+    except StoreError as exc:
+        raise GenerationError(f"{exc}; use --overwrite to replace it") from None
+    differing = config.differences(store.config) + (["seed"] if seed != store.seed else [])
+    if differing:
+        raise GenerationError(
+            f"{out} holds a library with different settings ({', '.join(differing)}); "
+            "use --overwrite to replace it or another --out"
+        )
+    if count != store.count:
+        raise GenerationError(f"{out} plans {store.count} pairs, not {count}; use --overwrite to start again")
+    return True
+
+
+def _creatable(directory: Path) -> bool:
+    for parent in (directory, *directory.parents):
+        if parent.exists():
+            return parent.is_dir()
+    return True
+
+
+def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable[[int], Progress] | None) -> int:
+    bar = progress(plan.pending) if progress else _NoProgress()
+    task = partial(make_block, str(store.path), plan.config, plan.seed)
+    buffer: list[BlockResult] = []
+    made = 0
+    last_commit = time.monotonic()
+
+    def commit() -> None:
+        nonlocal last_commit
+        indices = [i for r in buffer for i in range(r.block.start, r.block.stop)]
+        store.commit(indices, [m for r in buffer for m in r.metas])
+        buffer.clear()
+        last_commit = time.monotonic()
+
+    def on_result(result: BlockResult) -> None:
+        nonlocal made
+        buffer.append(result)
+        made += len(result.block)
+        bar.update(len(result.block))
+        if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+            commit()
+
+    try:
+        executor.map(task, plan.blocks, on_result)
+    finally:
+        commit()  # whatever finished is kept, even when a task failed
+        bar.close()
+    return made
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> object: ...
+    def close(self) -> None: ...
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,62 @@
+"""What a generation run will do, decided before any work starts (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GenerationConfig
+
+# Largest default block: bounds the work lost to a kill and the memory of one task.
+MAX_DEFAULT_BLOCK = 64
+# Default blocks aim at this many tasks per worker (load balance, steady progress).
+TASKS_PER_WORKER = 20
+
+
+@dataclass(frozen=True)
+class Block:
+    """Consecutive samples [start, stop) made and written by one task."""
+
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The blocks of samples still to make for the library (config, seed)."""
+
+    config: GenerationConfig
+    seed: int
+    count: int
+    blocks: tuple[Block, ...]
+
+    @property
+    def pending(self) -> int:
+        """Number of samples the plan will make."""
+        return sum(len(b) for b in self.blocks)
+
+
+def default_block_size(count: int, workers: int) -> int:
+    """A block size giving about TASKS_PER_WORKER tasks per worker, at most MAX_DEFAULT_BLOCK."""
+    return max(1, min(MAX_DEFAULT_BLOCK, count // (TASKS_PER_WORKER * max(1, workers))))
+
+
+def make_plan(config: GenerationConfig, seed: int, done: np.ndarray, block_size: int) -> Plan:
+    """Cover every sample not marked done with blocks of at most `block_size` samples.
+
+    Blocks never cross a run of done samples, so every block is a contiguous index range.
+    """
+    if block_size <= 0:
+        raise ValueError(f"block size must be > 0, got {block_size}")
+    pending = np.flatnonzero(~np.asarray(done, dtype=bool))
+    blocks: list[Block] = []
+    if pending.size:
+        run_starts = np.flatnonzero(np.diff(pending) != 1) + 1
+        for run in np.split(pending, run_starts):
+            first, last = int(run[0]), int(run[-1]) + 1
+            blocks.extend(Block(s, min(s + block_size, last)) for s in range(first, last, block_size))
+    return Plan(config=config, seed=seed, count=len(done), blocks=tuple(blocks))

@@ -1,0 +1,220 @@
+"""The library's Zarr store: the only module that knows its layout (see docs/store.md).
+
+Writers: each generation task writes the image chunks of its own samples (one sample per chunk,
+so exactly one writer per chunk); only the driver creates, resizes and writes the per-sample
+arrays and the `done` marker, after the images of those samples are in place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from importlib.metadata import version as _version
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from . import __version__
+from .config import GenerationConfig
+from .sample import Sample, SampleMeta
+
+FORMAT = "reconstruction-gb"
+FORMAT_VERSION = 1
+IMAGE_ARRAYS = ("micro", "label")
+# Per-sample arrays: name -> (dtype, fill value for samples not (yet) generated).
+META_ARRAYS: dict[str, tuple[str, Any]] = {
+    "seed": ("uint32", 0),
+    "nucleation_rate": ("uint16", 0),
+    "growth_rate": ("uint16", 0),
+    "num_grains": ("int32", 0),
+    "avrami_exponent": ("float32", float("nan")),
+    "dilation": ("uint8", 0),
+    "gap_patches": ("uint16", 0),
+    "erased_fraction": ("float32", float("nan")),
+    "split": ("uint8", 0),
+}
+DONE = "done"
+# Samples per chunk of the per-sample arrays (written by the driver alone).
+META_CHUNK = 4096
+# Binary images: bitshuffle turns 0/255 bytes into one bit plane repeated eight times.
+IMAGE_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+# Grain maps are not part of the size target: a low level keeps the workers' CPU for polySim.
+GRAINS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+# Every image chunk holds data; zarr's test against the fill value would cost ~1 ms a write.
+# (An array's runtime config is not stored: it is given each time the array is opened.)
+WRITE_CONFIG = {"write_empty_chunks": True}
+
+
+class StoreError(RuntimeError):
+    """A path that is not a usable store of this project."""
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """True if `path` is a directory holding a store of this project (any format version)."""
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return False
+    return group.attrs.get("format") == FORMAT
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of everything that decides the bytes of a sample."""
+    return {
+        "reconstruction_gb": __version__,
+        "polySim": _version("polySim"),
+        "numpy": np.__version__,
+        "zarr": zarr.__version__,
+        "opencv": _version("opencv-python-headless"),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass(frozen=True)
+class LibraryStore:
+    """An opened library store."""
+
+    path: Path
+    group: zarr.Group
+
+    # --- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], config: GenerationConfig, seed: int, count: int) -> LibraryStore:
+        """Create an empty store for `count` samples; an existing directory must not be there."""
+        path = Path(path).absolute()
+        size = config.size
+        group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        for name in IMAGE_ARRAYS:
+            group.create_array(
+                name, shape=(count, size, size), chunks=(1, size, size), dtype="uint8",
+                fill_value=255, compressors=IMAGE_CODEC,
+            )
+        group.create_array(
+            "grains", shape=(count, size, size), chunks=(1, size, size), dtype="uint16",
+            fill_value=0, compressors=GRAINS_CODEC,
+        )
+        for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
+            group.create_array(name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill)
+        # Attributes last: a directory without them is not a store of this project.
+        group.attrs.update({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "seed": seed,
+            "count": count,
+            "versions": software_versions(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return cls(path, group)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> LibraryStore:
+        """Open an existing store of this project (mode 'r' or 'r+')."""
+        path = Path(path).absolute()
+        if not path.exists():
+            raise StoreError(f"{path} does not exist")
+        if not is_store(path):
+            raise StoreError(f"{path} is not a Reconstruction-GB store")
+        group = zarr.open_group(str(path), mode=mode)
+        found = group.attrs.get("format_version")
+        if found != FORMAT_VERSION:
+            raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
+        return cls(path, group)
+
+    @staticmethod
+    def remove(path: str | os.PathLike[str]) -> None:
+        """Delete a store of this project (refuses anything else)."""
+        if not is_store(path):
+            raise StoreError(f"{path} is not a Reconstruction-GB store; refusing to delete it")
+        shutil.rmtree(path)
+
+    # --- description -----------------------------------------------------------------------
+    @property
+    def config(self) -> GenerationConfig:
+        return GenerationConfig.from_dict(self.group.attrs["config"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.group.attrs["seed"])
+
+    @property
+    def count(self) -> int:
+        """Number of planned samples."""
+        return int(self.group.attrs["count"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    def done(self) -> np.ndarray:
+        """Boolean mask of the samples whose data and metadata are complete."""
+        return np.asarray(self.group[DONE][:], dtype=bool)
+
+    def metadata(self, name: str) -> np.ndarray:
+        """One per-sample array, whole."""
+        if name not in META_ARRAYS:
+            raise KeyError(f"no per-sample array {name!r}")
+        return self.group[name][:]
+
+    def bytes_on_disk(self, arrays: Iterable[str] | None = None) -> int:
+        """Bytes of the stored files of the given arrays (all of the store by default)."""
+        roots = [self.path / name for name in arrays] if arrays is not None else [self.path]
+        return sum(_tree_size(root) for root in roots)
+
+    # --- reading ---------------------------------------------------------------------------
+    def read(self, name: str, index: int) -> np.ndarray:
+        """Image `name` ('micro', 'label' or 'grains') of sample `index`."""
+        return self.group[name][index]
+
+    # --- writing (tasks) ---------------------------------------------------------------------
+    def image_writer(self) -> ImageWriter:
+        """Handles on the image arrays for a task that writes whole samples."""
+        return ImageWriter(tuple(self.group[name].with_config(WRITE_CONFIG) for name in (*IMAGE_ARRAYS, "grains")))
+
+    # --- writing (driver only) -------------------------------------------------------------
+    def commit(self, indices: Sequence[int], metas: Sequence[SampleMeta]) -> None:
+        """Record metadata of samples whose images are written, then mark them done."""
+        if not len(indices):
+            return
+        order = np.argsort(indices)
+        index = np.asarray(indices)[order]
+        rows = [asdict(metas[k]) for k in order]
+        # Contiguous runs become slice writes (one request per touched chunk).
+        runs = np.split(np.arange(len(index)), np.flatnonzero(np.diff(index) != 1) + 1)
+        for name, (dtype, _) in META_ARRAYS.items():
+            values = np.array([row[name] for row in rows], dtype=dtype)
+            for run in runs:
+                self.group[name][index[run[0]] : index[run[-1]] + 1] = values[run]
+        for run in runs:
+            self.group[DONE][index[run[0]] : index[run[-1]] + 1] = True
+
+
+@dataclass(frozen=True)
+class ImageWriter:
+    arrays: tuple[zarr.Array, zarr.Array, zarr.Array]
+
+    def write(self, samples: Sequence[Sample]) -> None:
+        """Write the images of consecutive samples (one chunk each; one call per array is cheaper)."""
+        if not samples:
+            return
+        start, stop = samples[0].index, samples[-1].index + 1
+        if [s.index for s in samples] != list(range(start, stop)):
+            raise ValueError("samples must be consecutive and in order")
+        for array, name in zip(self.arrays, (*IMAGE_ARRAYS, "grains")):
+            array[start:stop] = np.stack([getattr(s, name) for s in samples])
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            total += _tree_size(Path(entry.path))
+        else:
+            total += entry.stat(follow_symlinks=False).st_size
+    return total

@@ -1,0 +1,46 @@
+"""Shared helpers: run the CLI as a user would and compare stores byte for byte."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke `python cli.py ARGS...` in-process; returns click's Result."""
+    runner = CliRunner()
+
+    def run(*args: object):
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+def store_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every array of a store, read whole."""
+    group = zarr.open_group(str(path), mode="r")
+    return {name: array[:] for name, array in group.arrays()}
+
+
+def assert_same_arrays(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> None:
+    """Both stores hold the same arrays with the same dtypes and bytes."""
+    left, right = store_arrays(a), store_arrays(b)
+    assert sorted(left) == sorted(right)
+    for name in left:
+        assert left[name].dtype == right[name].dtype, name
+        assert left[name].tobytes() == right[name].tobytes(), f"array {name!r} differs"
+
+
+def tree(path: Path) -> list[str]:
+    """Every path under `path`, relative and sorted (to check what a run left behind)."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
