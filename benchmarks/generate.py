@@ -26,7 +26,7 @@ import zarr  # noqa: E402
 
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.polysim import simulate  # noqa: E402
-from pipeline.sample import STREAM_DRAWS, _stream, polysim_seed  # noqa: E402
+from pipeline.sample import draw  # noqa: E402
 
 SEED = 0
 CLI = ROOT / "cli.py"
@@ -42,13 +42,9 @@ def time_polysim(count: int, size: int) -> float:
     config = GenerationConfig(size=size)
     total = 0.0
     for i in range(count):
-        # Same draw order as pipeline.sample.make_sample: nucleation rate, then growth rate.
-        rng = np.random.default_rng(_stream(SEED, STREAM_DRAWS, i))
-        nucleation_rate = int(rng.integers(*config.nucleation_rate, endpoint=True))
-        growth_rate = int(rng.integers(*config.growth_rate, endpoint=True))
-        ps_seed = polysim_seed(SEED, i)
+        draws, _ = draw(config, SEED, i)  # the very parameters make_sample gives polySim
         start = time.perf_counter()
-        simulate(config.size, nucleation_rate, growth_rate, config.height, ps_seed)
+        simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
         total += time.perf_counter() - start
     return total
 
@@ -95,7 +91,7 @@ def disk_bytes(path: Path) -> int:
 def main() -> None:
     """Run all measurements and print the JSON summary as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=600)
+    parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     count, size = args.count, args.size

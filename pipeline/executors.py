@@ -14,6 +14,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# Dask settings of the local cluster. Dask's default MALLOC_TRIM_THRESHOLD_ makes glibc hand
+# every freed image buffer back to the kernel and fault it in again: it doubled the time each
+# pair spends outside polySim (docs/benchmarks.md). The statistical profiler wakes every 10 ms.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+
+
 class ExecutorError(RuntimeError):
     """The executor could not start, or a task failed for good."""
 
@@ -87,23 +96,26 @@ class DaskExecutor:
         return max(1, sum(w.get("nthreads", 1) for w in info))
 
     def __enter__(self) -> DaskExecutor:
+        import dask
         from distributed import Client, LocalCluster
 
         try:
             if self.scheduler is None:
                 # Workers are processes of one thread each (polySim is not thread-safe), and
                 # nothing listens beyond this machine: scheduler, workers and dashboard.
-                self.cluster = LocalCluster(
-                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                )
+                with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                    self.cluster = LocalCluster(
+                        n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                    )
                 self.client = Client(self.cluster)
             else:
                 self.client = Client(self.scheduler, timeout=self.connect_timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, RuntimeError) as exc:
             self.__exit__()
-            target = self.scheduler or "a local cluster"
-            raise ExecutorError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+            if self.scheduler is None:
+                raise ExecutorError(f"cannot start a local Dask cluster: {exc}") from None
+            raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
         self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
         return self
 

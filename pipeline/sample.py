@@ -69,28 +69,46 @@ def split_of(seed: int, index: int) -> int:
     return SPLIT_GROUP[order[position]]
 
 
+@dataclass(frozen=True)
+class Draws:
+    """The per-sample choices made before polySim runs."""
+
+    nucleation_rate: int
+    growth_rate: int
+    dilation: int
+    polysim_seed: int
+
+
+def draw(config: GenerationConfig, seed: int, index: int) -> tuple[Draws, np.random.Generator]:
+    """Sample `index`'s parameters, and its generator positioned for the fragmentation draws."""
+    rng = np.random.default_rng(_stream(seed, STREAM_DRAWS, index))
+    draws = Draws(
+        nucleation_rate=int(rng.integers(config.nucleation_rate[0], config.nucleation_rate[1], endpoint=True)),
+        growth_rate=int(rng.integers(config.growth_rate[0], config.growth_rate[1], endpoint=True)),
+        dilation=int(rng.choice(config.dilations)),
+        polysim_seed=polysim_seed(seed, index),
+    )
+    return draws, rng
+
+
 def make_sample(config: GenerationConfig, seed: int, index: int) -> Sample:
     """Build sample `index` of the library defined by (config, seed)."""
-    rng = np.random.default_rng(_stream(seed, STREAM_DRAWS, index))
-    nucleation_rate = int(rng.integers(config.nucleation_rate[0], config.nucleation_rate[1], endpoint=True))
-    growth_rate = int(rng.integers(config.growth_rate[0], config.growth_rate[1], endpoint=True))
-    dilation = int(rng.choice(config.dilations))
-    ps_seed = polysim_seed(seed, index)
-    structure = simulate(config.size, nucleation_rate, growth_rate, config.height, ps_seed)
+    draws, rng = draw(config, seed, index)
+    structure = simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
 
     label = boundaries(structure.grains)
     micro = label.copy()
     patches = fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
     cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
-    micro, label = thicken(micro, dilation), thicken(label, dilation)
+    micro, label = thicken(micro, draws.dilation), thicken(label, draws.dilation)
 
     meta = SampleMeta(
-        seed=ps_seed,
-        nucleation_rate=nucleation_rate,
-        growth_rate=growth_rate,
+        seed=draws.polysim_seed,
+        nucleation_rate=draws.nucleation_rate,
+        growth_rate=draws.growth_rate,
         num_grains=structure.num_grains,
         avrami_exponent=structure.avrami_exponent,
-        dilation=dilation,
+        dilation=draws.dilation,
         gap_patches=patches,
         erased_fraction=float(erased_fraction(micro, label)),
         split=split_of(seed, index),
