@@ -57,7 +57,7 @@ def _progress_bar(total: int):  # type: ignore[no-untyped-def]
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local Dask worker processes [default: number of cores]; 0 runs serially in this process.")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing Dask scheduler, e.g. tcp://host:8786.")
-@click.option("--block", type=click.IntRange(min=1), default=None, help="Pairs per task [default: ~20 tasks per worker, at most 64].")
+@click.option("--block", type=click.IntRange(min=1), default=None, help="Pairs per task [default: ~50 tasks per worker, at most 32].")
 @click.option("--nucleation-rate", type=(int, int), default=(10, 20), show_default=True, metavar="MIN MAX",
               help="polySim nucleation rate range (integers, inclusive).")
 @click.option("--growth-rate", type=(int, int), default=(1, 3), show_default=True, metavar="MIN MAX",

@@ -8,10 +8,11 @@ import numpy as np
 
 from .config import GenerationConfig
 
-# Largest default block: bounds the work lost to a kill and the memory of one task.
-MAX_DEFAULT_BLOCK = 64
+# Largest default block: bounds the work lost to a kill, the memory of one task, and the time
+# workers wait for the last block (~1.5 s at 512 px).
+MAX_DEFAULT_BLOCK = 32
 # Default blocks aim at this many tasks per worker (load balance, steady progress).
-TASKS_PER_WORKER = 20
+TASKS_PER_WORKER = 50
 
 
 @dataclass(frozen=True)

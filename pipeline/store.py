@@ -45,6 +45,8 @@ META_ARRAYS: dict[str, tuple[str, Any]] = {
 DONE = "done"
 # Samples per chunk of the per-sample arrays (written by the driver alone).
 META_CHUNK = 4096
+# Chunk files sit side by side (`micro/c.12.0.0`): no directory per sample to create.
+CHUNK_KEYS = {"name": "default", "separator": "."}
 # Binary images: bitshuffle turns 0/255 bytes into one bit plane repeated eight times.
 IMAGE_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 # Grain maps are not part of the size target: a low level keeps the workers' CPU for polySim.
@@ -93,14 +95,15 @@ class LibraryStore:
         for name in IMAGE_ARRAYS:
             group.create_array(
                 name, shape=(count, size, size), chunks=(1, size, size), dtype="uint8",
-                fill_value=255, compressors=IMAGE_CODEC,
+                fill_value=255, compressors=IMAGE_CODEC, chunk_key_encoding=CHUNK_KEYS,
             )
         group.create_array(
             "grains", shape=(count, size, size), chunks=(1, size, size), dtype="uint16",
-            fill_value=0, compressors=GRAINS_CODEC,
+            fill_value=0, compressors=GRAINS_CODEC, chunk_key_encoding=CHUNK_KEYS,
         )
         for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
-            group.create_array(name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill)
+            group.create_array(name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill,
+                               chunk_key_encoding=CHUNK_KEYS)
         # Attributes last: a directory without them is not a store of this project.
         group.attrs.update({
             "format": FORMAT,
@@ -233,7 +236,6 @@ def _chunk_codec(array: zarr.Array) -> numcodecs.Blosc:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
     with open(partial, "wb") as handle:
         handle.write(data)
