@@ -84,21 +84,42 @@ def generate(
     resume = _check_target(out, config, seed, count, overwrite)
     executor = executor if executor is not None else SerialExecutor()
     started = time.perf_counter()
+    if resume:
+        store = LibraryStore.open(out, mode="r+")
+        with store.writer_lock():
+            done = store.done()
+            echo(f"resuming: {int(done.sum())} of {store.count} pairs done")
+            if done.all() and count == store.count:
+                store.remove_partials()
+                return _report(store, 0, started)  # nothing to do: no cluster to start
+            with executor:
+                echo(f"running on {executor.description}")
+                made = _execute(store, count, block_size, executor, progress)
+        return _report(store, made, started)
     with executor:  # connect first: an unreachable cluster must not leave a store behind
         echo(f"running on {executor.description}")
-        if not resume and is_store(out):
-            LibraryStore.remove(out)  # --overwrite
-        store = LibraryStore.open(out, mode="r+") if resume else LibraryStore.create(out, config, seed, count)
-        done = store.done()
-        if resume:
-            echo(f"resuming: {int(done.sum())} of {store.count} pairs done")
-        size = block_size or default_block_size(count, executor.workers)
-        plan = make_plan(config, seed, done, size)
-        made = _run(plan, store, executor, progress)
-    return Report(
-        path=out, made=made, done=int(store.done().sum()), count=store.count,
-        seconds=time.perf_counter() - started, store_bytes=store.bytes_on_disk(),
-    )
+        if is_store(out):  # --overwrite
+            with LibraryStore.open(out).writer_lock():
+                LibraryStore.remove(out)
+        store = LibraryStore.create(out, config, seed, count)
+        with store.writer_lock():
+            made = _execute(store, count, block_size, executor, progress)
+    return _report(store, made, started)
+
+
+def _execute(store: LibraryStore, count: int, block_size: int | None, executor: Executor,
+             progress: Callable[[int], Progress] | None) -> int:
+    """With the writer lock held and the executor running: tidy, grow if asked, make what is missing."""
+    store.remove_partials()
+    if count > store.count:
+        store.resize(count)  # in the driver, before any task runs
+    size = block_size or default_block_size(count, executor.workers)
+    return _run(make_plan(store.config, store.seed, store.done(), size), store, executor, progress)
+
+
+def _report(store: LibraryStore, made: int, started: float) -> Report:
+    return Report(path=store.path, made=made, done=int(store.done().sum()), count=store.count,
+                  seconds=time.perf_counter() - started, store_bytes=store.bytes_on_disk())
 
 
 def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
@@ -125,8 +146,8 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
             f"{out} holds a library with different settings ({', '.join(differing)}); "
             "use --overwrite to replace it or another --out"
         )
-    if count != store.count:
-        raise GenerationError(f"{out} plans {store.count} pairs, not {count}; use --overwrite to start again")
+    if count < store.count:
+        raise GenerationError(f"{out} plans {store.count} pairs; a smaller --count ({count}) cannot shrink it")
     return True
 
 

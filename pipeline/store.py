@@ -8,15 +8,17 @@ arrays and the `done` marker, after the images of those samples are in place.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import os
 import platform
 import secrets
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as _version
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numcodecs
 import numpy as np
@@ -53,8 +55,13 @@ IMAGE_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 GRAINS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
+
 class StoreError(RuntimeError):
     """A path that is not a usable store of this project."""
+
+
+class StoreBusy(StoreError):
+    """Another live run is writing the store."""
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
@@ -157,7 +164,7 @@ class LibraryStore:
 
     def done(self) -> np.ndarray:
         """Boolean mask of the samples whose data and metadata are complete."""
-        return np.asarray(self.group[DONE][:], dtype=bool)
+        return np.asarray(self.group[DONE][: self.count], dtype=bool)
 
     def metadata(self, name: str) -> np.ndarray:
         """One per-sample array, whole."""
@@ -181,6 +188,39 @@ class LibraryStore:
         return ImageWriter(self.path, [self.group[name] for name in (*IMAGE_ARRAYS, "grains")])
 
     # --- writing (driver only) -------------------------------------------------------------
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the store's writer lock, or raise StoreBusy at once if a live run holds it.
+
+        The lock is a flock on the store directory itself (no file inside the store, which zarr
+        would warn about): the kernel drops it when the holding process dies, however it dies.
+        """
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreBusy(f"{self.path} is being written by another generate run; "
+                                "wait for it to finish or stop it") from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remove_partials(self) -> int:
+        """Delete orphan `*.partial` chunk files left by a killed writer; returns how many."""
+        orphans = [p for p in self.path.rglob("*.partial") if p.is_file()]
+        for orphan in orphans:
+            orphan.unlink()
+        return len(orphans)
+
+    def resize(self, count: int) -> None:
+        """Grow the store to `count` planned samples (existing samples are untouched)."""
+        if count < self.count:
+            raise StoreError(f"{self.path} plans {self.count} pairs; it cannot shrink to {count}")
+        for name, array in self.group.arrays():
+            array.resize((count, *array.shape[1:]))
+        self.group.attrs["count"] = count  # last: a kill before this leaves the old plan valid
+
     def commit(self, indices: Sequence[int], metas: Sequence[SampleMeta]) -> None:
         """Record metadata of samples whose images are written, then mark them done."""
         if not len(indices):
