@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 from .config import GenerationConfig
 from .executors import Executor, SerialExecutor
 from .plan import Block, Plan, default_block_size, make_plan
 from .sample import SampleMeta, make_sample
-from .store import LibraryStore, StoreError, is_store
+from .store import LibraryStore, StoreError, is_store, writer_lock
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
@@ -99,7 +99,7 @@ def generate(
     with executor:  # connect first: an unreachable cluster must not leave a store behind
         echo(f"running on {executor.description}")
         if is_store(out):  # --overwrite
-            with LibraryStore.open(out).writer_lock():
+            with writer_lock(out):
                 LibraryStore.remove(out)
         store = LibraryStore.create(out, config, seed, count)
         with store.writer_lock():
@@ -125,8 +125,11 @@ def _report(store: LibraryStore, made: int, started: float) -> Report:
 def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
     """Validate the output path without touching it; True when an existing store is continued."""
     if not out.exists():
-        if not out.parent.exists() and not _creatable(out.parent):
-            raise GenerationError(f"cannot create {out}: a parent is not a directory")
+        ancestor = next(p for p in out.parents if p.exists())
+        if not ancestor.is_dir():
+            raise GenerationError(f"cannot create {out}: {ancestor} is not a directory")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise GenerationError(f"cannot create {out}: {ancestor} is not writable")
         return False
     if not out.is_dir():
         raise GenerationError(f"{out} is a file, not a store")
@@ -148,13 +151,6 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         )
     if count < store.count:
         raise GenerationError(f"{out} plans {store.count} pairs; a smaller --count ({count}) cannot shrink it")
-    return True
-
-
-def _creatable(directory: Path) -> bool:
-    for parent in (directory, *directory.parents):
-        if parent.exists():
-            return parent.is_dir()
     return True
 
 

@@ -14,7 +14,7 @@ import platform
 import secrets
 import shutil
 import sys
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as _version
 from pathlib import Path
@@ -83,6 +83,25 @@ def software_versions() -> dict[str, str]:
         "opencv": _version("opencv-python-headless"),
         "python": platform.python_version(),
     }
+
+
+@contextmanager
+def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the writer lock of the store at `path`, or raise StoreBusy at once if a live run holds it.
+
+    The lock is a flock on the store directory itself (no file inside the store, which zarr
+    would warn about): the kernel drops it when the holding process dies, however it dies.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusy(f"{path} is being written by another generate run; "
+                            "wait for it to finish or stop it") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -188,23 +207,9 @@ class LibraryStore:
         return ImageWriter(self.path, [self.group[name] for name in (*IMAGE_ARRAYS, "grains")])
 
     # --- writing (driver only) -------------------------------------------------------------
-    @contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """Hold the store's writer lock, or raise StoreBusy at once if a live run holds it.
-
-        The lock is a flock on the store directory itself (no file inside the store, which zarr
-        would warn about): the kernel drops it when the holding process dies, however it dies.
-        """
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreBusy(f"{self.path} is being written by another generate run; "
-                                "wait for it to finish or stop it") from None
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """Hold this store's writer lock (see `writer_lock`)."""
+        return writer_lock(self.path)
 
     def remove_partials(self) -> int:
         """Delete orphan `*.partial` chunk files left by a killed writer; returns how many."""
