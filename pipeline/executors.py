@@ -17,9 +17,12 @@ R = TypeVar("R")
 # Dask settings of the local cluster. Dask's default MALLOC_TRIM_THRESHOLD_ makes glibc hand
 # every freed image buffer back to the kernel and fault it in again: it doubled the time each
 # pair spends outside polySim (docs/benchmarks.md). The statistical profiler wakes every 10 ms.
+# A saturation of 1 gives each worker thread exactly one task at a time, so when a worker dies
+# only the task it was running is suspected (and retried, then failed), not a queued neighbour.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
+    "distributed.scheduler.worker-saturation": 1.0,
 }
 
 
@@ -127,7 +130,7 @@ class DaskExecutor:
         self.client = self.cluster = None
 
     def map(self, function: Callable[[T], R], items: Iterable[T], on_result: Callable[[R], None]) -> None:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         items = list(items)
         futures = self.client.map(function, items, pure=False)
@@ -136,8 +139,13 @@ class DaskExecutor:
             for future in as_completed(futures):
                 try:
                     result = future.result()
+                except KilledWorker:
+                    raise ExecutorError(
+                        f"{task_of[future.key]} failed: the worker process running it died every time it was "
+                        "tried (killed, or out of memory); the samples finished before are kept"
+                    ) from None
                 except Exception as exc:  # noqa: BLE001 - reported with the task that raised it
-                    raise ExecutorError(f"task {task_of[future.key]} failed: {type(exc).__name__}: {exc}") from exc
+                    raise ExecutorError(f"{task_of[future.key]} failed: {type(exc).__name__}: {exc}") from exc
                 future.release()
                 on_result(result)
         finally:

@@ -14,7 +14,7 @@ from .config import GenerationConfig
 from .executors import Executor, SerialExecutor
 from .plan import Block, Plan, default_block_size, make_plan
 from .sample import SampleMeta, make_sample
-from .store import LibraryStore, StoreError, is_store, writer_lock
+from .store import LibraryStore, StoreError, is_complete, is_store, writer_lock
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
@@ -69,10 +69,12 @@ def generate(
     overwrite: bool = False,
     progress: Callable[[int], Progress] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    commit_interval: float = COMMIT_INTERVAL_S,
 ) -> Report:
     """Make every sample of the library (config, seed) of `count` pairs that `out` lacks.
 
-    `progress(total)` returns a progress display (tqdm fits) for the pairs this call makes.
+    `progress(total)` returns a progress display (tqdm fits) for the pairs this call makes;
+    finished samples are marked done at most every `commit_interval` seconds, and at the end.
     """
     if count <= 0:
         raise GenerationError(f"count must be > 0, got {count}")
@@ -94,27 +96,27 @@ def generate(
                 return _report(store, 0, started)  # nothing to do: no cluster to start
             with executor:
                 echo(f"running on {executor.description}")
-                made = _execute(store, count, block_size, executor, progress)
+                made = _execute(store, count, block_size, executor, progress, commit_interval)
         return _report(store, made, started)
     with executor:  # connect first: an unreachable cluster must not leave a store behind
         echo(f"running on {executor.description}")
-        if is_store(out):  # --overwrite
+        if is_store(out):  # --overwrite, or a creation cut short
             with writer_lock(out):
                 LibraryStore.remove(out)
         store = LibraryStore.create(out, config, seed, count)
         with store.writer_lock():
-            made = _execute(store, count, block_size, executor, progress)
+            made = _execute(store, count, block_size, executor, progress, commit_interval)
     return _report(store, made, started)
 
 
 def _execute(store: LibraryStore, count: int, block_size: int | None, executor: Executor,
-             progress: Callable[[int], Progress] | None) -> int:
+             progress: Callable[[int], Progress] | None, commit_interval: float) -> int:
     """With the writer lock held and the executor running: tidy, grow if asked, make what is missing."""
     store.remove_partials()
     if count > store.count:
         store.resize(count)  # in the driver, before any task runs
     size = block_size or default_block_size(count, executor.workers)
-    return _run(make_plan(store.config, store.seed, store.done(), size), store, executor, progress)
+    return _run(make_plan(store.config, store.seed, store.done(), size), store, executor, progress, commit_interval)
 
 
 def _report(store: LibraryStore, made: int, started: float) -> Report:
@@ -137,8 +139,8 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         if any(out.iterdir()):
             raise GenerationError(f"{out} exists and is not a Reconstruction-GB store; choose another --out")
         return False  # an empty directory is a place for a new store
-    if overwrite:
-        return False
+    if overwrite or not is_complete(out):
+        return False  # replaced (a store whose creation was cut short holds no sample yet)
     try:
         store = LibraryStore.open(out)
     except StoreError as exc:
@@ -154,7 +156,8 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
     return True
 
 
-def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable[[int], Progress] | None) -> int:
+def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable[[int], Progress] | None,
+         commit_interval: float) -> int:
     bar = progress(plan.pending) if progress else _NoProgress()
     task = partial(make_block, str(store.path), plan.config, plan.seed)
     buffer: list[BlockResult] = []
@@ -173,7 +176,7 @@ def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable
         buffer.append(result)
         made += len(result.block)
         bar.update(len(result.block))
-        if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+        if time.monotonic() - last_commit >= commit_interval:
             commit()
 
     try:

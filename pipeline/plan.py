@@ -25,6 +25,9 @@ class Block:
     def __len__(self) -> int:
         return self.stop - self.start
 
+    def __str__(self) -> str:
+        return f"block of samples {self.start}-{self.stop - 1}"
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -73,6 +73,12 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return group.attrs.get("format") == FORMAT
 
 
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """True if the store at `path` has every array (its creation was not cut short)."""
+    present = set(zarr.open_group(str(path), mode="r").array_keys())
+    return present >= {*IMAGE_ARRAYS, "grains", *META_ARRAYS, DONE}
+
+
 def software_versions() -> dict[str, str]:
     """Versions of everything that decides the bytes of a sample."""
     return {
@@ -114,10 +120,22 @@ class LibraryStore:
     # --- opening -------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str], config: GenerationConfig, seed: int, count: int) -> LibraryStore:
-        """Create an empty store for `count` samples; an existing directory must not be there."""
+        """Create an empty store for `count` samples; nothing but an empty directory may be there.
+
+        The attributes come first, so that a creation cut short is recognised as this project's
+        store, missing arrays (see `is_complete`), and can be removed and made again.
+        """
         path = Path(path).absolute()
         size = config.size
-        group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        group = zarr.open_group(str(path), mode="w-", zarr_format=3, attributes={
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "seed": seed,
+            "count": count,
+            "versions": software_versions(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
         for name in IMAGE_ARRAYS:
             group.create_array(
                 name, shape=(count, size, size), chunks=(1, size, size), dtype="uint8",
@@ -130,16 +148,6 @@ class LibraryStore:
         for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
             group.create_array(name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill,
                                chunk_key_encoding=CHUNK_KEYS)
-        # Attributes last: a directory without them is not a store of this project.
-        group.attrs.update({
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": config.to_dict(),
-            "seed": seed,
-            "count": count,
-            "versions": software_versions(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
         return cls(path, group)
 
     @classmethod
@@ -154,6 +162,9 @@ class LibraryStore:
         found = group.attrs.get("format_version")
         if found != FORMAT_VERSION:
             raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
+        if not is_complete(path):
+            raise StoreError(f"{path} was never completely created (its creation was cut short); "
+                             "run generate again to make it afresh")
         return cls(path, group)
 
     @staticmethod
@@ -200,6 +211,10 @@ class LibraryStore:
     def read(self, name: str, index: int) -> np.ndarray:
         """Image `name` ('micro', 'label' or 'grains') of sample `index`."""
         return self.group[name][index]
+
+    def chunk_file(self, name: str, index: int) -> Path:
+        """The file holding image `name` of sample `index` (zarr reads a missing one as the fill value)."""
+        return self.path / name / self.group[name].metadata.encode_chunk_key((index, 0, 0))
 
     # --- writing (tasks) ---------------------------------------------------------------------
     def image_writer(self) -> ImageWriter:

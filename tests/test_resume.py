@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,3 +104,15 @@ def test_the_lock_dies_with_a_killed_holder(run_cli, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_whose_creation_was_cut_short_is_made_afresh(run_cli, tmp_path):
+    out = tmp_path / "s.zarr"
+    generate(run_cli, out, 4, "--workers", "0")
+    for name in ("done", "split"):  # what a kill during creation leaves: some arrays missing
+        shutil.rmtree(out / name)
+    result = run_cli("info", out)
+    assert result.exit_code == 1 and "was never completely created" in result.output
+    output = generate(run_cli, out, 4, "--workers", "0")
+    assert "resuming" not in output and "4 pairs in" in output
+    assert store_arrays(out)["done"].all()

@@ -1,0 +1,163 @@
+"""Generation as a batch job: killed workers, killed runs, and a real Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zarr
+
+from conftest import REPO, assert_same_arrays, store_arrays
+from faults import KillingExecutor
+from pipeline.config import GenerationConfig
+from pipeline.executors import ExecutorError
+from pipeline.generate import generate
+
+CLI = [sys.executable, str(REPO / "cli.py")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A serial, uninterrupted 60-pair library at 96 px."""
+    out = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    generate(out, 60, GenerationConfig(size=96), seed=0)
+    return out
+
+
+def test_a_worker_killed_once_has_its_block_retried(tmp_path, reference):
+    out = tmp_path / "s.zarr"
+    marker = tmp_path / "killed-once"
+    report = generate(out, 60, GenerationConfig(size=96), executor=KillingExecutor(23, marker, once=True, workers=2),
+                      block_size=5)
+    assert marker.exists()  # a worker did die
+    assert report.made == 60 and report.done == 60
+    assert_same_arrays(reference, out)
+
+
+def test_a_block_that_always_kills_its_worker_ends_the_run_and_keeps_the_rest(tmp_path):
+    out = tmp_path / "s.zarr"
+    executor = KillingExecutor(23, tmp_path / "marker", once=False, workers=2)
+    with pytest.raises(ExecutorError, match=r"block of samples 20-24 failed: the worker process running it died"):
+        generate(out, 40, GenerationConfig(size=64), executor=executor, block_size=5)
+    done = store_arrays(out)["done"]
+    assert not done[20:25].any()
+    assert done.sum() <= 35  # every other block either finished (and is marked) or was cancelled
+    report = generate(out, 40, GenerationConfig(size=64))  # the rest can be finished
+    assert report.made == 40 - done.sum() and store_arrays(out)["done"].all()
+
+
+def _run_until_killed(command: list[str], cwd: Path, when: Callable[[], bool]) -> bool:
+    """Run `command` in a process group of its own; SIGKILL the whole group once `when()` holds.
+
+    Returns whether the kill happened (False: the run ended first).
+    """
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if when():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.01)
+    process.wait()
+    return False
+
+
+def _done_count(store: Path) -> int:
+    try:
+        return int(zarr.open_group(str(store), mode="r")["done"][:].sum())
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return 0  # not created yet, or creation under way
+
+
+# The CLI's generate with 2 local Dask workers, marking samples done after every block (the CLI
+# marks them every 5 s, longer than these short runs last).
+KILLABLE_RUN = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from pipeline.config import GenerationConfig
+from pipeline.executors import DaskExecutor
+from pipeline.generate import generate
+if __name__ == "__main__":
+    generate("s.zarr", 60, GenerationConfig(size=96), executor=DaskExecutor(workers=2), block_size=2,
+             commit_interval=0)
+"""
+
+
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_store(tmp_path, reference):
+    script = tmp_path.parent / f"{tmp_path.name}-run.py"  # outside the directory that is checked
+    script.write_text(KILLABLE_RUN)
+    out = tmp_path / "s.zarr"
+    rng = random.Random(2026)
+    run = [sys.executable, str(script)]
+    # Three random moments: during start-up, then when random shares of the pairs are done.
+    start = time.monotonic()
+    early = rng.uniform(0.2, 1.0)
+    _run_until_killed(run, tmp_path, lambda: time.monotonic() - start > early)
+    for low, high in [(6, 26), (30, 54)]:
+        target = rng.randint(low, high)
+        assert _run_until_killed(run, tmp_path, lambda: _done_count(out) >= target), "the run ended before the kill"
+        assert 0 < _done_count(out) < 60
+    final = subprocess.run([*CLI, "generate", "--count", "60", "--size", "96", "--out", "s.zarr", "--workers", "2",
+                            "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert "resuming:" in final.stdout
+    assert store_arrays(out)["done"].all()
+    assert not list(out.rglob("*.partial"))
+    assert_same_arrays(reference, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """`dask scheduler` and two `dask worker`s (1 and 2 threads) on 127.0.0.1; yields the address."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    scheduler_file = tmp_path / "scheduler.json"
+    started = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                 "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.1)
+        time.sleep(0.2)  # the file is written in one go, but give it a moment
+        address = json.loads(scheduler_file.read_text())["address"]
+        for threads in (1, 2):
+            started.append(subprocess.Popen(
+                [str(bin_dir / "dask"), "worker", address, "--nthreads", str(threads), "--host", "127.0.0.1",
+                 "--no-dashboard", "--local-directory", str(tmp_path / f"worker{threads}")],
+                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in reversed(started):
+            process.terminate()
+        for process in reversed(started):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_generate_on_an_existing_cluster_matches_the_serial_run(tmp_path, reference, dask_cluster, run_cli):
+    out = tmp_path / "cluster.zarr"
+    result = run_cli("generate", "--count", 60, "--size", 96, "--out", out, "--scheduler", dask_cluster,
+                     "--block", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"running on Dask cluster at {dask_cluster}" in result.output
+    assert_same_arrays(reference, out)
