@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-# Dask settings of the local cluster. Dask's default MALLOC_TRIM_THRESHOLD_ makes glibc hand
-# every freed image buffer back to the kernel and fault it in again: it doubled the time each
-# pair spends outside polySim (docs/benchmarks.md). The statistical profiler wakes every 10 ms.
-# A saturation of 1 gives each worker thread exactly one task at a time, so when a worker dies
-# only the task it was running is suspected (and retried, then failed), not a queued neighbour.
-LOCAL_CLUSTER_CONFIG = {
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-    "distributed.worker.profile.enabled": False,
-    "distributed.scheduler.worker-saturation": 1.0,
-}
+# Dask settings for generation workers, the same file that docs/cluster.md gives to workers of
+# other clusters: Dask's default MALLOC_TRIM_THRESHOLD_ unset (it doubles the cost of writing
+# chunks, docs/benchmarks.md), one task per worker thread, no statistical profiler.
+DASK_SETTINGS = Path(__file__).resolve().parents[1] / "config" / "dask" / "reconstruction-gb.yaml"
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: dask.config.set replaces whole sub-trees it is given."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class ExecutorError(RuntimeError):
@@ -100,13 +106,14 @@ class DaskExecutor:
 
     def __enter__(self) -> DaskExecutor:
         import dask
+        import yaml
         from distributed import Client, LocalCluster
 
         try:
             if self.scheduler is None:
                 # Workers are processes of one thread each (polySim is not thread-safe), and
                 # nothing listens beyond this machine: scheduler, workers and dashboard.
-                with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                with dask.config.set(_dotted(yaml.safe_load(DASK_SETTINGS.read_text()))):
                     self.cluster = LocalCluster(
                         n_workers=self.n_workers, threads_per_worker=1, processes=True,
                         host="127.0.0.1", dashboard_address="127.0.0.1:0",

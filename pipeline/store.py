@@ -14,6 +14,7 @@ import platform
 import secrets
 import shutil
 import sys
+import warnings
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as _version
@@ -105,6 +106,9 @@ def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         except BlockingIOError:
             raise StoreBusy(f"{path} is being written by another generate run; "
                             "wait for it to finish or stop it") from None
+        except OSError as exc:  # some network filesystems cannot lock a directory
+            warnings.warn(f"cannot lock {path} ({exc.strerror}): make sure no other generate writes it",
+                          stacklevel=3)
         yield
     finally:
         os.close(fd)  # releases the lock
