@@ -145,6 +145,9 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         store = LibraryStore.open(out)
     except StoreError as exc:
         raise GenerationError(f"{exc}; use --overwrite to replace it") from None
+    if store.source_kind != "generate":
+        raise GenerationError(f"{out} was built by {store.source_kind}, not generated: generate cannot add to it; "
+                              "choose another --out")
     differing = config.differences(store.config) + (["seed"] if seed != store.seed else [])
     if differing:
         raise GenerationError(

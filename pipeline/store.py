@@ -193,6 +193,11 @@ class LibraryStore:
         return int(self.group.attrs["count"])
 
     @property
+    def source_kind(self) -> str:
+        """'generate' for a library made by polySim, 'import' for one built from PNG folders."""
+        return str(self.group.attrs.get("source", {}).get("kind", "generate"))
+
+    @property
     def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
 

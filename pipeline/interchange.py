@@ -1,0 +1,257 @@
+"""PNG folders <-> library stores, in the published study's layout: DIR/micro/<n>.png, DIR/label/<n>.png."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .config import MIN_SIZE, GenerationConfig
+from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
+from .store import IMAGE_ARRAYS, LibraryStore
+
+IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
+THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
+NUMBERED_PNG = re.compile(r"([0-9]+)\.png")
+LISTED = 10  # problems named in an error message (which stays one line)
+
+
+class InterchangeError(RuntimeError):
+    """An export or import that cannot be carried out; nothing was written."""
+
+
+class _Unusable(ValueError):
+    """An image file that cannot become part of an imported pair; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What one `export_pairs` call did."""
+
+    out: Path
+    exported: int
+    not_done: int  # samples of the range that were skipped
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints last."""
+        return f"exported {self.exported} pairs to {self.out}"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one `import_pairs` call did."""
+
+    path: Path
+    count: int
+    size: int
+    skipped: tuple[str, ...]  # "micro/3.png: why", one per file not imported
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints last."""
+        return f"imported {self.count} pairs ({self.size} x {self.size}) -> {self.path}"
+
+
+def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str], start: int = 0,
+                 count: int | None = None) -> ExportReport:
+    """Write the done samples in [start, start + count) as out/micro/<i>.png and out/label/<i>.png."""
+    if start < 0 or (count is not None and count <= 0):
+        raise InterchangeError(f"start must be >= 0 and count > 0, got start {start}, count {count}")
+    store = LibraryStore.open(store_path)
+    if start >= store.count:
+        raise InterchangeError(f"start {start} is past the last sample of {store.path} ({store.count} samples)")
+    stop = store.count if count is None else min(store.count, start + count)
+    out = Path(out).absolute()
+    indices = [start + int(k) for k in np.flatnonzero(store.done()[start:stop])]
+    for folder in (out, *(out / name for name in IMAGE_ARRAYS)):
+        if folder.exists() and not folder.is_dir():
+            raise InterchangeError(f"{folder} is a file, not a folder")
+    for name in IMAGE_ARRAYS:
+        _check_parent(out / name / "0.png")
+        # Never overwrite: a folder holding another export would silently mix two libraries.
+        clash = next((out / name / f"{i}.png" for i in indices if (out / name / f"{i}.png").exists()), None)
+        if clash:
+            raise InterchangeError(f"{clash} exists; export into a new folder or one without these samples")
+    for name in IMAGE_ARRAYS:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for written, i in enumerate(indices):
+        try:
+            pair = [store.read(name, i) for name in IMAGE_ARRAYS]
+        except Exception as exc:  # whatever a damaged chunk raises; `verify` lists every one
+            raise InterchangeError(f"cannot read sample {i} ({type(exc).__name__}: {exc}); {written} pairs "
+                                   "were exported before it; run `verify` on the store") from None
+        for name, image in zip(IMAGE_ARRAYS, pair):
+            _write_png(out / name / f"{i}.png", image)
+    return ExportReport(out, len(indices), (stop - start) - len(indices))
+
+
+def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0,
+                 strict: bool = False) -> ImportReport:
+    """Build a new store from the numbered micro/label PNG pairs of `directory` (see docs/store.md)."""
+    directory, out = Path(directory).absolute(), Path(out).absolute()
+    if seed < 0:
+        raise InterchangeError(f"seed must be >= 0, got {seed}")
+    if not directory.is_dir():
+        raise InterchangeError(f"{directory} does not exist or is not a folder")
+    for name in IMAGE_ARRAYS:
+        if not (directory / name).is_dir():
+            raise InterchangeError(f"{directory / name} is not a folder; an import reads "
+                                   f"{directory / 'micro'} and {directory / 'label'} (<n>.png files)")
+    if out.exists() or out.is_symlink():
+        raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
+    _check_parent(out)
+    names, size, problems = _scan(directory)
+    skipped = tuple(f"{file}: {why}" for file, why in problems)
+    listed = "; ".join(skipped[:LISTED]) + (f"; and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
+    if skipped and strict:
+        raise InterchangeError(f"--strict: {len(skipped)} files cannot be imported, nothing written: {listed}")
+    if not names:
+        raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
+    _write_store(directory, out, names, size, seed, skipped)
+    return ImportReport(out, len(names), size, skipped)
+
+
+def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
+    """File names of the usable pairs in sample order, their side, and every other file with the reason."""
+    problems: dict[str, str] = {}
+    found: list[set[str]] = [set(), set()]
+    micro, label = found
+    for name, files in zip(IMAGE_ARRAYS, found):
+        for entry in (directory / name).iterdir():
+            if entry.is_file() and NUMBERED_PNG.fullmatch(entry.name):
+                files.add(entry.name)
+            else:
+                problems[f"{name}/{entry.name}"] = "not a numbered .png file"
+    problems.update({f"micro/{file}": f"no partner label/{file}" for file in micro - label})
+    problems.update({f"label/{file}": f"no partner micro/{file}" for file in label - micro})
+    # Numeric order (2 before 10); equal numbers such as 7 and 007 keep their names' order.
+    names = sorted(micro & label, key=lambda file: (int(file[:-4]), file))
+    sides: dict[str, int] = {}
+    with _quiet_opencv():
+        for file in names:
+            for name in IMAGE_ARRAYS:
+                try:
+                    sides[f"{name}/{file}"] = _load(directory / name / file).shape[0]
+                except _Unusable as exc:
+                    problems[f"{name}/{file}"] = str(exc)
+    # The side most images share is the store's (ties: the lowest numbered); the others are the odd ones.
+    size = Counter(sides.values()).most_common(1)[0][0] if sides else 0
+    problems.update({path: f"is {side} x {side}; most images are {size} x {size}"
+                     for path, side in sides.items() if side != size})
+    usable = []
+    for file in names:
+        paths = [f"{name}/{file}" for name in IMAGE_ARRAYS]
+        bad = [path for path in paths if path in problems]
+        if not bad:
+            usable.append(file)
+        for path in paths if bad else ():  # a good file whose partner is bad has no pair to belong to
+            problems.setdefault(path, f"its partner {bad[0]} cannot be imported")
+    return usable, size, sorted(problems.items(), key=_report_order)
+
+
+def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: int,
+                 skipped: tuple[str, ...]) -> None:
+    """Write every pair into a private `.partial` store, then rename it to `out`: never half an import."""
+    partial = out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
+    try:
+        store = LibraryStore.create(partial, GenerationConfig(size=size), seed, len(names))
+        store.group.attrs["source"] = {"kind": IMPORT_KIND, "directory": str(directory), "threshold": THRESHOLD,
+                                       "files": names, "skipped": list(skipped)}
+        writer = store.image_writer()
+        no_grain_map = np.zeros((size, size), np.uint16)  # the grains fill value
+        metas = []
+        with _quiet_opencv():
+            for index, file in enumerate(names):
+                try:
+                    micro, label = (_binarise(_load(directory / name / file, size)) for name in IMAGE_ARRAYS)
+                except _Unusable as exc:  # checked by _scan: the folder changed since
+                    raise InterchangeError(f"{file} changed during the import ({exc}); nothing written") from None
+                # What an import cannot know is the per-sample arrays' fill value (docs/store.md).
+                meta = SampleMeta(seed=0, nucleation_rate=0, growth_rate=0, num_grains=0,
+                                  avrami_exponent=float("nan"), dilation=0, gap_patches=0,
+                                  erased_fraction=float(erased_fraction(micro, label)), split=split_of(seed, index))
+                writer.write([Sample(index, micro, label, no_grain_map, meta)])
+                metas.append(meta)
+        store.commit(list(range(len(names))), metas)
+        if out.exists():
+            raise InterchangeError(f"{out} appeared while importing; nothing written")
+        os.rename(partial, out)
+    except BaseException:  # Ctrl-C included: leave no half-written store behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _load(path: Path, size: int | None = None) -> np.ndarray:
+    """A 2-D 8-bit gray square image of side >= MIN_SIZE (and `size` if given), or _Unusable saying why not."""
+    try:
+        data = np.frombuffer(path.read_bytes(), np.uint8)
+    except OSError as exc:
+        raise _Unusable(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:
+        image = None
+    if image is None:
+        raise _Unusable("cannot be decoded as an image")
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise _Unusable(f"is not 8-bit gray ({1 if image.ndim == 2 else image.shape[2]} channel(s) of {image.dtype})")
+    rows, columns = image.shape
+    if rows != columns:
+        raise _Unusable(f"is {rows} x {columns}, not square")
+    if rows < MIN_SIZE:
+        raise _Unusable(f"is {rows} x {columns}, smaller than {MIN_SIZE} x {MIN_SIZE}")
+    if size is not None and rows != size:
+        raise _Unusable(f"is {rows} x {columns}, not {size} x {size}")
+    return image
+
+
+def _binarise(image: np.ndarray) -> np.ndarray:
+    """The store's two values: BACKGROUND from THRESHOLD up, BOUNDARY below."""
+    return np.where(image >= THRESHOLD, BACKGROUND, BOUNDARY).astype(np.uint8)
+
+
+def _write_png(target: Path, image: np.ndarray) -> None:
+    """8-bit gray PNG, renamed into place: a killed export leaves no truncated PNG for a later import."""
+    partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
+    try:
+        partial.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _check_parent(path: Path) -> None:
+    """The nearest existing ancestor of `path` must be a writable folder (checked before writing)."""
+    ancestor = next(p for p in path.parents if p.exists())
+    if not ancestor.is_dir():
+        raise InterchangeError(f"cannot create {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InterchangeError(f"cannot create {path}: {ancestor} is not writable")
+
+
+def _report_order(problem: tuple[str, str]) -> tuple[float, bool, str]:
+    """By file number (other names last), a file's own fault before its partner's, micro before label."""
+    folder, file = problem[0].split("/", 1)
+    match = NUMBERED_PNG.fullmatch(file)
+    return (int(match.group(1)) if match else float("inf"), problem[1].startswith("its partner"),
+            f"{IMAGE_ARRAYS.index(folder)}{file}")
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own messages about broken files: each is reported by name instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)

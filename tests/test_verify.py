@@ -1,0 +1,149 @@
+"""`python cli.py verify`: every done sample re-read and checked; damage is reported by sample index."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from cli import cli
+from conftest import tree
+
+COUNT = 12
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A small generated store and a store imported from its PNG export."""
+    root = tmp_path_factory.mktemp("lib")
+    runner = CliRunner()
+    for args in (["generate", "--count", str(COUNT), "--size", "64", "--out", str(root / "lib.zarr"),
+                  "--workers", "0", "--no-progress"],
+                 ["export", str(root / "lib.zarr"), "--out", str(root / "png")],
+                 ["import", str(root / "png"), "--out", str(root / "imported.zarr"), "--seed", "2"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    return root / "lib.zarr", root / "imported.zarr"
+
+
+@pytest.fixture
+def store(tmp_path, library):
+    """A private copy of the generated store, to damage."""
+    return shutil.copytree(library[0], tmp_path / "lib.zarr")
+
+
+def bad_samples(output: str) -> dict[int, str]:
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^sample (\d+): (.*)$", output, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_good_store_is_all_good(run_cli, library, which):
+    result = run_cli("verify", library[which])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"verified {COUNT} samples: all good"
+
+
+def test_a_garbage_chunk_and_a_wrong_num_grains_are_exactly_the_bad_samples(run_cli, store):
+    (store / "micro" / "c.3.0.0").write_bytes(b"garbage bytes, not a blosc frame" * 10)
+    group = zarr.open_group(str(store), mode="r+")
+    group["num_grains"][7] = group["num_grains"][7] + 1
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    bad = bad_samples(result.output)
+    assert sorted(bad) == [3, 7], result.output
+    assert bad[3].startswith("micro: cannot decode (RuntimeError")
+    assert re.fullmatch(r"num_grains \d+, but the grain map has \d+ ids", bad[7])
+    assert result.output.strip().splitlines()[-1] == f"verified {COUNT} samples: 2 bad"
+    assert "Traceback" not in result.output
+
+
+def erase_label_chunk(store, group):
+    (store / "label" / "c.5.0.0").unlink()
+
+
+def gray_pixel(store, group):
+    micro = group["micro"][5]
+    micro[0, 0] = 17
+    group["micro"][5] = micro
+
+
+def gap_in_grain_ids(store, group):
+    grains = group["grains"][5]
+    grains[grains == grains.max()] = grains.max() + 1
+    group["grains"][5] = grains
+
+
+def grain_id_zero(store, group):
+    grains = group["grains"][5]
+    grains[0, 0] = 0
+    group["grains"][5] = grains
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (erase_label_chunk, "label: chunk file missing"),
+    (gray_pixel, "micro: 1 pixels are neither 0 nor 255"),
+    (gap_in_grain_ids, "grains: largest id"),
+    (grain_id_zero, "grains: smallest id 0, expected 1"),
+    (lambda store, group: group["erased_fraction"].__setitem__(5, 0.75), "erased_fraction 0.75, recomputed"),
+    (lambda store, group: group["erased_fraction"].__setitem__(5, np.nan), "erased_fraction nan, recomputed"),
+    (lambda store, group: group["split"].__setitem__(5, 3), "split 3 is not 0, 1 or 2"),
+])
+def test_each_kind_of_damage_is_named(run_cli, store, damage, reason):
+    damage(store, zarr.open_group(str(store), mode="r+"))
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    bad = bad_samples(result.output)
+    assert list(bad) == [5] and bad[5].startswith(reason), result.output
+
+
+def test_a_split_off_the_seed_rule_is_bad(run_cli, store):
+    group = zarr.open_group(str(store), mode="r+")
+    split = int(group["split"][5])
+    group["split"][5] = (split + 1) % 3
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    assert bad_samples(result.output) == {5: f"split {(split + 1) % 3}, but the library seed gives {split}"}
+
+
+def test_samples_not_done_are_not_checked(run_cli, store):
+    (store / "micro" / "c.4.0.0").write_bytes(b"garbage")
+    zarr.open_group(str(store), mode="r+")["done"][4] = False
+    result = run_cli("verify", store)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["not checked: 1 samples not done", f"verified {COUNT - 1} samples: all good"]
+
+
+def test_an_imported_store_must_have_no_grain_map(run_cli, tmp_path, library):
+    store = shutil.copytree(library[1], tmp_path / "imported.zarr")
+    group = zarr.open_group(str(store), mode="r+")
+    group["num_grains"][2] = 4
+    grains = np.zeros((64, 64), np.uint16)
+    grains[:, 32:] = 1
+    group["grains"][9] = grains
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    assert bad_samples(result.output) == {
+        2: "num_grains 4, expected 0 (no grain map)",
+        9: "grains: non-zero ids in an imported store (no grain map)",
+    }
+
+
+@pytest.mark.parametrize("target, message", [
+    ("missing.zarr", "does not exist"),
+    ("plain", "is not a Reconstruction-GB store"),
+    ("broken.zarr", "cannot read the per-sample arrays of"),
+])
+def test_bad_input_is_one_clear_line(run_cli, tmp_path, library, target, message):
+    (tmp_path / "plain").mkdir()
+    shutil.copytree(library[0], tmp_path / "broken.zarr")
+    (tmp_path / "broken.zarr" / "done" / "c.0").write_bytes(b"garbage")
+    before = tree(tmp_path)
+    result = run_cli("verify", tmp_path / target)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert message in lines[0] and "Traceback" not in result.output
+    assert tree(tmp_path) == before
