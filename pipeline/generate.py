@@ -14,7 +14,7 @@ from .config import GenerationConfig
 from .executors import Executor, SerialExecutor
 from .plan import Block, Plan, default_block_size, make_plan
 from .sample import SampleMeta, make_sample
-from .store import LibraryStore, StoreError, is_complete, is_store, writer_lock
+from .store import LibraryStore, StoreError, check_creatable, is_complete, is_store, writer_lock
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
@@ -127,11 +127,7 @@ def _report(store: LibraryStore, made: int, started: float) -> Report:
 def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
     """Validate the output path without touching it; True when an existing store is continued."""
     if not out.exists():
-        ancestor = next(p for p in out.parents if p.exists())
-        if not ancestor.is_dir():
-            raise GenerationError(f"cannot create {out}: {ancestor} is not a directory")
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise GenerationError(f"cannot create {out}: {ancestor} is not writable")
+        check_creatable(out)
         return False
     if not out.is_dir():
         raise GenerationError(f"{out} is a file, not a store")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import MIN_SIZE, GenerationConfig
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore
+from .store import IMAGE_ARRAYS, LibraryStore, check_creatable
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -75,7 +75,7 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
         if folder.exists() and not folder.is_dir():
             raise InterchangeError(f"{folder} is a file, not a folder")
     for name in IMAGE_ARRAYS:
-        _check_parent(out / name / "0.png")
+        check_creatable(out / name / "0.png")
         # Never overwrite: a folder holding another export would silently mix two libraries.
         clash = next((out / name / f"{i}.png" for i in indices if (out / name / f"{i}.png").exists()), None)
         if clash:
@@ -107,7 +107,7 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
                                    f"{directory / 'micro'} and {directory / 'label'} (<n>.png files)")
     if out.exists() or out.is_symlink():
         raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
-    _check_parent(out)
+    check_creatable(out)
     names, size, problems = _scan(directory)
     skipped = tuple(f"{file}: {why}" for file, why in problems)
     listed = "; ".join(skipped[:LISTED]) + (f"; and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
@@ -227,15 +227,6 @@ def _write_png(target: Path, image: np.ndarray) -> None:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
-
-
-def _check_parent(path: Path) -> None:
-    """The nearest existing ancestor of `path` must be a writable folder (checked before writing)."""
-    ancestor = next(p for p in path.parents if p.exists())
-    if not ancestor.is_dir():
-        raise InterchangeError(f"cannot create {path}: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InterchangeError(f"cannot create {path}: {ancestor} is not writable")
 
 
 def _report_order(problem: tuple[str, str]) -> tuple[float, bool, str]:

@@ -74,6 +74,15 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return group.attrs.get("format") == FORMAT
 
 
+def check_creatable(path: Path) -> None:
+    """Raise StoreError unless `path` can be made: its nearest existing ancestor is a writable folder."""
+    ancestor = next(p for p in path.parents if p.exists())
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot create {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create {path}: {ancestor} is not writable")
+
+
 def is_complete(path: str | os.PathLike[str]) -> bool:
     """True if the store at `path` has every array (its creation was not cut short)."""
     present = set(zarr.open_group(str(path), mode="r").array_keys())

@@ -165,7 +165,7 @@ def test_out_must_not_be_a_file_or_a_foreign_directory(run_cli, tmp_path):
     (tmp_path / "photos" / "a.png").write_bytes(b"x")
     before = tree(tmp_path)
     for out, message in [("notes.txt", "is a file, not a store"), ("photos", "is not a Reconstruction-GB store"),
-                         ("notes.txt/lib.zarr", "notes.txt is not a directory")]:
+                         ("notes.txt/lib.zarr", "notes.txt is not a folder")]:
         for extra in ([], ["--overwrite"]):
             result = run_cli("generate", "--count", 2, "--size", 64, "--out", tmp_path / out, "--workers", 0, *extra)
             assert result.exit_code == 1 and message in result.output, result.output
