@@ -26,11 +26,11 @@ import zarr  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.executors import quiet_native_threads  # noqa: E402
 from pipeline.sample import Sample, make_sample  # noqa: E402
-from pipeline.store import IMAGE_ARRAYS, LibraryStore  # noqa: E402
+from pipeline.store import IMAGE_ARRAYS, SAMPLE_IMAGES, LibraryStore  # noqa: E402
 
 SEED = 0
 BLOCK = 32  # samples per task, as the pipeline writes them
-NAMES = (*IMAGE_ARRAYS, "grains")
+NAMES = SAMPLE_IMAGES
 TRIM_ENV = {"MALLOC_TRIM_THRESHOLD_": "65536"}  # what Dask's nanny sets in its workers
 
 

@@ -33,6 +33,8 @@ from .sample import Sample, SampleMeta
 FORMAT = "reconstruction-gb"
 FORMAT_VERSION = 1
 IMAGE_ARRAYS = ("micro", "label")
+# The (N, S, S) arrays: one chunk per sample, written by the task that makes the sample.
+SAMPLE_IMAGES = (*IMAGE_ARRAYS, "grains")
 # Per-sample arrays: name -> (dtype, fill value for samples not (yet) generated).
 META_ARRAYS: dict[str, tuple[str, Any]] = {
     "seed": ("uint32", 0),
@@ -56,7 +58,6 @@ IMAGE_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 GRAINS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
-
 class StoreError(RuntimeError):
     """A path that is not a usable store of this project."""
 
@@ -65,13 +66,22 @@ class StoreBusy(StoreError):
     """Another live run is writing the store."""
 
 
+def _project_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | None:
+    """The root group at `path` if it is a store of this project (any format version), else None."""
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return None
+    return group if group.attrs.get("format") == FORMAT else None
+
+
+def _has_every_array(group: zarr.Group) -> bool:
+    return set(group.array_keys()) >= {*SAMPLE_IMAGES, *META_ARRAYS, DONE}
+
+
 def is_store(path: str | os.PathLike[str]) -> bool:
     """True if `path` is a directory holding a store of this project (any format version)."""
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        return False
-    return group.attrs.get("format") == FORMAT
+    return _project_group(path) is not None
 
 
 def check_creatable(path: Path) -> None:
@@ -85,8 +95,8 @@ def check_creatable(path: Path) -> None:
 
 def is_complete(path: str | os.PathLike[str]) -> bool:
     """True if the store at `path` has every array (its creation was not cut short)."""
-    present = set(zarr.open_group(str(path), mode="r").array_keys())
-    return present >= {*IMAGE_ARRAYS, "grains", *META_ARRAYS, DONE}
+    group = _project_group(path)
+    return group is not None and _has_every_array(group)
 
 
 def software_versions() -> dict[str, str]:
@@ -169,13 +179,13 @@ class LibraryStore:
         path = Path(path).absolute()
         if not path.exists():
             raise StoreError(f"{path} does not exist")
-        if not is_store(path):
+        group = _project_group(path, mode)
+        if group is None:
             raise StoreError(f"{path} is not a Reconstruction-GB store")
-        group = zarr.open_group(str(path), mode=mode)
         found = group.attrs.get("format_version")
         if found != FORMAT_VERSION:
             raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
-        if not is_complete(path):
+        if not _has_every_array(group):
             raise StoreError(f"{path} was never completely created (its creation was cut short); "
                              "run generate again to make it afresh")
         return cls(path, group)
@@ -237,7 +247,7 @@ class LibraryStore:
     # --- writing (tasks) ---------------------------------------------------------------------
     def image_writer(self) -> ImageWriter:
         """Handles on the image arrays for a task that writes whole samples."""
-        return ImageWriter(self.path, [self.group[name] for name in (*IMAGE_ARRAYS, "grains")])
+        return ImageWriter(self.path, [self.group[name] for name in SAMPLE_IMAGES])
 
     # --- writing (driver only) -------------------------------------------------------------
     def writer_lock(self) -> AbstractContextManager[None]:
@@ -286,12 +296,13 @@ class ImageWriter:
     """
 
     def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
-        self.targets = [(path / array.basename, array.metadata, _chunk_codec(array)) for array in arrays]
+        self.targets = [(array.basename, path / array.basename, array.metadata, _chunk_codec(array))
+                        for array in arrays]
 
     def write(self, samples: Sequence[Sample]) -> None:
         """Write the images of the given samples (each into its own chunks)."""
         for sample in samples:
-            for (root, metadata, codec), name in zip(self.targets, (*IMAGE_ARRAYS, "grains")):
+            for name, root, metadata, codec in self.targets:
                 image = getattr(sample, name)
                 if image.dtype != metadata.dtype.to_native_dtype() or image.shape != metadata.chunk_grid.chunk_shape[1:]:
                     raise ValueError(f"{name} of sample {sample.index} does not fit the store")

@@ -11,7 +11,7 @@ import numpy as np
 
 from .interchange import IMPORT_KIND
 from .sample import BACKGROUND, BOUNDARY, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore
+from .store import SAMPLE_IMAGES, LibraryStore
 
 # Stored erased fractions are float32 of a value in [0, 1]: rounding moves them by at most half of this.
 TOLERANCE = float(np.finfo(np.float32).eps)
@@ -65,7 +65,7 @@ def _read_sample(store: LibraryStore, index: int) -> tuple[list[np.ndarray | Non
     """micro, label and grains of one sample (None where unreadable), and why they are not."""
     images: list[np.ndarray | None] = []
     problems = []
-    for name in (*IMAGE_ARRAYS, "grains"):
+    for name in SAMPLE_IMAGES:
         image = None
         # zarr reads a missing chunk as the fill value: only the file tells a lost image from a blank one.
         if not store.chunk_file(name, index).is_file():

@@ -9,7 +9,7 @@ import zarr
 from pipeline.config import GenerationConfig
 from pipeline.plan import default_block_size, make_plan
 from pipeline.sample import make_sample
-from pipeline.store import IMAGE_ARRAYS, LibraryStore, StoreError, is_store
+from pipeline.store import SAMPLE_IMAGES, LibraryStore, StoreError, is_store
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,9 @@ def test_image_chunks_are_byte_for_byte_what_zarr_itself_writes(tmp_path, sample
     ours = LibraryStore.create(tmp_path / "ours.zarr", config, 4, 5)
     ours.image_writer().write(made)
     theirs = LibraryStore.create(tmp_path / "zarr.zarr", config, 4, 5)
-    for name in (*IMAGE_ARRAYS, "grains"):
+    for name in SAMPLE_IMAGES:
         theirs.group[name].with_config({"write_empty_chunks": True})[:] = np.stack([getattr(s, name) for s in made])
-    for name in (*IMAGE_ARRAYS, "grains"):
+    for name in SAMPLE_IMAGES:
         for s in made:
             key = f"{name}/c.{s.index}.0.0"
             assert (tmp_path / "ours.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
