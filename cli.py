@@ -14,6 +14,7 @@ from pipeline.generate import GenerationError, generate as generate_library
 from pipeline.interchange import InterchangeError, export_pairs, import_pairs
 from pipeline.store import LibraryStore, StoreError
 from pipeline.verify import VerifyError, verify as verify_store
+from model import quiet_tensorflow  # TensorFlow itself is imported only by the commands that need it
 
 DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
 LIBRARY_ERRORS = (ConfigError, ExecutorError, GenerationError, StoreError)
@@ -163,6 +164,49 @@ def verify(store: Path) -> None:
     click.echo(report.summary())
     if report.bad:
         click.get_current_context().exit(1)
+
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), help="Library store to train from.  [required]")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Global batch size.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N done samples of the library (all splits).")
+@click.option("--preset", type=click.Choice(["paper", "small"]), default="paper", show_default=True)
+@click.option("--filters", type=click.IntRange(min=1), default=None, help="Base width [default: preset's].")
+@click.option("--depth", type=click.IntRange(min=1), default=None, help="Pooling levels [default: preset's].")
+@click.option("--kernel-size", type=click.IntRange(min=1), default=None, help="Conv kernel side [default: preset's].")
+@click.option("--loss", type=click.Choice(["bce", "dice", "bce+dice"]), default="bce", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Epochs without a lower validation loss before stopping.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random flips and quarter turns.")
+@click.option("--mixed-precision", is_flag=True, help="float16 compute (for GPUs with tensor cores).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Weight initialisation, shuffling and augmentation.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its own options.")
+@click.option("--dry-run", is_flag=True, help="Print the model's size and the samples per split, then exit.")
+@click.pass_context
+def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) -> None:
+    """Train the Attention U-Net on a library's train split (selection on val, score on test)."""
+    quiet_tensorflow()
+    from model.train import TrainError, TrainOptions, resumed_options, train as train_model
+
+    given = {k: v for k, v in options.items()
+             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    try:
+        if resume:
+            run_options = resumed_options(options["out"], {k: (str(v) if isinstance(v, Path) else v)
+                                                           for k, v in given.items()})
+        elif options["data"] is None:
+            raise click.UsageError("Missing option '--data'.")
+        else:
+            run_options = TrainOptions(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
+        train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume)
+    except TrainError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":  # Dask spawns worker processes: the guard is required

@@ -240,6 +240,10 @@ class LibraryStore:
         """Image `name` ('micro', 'label' or 'grains') of sample `index`."""
         return self.group[name][index]
 
+    def image_reader(self, names: Sequence[str] = IMAGE_ARRAYS) -> ImageReader:
+        """Fast whole-sample reads of the given image arrays (for streaming training data)."""
+        return ImageReader(self.path, [self.group[name] for name in names])
+
     def chunk_file(self, name: str, index: int) -> Path:
         """The file holding image `name` of sample `index` (zarr reads a missing one as the fill value)."""
         return self.path / name / self.group[name].metadata.encode_chunk_key((index, 0, 0))
@@ -308,6 +312,31 @@ class ImageWriter:
                     raise ValueError(f"{name} of sample {sample.index} does not fit the store")
                 key = metadata.encode_chunk_key((sample.index, 0, 0))
                 _atomic_write(root / key, codec.encode(np.ascontiguousarray(image)))
+
+
+class ImageReader:
+    """Reads whole image chunks of the store, decoding each file with the array's own codec.
+
+    The mirror of ImageWriter: one file read and one Blosc decode per image, without zarr's
+    per-call overhead (about 1 ms), which would dominate at the rates a training run reads.
+    A chunk file that is absent reads as the array's fill value, as zarr would read it.
+    """
+
+    def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
+        self.targets = [(path / array.basename, array.metadata, _chunk_codec(array),
+                         array.dtype, array.chunks[1:], array.fill_value) for array in arrays]
+
+    def read(self, index: int) -> tuple[np.ndarray, ...]:
+        """The images of sample `index`, one per array, in the order the reader was made with."""
+        images = []
+        for root, metadata, codec, dtype, shape, fill in self.targets:
+            try:
+                data = (root / metadata.encode_chunk_key((int(index), 0, 0))).read_bytes()
+            except FileNotFoundError:
+                images.append(np.full(shape, fill, dtype=dtype))
+                continue
+            images.append(np.frombuffer(codec.decode(data), dtype=dtype).reshape(shape))
+        return tuple(images)
 
 
 def _chunk_codec(array: zarr.Array) -> numcodecs.Blosc:

@@ -44,3 +44,23 @@ def assert_same_arrays(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> 
 def tree(path: Path) -> list[str]:
     """Every path under `path`, relative and sorted (to check what a run left behind)."""
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def one_error_line(result) -> str:
+    """The single `Error: ...` line of a failed command (no traceback, no usage block)."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_library(tmp_path_factory) -> Path:
+    """32 pairs at 64 px (train 23, val 3, test 6 by the split rule), for model tests."""
+    from pipeline.config import GenerationConfig
+    from pipeline.executors import SerialExecutor
+    from pipeline.generate import generate
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
+    generate(path, 32, GenerationConfig(size=64), seed=0, executor=SerialExecutor())
+    return path

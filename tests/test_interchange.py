@@ -11,7 +11,7 @@ import zarr
 from click.testing import CliRunner
 
 from cli import cli
-from conftest import store_arrays, tree
+from conftest import one_error_line, store_arrays, tree
 from pipeline.sample import split_of
 
 COUNT, SIZE = 12, 64
@@ -34,13 +34,6 @@ def library(tmp_path_factory):
 def folder(tmp_path, library):
     """A private copy of the exported folder, to damage."""
     return shutil.copytree(library[1], tmp_path / "png")
-
-
-def one_error_line(result) -> str:
-    lines = result.output.strip().splitlines()
-    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_export_writes_pngs_that_decode_to_the_stored_arrays(library):

@@ -1,0 +1,352 @@
+"""Train the Attention U-Net from a library store: validation-based selection, resumable runs.
+
+A run directory holds:
+  config.json                     every option, the store's path and config, versions
+  checkpoints/epoch-NNNN/         model.keras (weights + optimizer) and state.json of the last
+                                  finished epoch; written as a `.partial` directory and renamed,
+                                  so a kill leaves the previous checkpoint whole
+  best_reconstruction_model.keras the weights of the lowest validation loss, saved without
+                                  optimizer or loss (loads with plain keras.models.load_model)
+  history.csv, learning_curves.png
+  test_metrics.json, test_predictions.png   the best model scored on the test split at the end
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.store import LibraryStore, StoreError, software_versions
+
+from . import figures
+from .data import DataError, LibraryReader
+from .evaluate import evaluate_model
+from .losses import LOSSES
+from .unet import ModelConfigError, build_unet, model_config
+
+BEST_MODEL = "best_reconstruction_model.keras"
+CONFIG = "config.json"
+HISTORY = "history.csv"
+CURVES = "learning_curves.png"
+CHECKPOINTS = "checkpoints"
+# Options a resumed run may change; any other must match the run's config.json. The run
+# directory is wherever it is now, and a moved store is accepted if it is the same library.
+RESUMABLE_CHANGES = ("epochs", "patience", "out")
+
+
+class TrainError(ValueError):
+    """Options, store or run directory that cannot start or resume a run."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of `cli.py train` (see its --help)."""
+
+    data: str
+    out: str
+    epochs: int = 100
+    batch: int = 4
+    limit: int | None = None
+    preset: str = "paper"
+    filters: int | None = None
+    depth: int | None = None
+    kernel_size: int | None = None
+    loss: str = "bce"
+    lr: float = 1e-3
+    patience: int = 10
+    augment: bool = True
+    mixed_precision: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise TrainError for option values no run can use."""
+        for name in ("epochs", "batch", "patience"):
+            if getattr(self, name) <= 0:
+                raise TrainError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.limit is not None and self.limit <= 0:
+            raise TrainError(f"--limit must be > 0, got {self.limit}")
+        if not self.lr > 0:
+            raise TrainError(f"--lr must be > 0, got {self.lr}")
+        if self.seed < 0:
+            raise TrainError(f"--seed must be >= 0, got {self.seed}")
+        if self.loss not in LOSSES:
+            raise TrainError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last finished epoch (the early-stopping state included)."""
+
+    epoch: int = 0  # epochs finished
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0  # epochs since the best one
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def end_epoch(self, record: dict[str, float], patience: int) -> bool:
+        """Record a finished epoch; True when its validation loss is the lowest so far.
+
+        Early stopping as Keras' EarlyStopping(patience) on val_loss: stop once `patience`
+        epochs in a row brought no lower value. A NaN loss never counts as an improvement.
+        """
+        self.epoch = int(record["epoch"])
+        self.history.append(record)
+        improved = record["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch, self.wait = record["val_loss"], self.epoch, 0
+        else:
+            self.wait += 1
+        self.stopped_early = self.wait >= patience
+        return improved
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    run_dir: Path
+    state: RunState
+    test_metrics: dict[str, Any] | None
+
+
+def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
+    """Check options, store, splits and model size; returns the reader and the model config."""
+    options.check()
+    try:
+        config = model_config(options.preset, filters=options.filters, depth=options.depth,
+                              kernel_size=options.kernel_size)
+        reader = LibraryReader(options.data, options.limit)
+        config.check_size(reader.size)
+        reader.require("train", "val", "test")
+    except (ModelConfigError, DataError) as error:
+        raise TrainError(str(error)) from None
+    return reader, config
+
+
+def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: bool = False,
+          resume: bool = False) -> TrainReport | None:
+    """Run (or resume) training; with dry_run only describe what would be trained."""
+    reader, config = describe(options)
+    run_dir = Path(options.out).absolute()
+    state = None if dry_run else _prepare_run_dir(run_dir, resume)
+    counts = reader.counts()
+    echo(f"samples: train {counts['train']}, val {counts['val']}, test {counts['test']} "
+         f"({reader.size} x {reader.size}, {reader.path})")
+    if state is None:
+        params = build_unet(config, reader.size).count_params()
+        echo(f"model: {options.preset} {config.to_dict()}, {params:,} parameters")
+        return None
+    run = _Run(run_dir, options, reader, config, state, echo)
+    run.fit()
+    return TrainReport(run_dir, run.state, run.finish())
+
+
+# --- run directory ---------------------------------------------------------------------------
+def resumed_options(run_dir: str | Path, given: dict[str, Any]) -> TrainOptions:
+    """The options of the run in `run_dir`, with the `given` ones that a resume may change.
+
+    Options given on the command line must either match the run's or be one of RESUMABLE_CHANGES.
+    """
+    saved = Path(run_dir).absolute() / CONFIG
+    if not saved.is_file():
+        raise TrainError(f"{Path(run_dir).absolute()} holds no run to resume (no {CONFIG})")
+    record = json.loads(saved.read_text())
+    before = record["options"]
+    now = _options_record(TrainOptions(**{**before, **given}))
+    changed = [k for k in given if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
+    if "data" in changed and _same_library(now["data"], record["store"]):
+        changed.remove("data")
+    if changed:
+        raise TrainError("--resume continues the run with its own options; these differ from "
+                         f"{saved}: " + ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {now[k]!r})"
+                                                  for k in changed))
+    return TrainOptions(**{**before, **given})
+
+
+def _same_library(path: str, recorded: dict[str, Any]) -> bool:
+    """Whether the store at `path` is the library a run recorded (same seed and config)."""
+    try:
+        store = LibraryStore.open(path)
+    except StoreError:
+        return False
+    return store.seed == recorded["seed"] and store.config.to_dict() == recorded["config"]
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> RunState:
+    if not resume:
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise TrainError(f"{run_dir} is not empty; use --resume to continue the run in it, "
+                             "or choose another --out")
+        return RunState()
+    if not (run_dir / CONFIG).is_file():
+        raise TrainError(f"{run_dir} holds no run to resume (no {CONFIG})")
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        return RunState()  # killed before its first epoch ended: start it again
+    return RunState(**json.loads((checkpoint / "state.json").read_text()))
+
+
+def _options_record(options: TrainOptions) -> dict[str, Any]:
+    record = dataclasses.asdict(options)
+    record["data"] = str(Path(options.data).absolute())
+    record["out"] = str(Path(options.out).absolute())
+    return record
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of the latest finished epoch, or None."""
+    done = sorted(p for p in (run_dir / CHECKPOINTS).glob("epoch-*") if p.suffix != ".partial")
+    return done[-1] if done else None
+
+
+def _write_text(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+# --- the run -----------------------------------------------------------------------------------
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over every GPU when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+class _Run:
+    def __init__(self, run_dir: Path, options: TrainOptions, reader: LibraryReader, config: Any,
+                 state: RunState, echo: Callable[[str], None]):
+        self.run_dir, self.options, self.reader, self.config = run_dir, options, reader, config
+        self.state, self.echo = state, echo
+        self.size = reader.size
+
+    def fit(self) -> None:
+        options, state = self.options, self.state
+        keras.utils.set_random_seed(options.seed)
+        policy = keras.mixed_precision.global_policy()
+        if options.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            strategy = distribution_strategy()
+            with strategy.scope():
+                model = self._model()
+            # The exported best model: float32, uncompiled, the same layers and names.
+            keras.mixed_precision.set_global_policy(policy)
+            self.export = build_unet(self.config, self.size)
+            if state.epoch == 0:
+                self._write_config(model, strategy)
+            if state.stopped_early or state.epoch >= options.epochs:
+                self.echo(f"run finished at epoch {state.epoch}; nothing left to train")
+                return
+            if state.epoch:
+                self.echo(f"resuming after epoch {state.epoch} (best val_loss {state.best_val_loss:.4f} "
+                          f"at epoch {state.best_epoch}, {state.wait} epochs without improvement)")
+            validation = self.reader.dataset("val", options.batch)
+            verbose = 1 if sys.stdout.isatty() else 2
+            for epoch in range(state.epoch, options.epochs):
+                started = time.perf_counter()
+                train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
+                                            shuffle=True, augment=options.augment)
+                # One epoch per call (each with its own order), counted against the whole run.
+                logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
+                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch()]).history
+                record = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()},
+                          "seconds": round(time.perf_counter() - started, 3)}
+                if self._end_epoch(model, record):
+                    break
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+
+    def _model(self) -> keras.Model:
+        checkpoint = last_checkpoint(self.run_dir)
+        if self.state.epoch and checkpoint is not None:
+            # Weights, optimizer state and step count, as they were after the last finished epoch.
+            return keras.models.load_model(checkpoint / "model.keras")
+        model = build_unet(self.config, self.size)
+        model.compile(optimizer=keras.optimizers.Adam(self.options.lr), loss=LOSSES[self.options.loss](),
+                      metrics=[keras.metrics.BinaryIoU(target_class_ids=[0, 1], threshold=0.5, name="miou")])
+        return model
+
+    def _end_epoch(self, model: keras.Model, record: dict[str, float]) -> bool:
+        """Early stopping, best model, checkpoint, history; True when training should stop."""
+        state = self.state
+        if state.end_epoch(record, self.options.patience):
+            self.export.set_weights(model.get_weights())
+            partial = self.run_dir / f"{BEST_MODEL}.partial.keras"
+            self.export.save(partial)
+            os.replace(partial, self.run_dir / BEST_MODEL)
+        self._checkpoint(model)
+        _write_text(self.run_dir / HISTORY, _history_csv(state.history))
+        figures.learning_curves(state.history, self.run_dir / CURVES)
+        if state.stopped_early:
+            self.echo(f"early stop: val_loss has not improved for {state.wait} epochs "
+                      f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
+        return state.stopped_early
+
+    def _checkpoint(self, model: keras.Model) -> None:
+        root = self.run_dir / CHECKPOINTS
+        final = root / f"epoch-{self.state.epoch:04d}"
+        partial = final.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        model.save(partial / "model.keras")
+        (partial / "state.json").write_text(json.dumps(dataclasses.asdict(self.state), indent=1))
+        os.replace(partial, final)
+        for old in root.iterdir():
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _write_config(self, model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        store = self.reader.store
+        record = {
+            "options": _options_record(self.options),
+            "model": {**self.config.to_dict(), "input_size": self.size, "parameters": model.count_params()},
+            "store": {"path": str(store.path), "seed": store.seed, "config": store.config.to_dict(),
+                      "samples": self.reader.counts()},
+            "replicas": strategy.num_replicas_in_sync,
+            "versions": {**software_versions(), "tensorflow": tf.__version__, "keras": keras.__version__},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_text(self.run_dir / CONFIG, json.dumps(record, indent=2) + "\n")
+
+    def finish(self) -> dict[str, Any] | None:
+        """Score the best model on the test split (never seen during training or selection)."""
+        best = self.run_dir / BEST_MODEL
+        if not best.is_file():
+            self.echo("no epoch had a finite validation loss: there is no best model to evaluate")
+            return None
+        model = keras.models.load_model(best)
+        self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
+        return evaluate_model(model, self.reader, "test", self.options.batch, self.run_dir, echo=self.echo)
+
+
+class _OneEpoch(keras.callbacks.Callback):
+    """Ends `fit` after the epoch it started with: the run's own loop does the bookkeeping."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.model.stop_training = True
+
+
+def _history_csv(history: list[dict[str, float]]) -> str:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    lines = [",".join(columns)]
+    lines += [",".join(_number(row.get(c, "")) for c in columns) for row in history]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.6g}"
+    return str(int(value)) if isinstance(value, float) else str(value)

@@ -1,0 +1,234 @@
+"""`predict_files` (model/predict.py) with stand-in Keras models whose answer is known exactly."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from model.images import otsu_binarize, read_image
+from model.predict import PROBABILITY_SUFFIX, PredictError, predict_files
+
+SHAPES = [(1000, 700), (300, 2000), (100, 100)]
+
+
+def boundary_image(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """uint8 image, 255 background with random 0-valued boundary lines."""
+    rng = np.random.default_rng(seed)
+    image = np.full(shape, 255, np.uint8)
+    h, w = shape
+    for _ in range(12):
+        p, q = (int(rng.integers(w)), int(rng.integers(h))), (int(rng.integers(w)), int(rng.integers(h)))
+        cv2.line(image, p, q, 0, int(rng.integers(1, 4)))
+    return image
+
+
+def write(path: Path, image: np.ndarray, *params: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image, list(params))
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, path
+    return image
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Saved .keras stand-ins: `free` and `fixed` (64 x 64) return their input; `pooled` needs even tiles."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("models")
+
+    def identity(shape: tuple[int | None, int | None]) -> keras.Model:
+        inputs = keras.Input((*shape, 1))
+        return keras.Model(inputs, keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")(inputs))
+
+    inputs = keras.Input((None, None, 1))
+    up = keras.layers.UpSampling2D(2)(keras.layers.MaxPooling2D(2)(inputs))
+    pooled = keras.Model(inputs, keras.layers.Conv2D(1, 1)(keras.layers.Concatenate()([inputs, up])))
+    paths = {}
+    for name, model in {"free": identity((None, None)), "fixed": identity((64, 64)), "pooled": pooled}.items():
+        paths[name] = folder / f"{name}.keras"
+        with warnings.catch_warnings():  # Keras 3.15's saver trips numpy 2's __array__(copy=) deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model.save(paths[name])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def binary_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("binary")
+    for k, shape in enumerate(SHAPES):
+        write(folder / f"{shape[0]}x{shape[1]}.png", boundary_image(shape, k))
+    return folder
+
+
+def assert_outputs_equal_inputs(folder: Path, out: Path, probability: bool = False) -> None:
+    for source in sorted(folder.glob("*.png")):
+        expected = read(source)
+        got = read(out / source.name)
+        assert got.dtype == np.uint8 and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        if probability:
+            p = read(out / f"{source.stem}{PROBABILITY_SUFFIX}")
+            assert p.dtype == np.float32
+            np.testing.assert_allclose(p, expected / 255.0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("overlap", [0, 16, 37])
+def test_free_size_model_gives_back_the_thresholded_input(models, binary_dir, tmp_path, overlap) -> None:
+    out = tmp_path / "out"
+    report = predict_files(models["free"], [binary_dir], out, tile=128, overlap=overlap,
+                           save_probability=overlap == 37, batch=8, progress=False)
+    assert report.ok and len(report.outputs) == 3 and report.tile == (128, 128)
+    assert len(report.written) == (6 if overlap == 37 else 3)
+    assert_outputs_equal_inputs(binary_dir, out, probability=overlap == 37)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in report.written)  # no temporary left
+
+
+def test_defaults_and_fixed_size_model(models, binary_dir, tmp_path) -> None:
+    report = predict_files(models["free"], [binary_dir], tmp_path / "free", progress=False)
+    assert report.tile == (256, 256) and report.overlap == 64
+    assert_outputs_equal_inputs(binary_dir, tmp_path / "free")
+    report = predict_files(models["fixed"], [binary_dir], tmp_path / "fixed", batch=32, progress=False)
+    assert report.ok and report.tile == (64, 64) and report.overlap == 16
+    assert_outputs_equal_inputs(binary_dir, tmp_path / "fixed")
+    predict_files(models["fixed"], [binary_dir / "100x100.png"], tmp_path / "tile64", tile=64, overlap=8,
+                  progress=False)
+    np.testing.assert_array_equal(read(tmp_path / "tile64" / "100x100.png"), read(binary_dir / "100x100.png"))
+
+
+def test_16_bit_tiff_rgb_jpeg_rgba_png_and_bmp(models, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    levels = np.array([0, 20000, 45000, 65535], np.uint16)  # none near the 0.5 threshold
+    deep = write(tmp_path / "in" / "deep.tif", levels[rng.integers(0, 4, (150, 90))])
+    binary = boundary_image((120, 170), 6)
+    colour = np.where(binary[..., None] > 0, np.array([240, 220, 200], np.uint8),
+                      np.array([10, 30, 20], np.uint8))
+    jpeg = write(tmp_path / "in" / "colour.jpg", colour, cv2.IMWRITE_JPEG_QUALITY, 95)
+    rgba = write(tmp_path / "in" / "rgba.png", np.dstack([colour, np.full(binary.shape, 7, np.uint8)]))
+    bmp = write(tmp_path / "in" / "gray.bmp", binary)
+    out = tmp_path / "out"
+    report = predict_files(models["free"], [tmp_path / "in"], out, tile=64, overlap=16, save_probability=True,
+                           progress=False)
+    assert report.ok and len(report.outputs) == 4
+    expected16 = np.where(read(deep) >= 32768, 255, 0)
+    np.testing.assert_array_equal(read(out / "deep.png"), expected16)
+    np.testing.assert_allclose(read(out / "deep_probability.tif"), read(deep) / 65535.0, rtol=0, atol=1e-6)
+    decoded = cv2.cvtColor(cv2.imread(str(jpeg), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+    agreement = (read(out / "colour.png") == np.where(decoded >= 128, 255, 0)).mean()
+    assert agreement > 0.99 and (read(out / "colour.png") == binary).mean() > 0.99
+    np.testing.assert_array_equal(read(out / "rgba.png"), binary)
+    np.testing.assert_array_equal(read(out / "gray.png"), read(bmp))
+    assert read(rgba).shape[2] == 4
+
+
+def test_invert_and_otsu(models, tmp_path) -> None:
+    binary = boundary_image((130, 210), 7)
+    bright = write(tmp_path / "bright.png", 255 - binary)
+    report = predict_files(models["free"], [bright], tmp_path / "inverted", tile=64, overlap=8, invert=True,
+                           progress=False)
+    assert report.ok
+    np.testing.assert_array_equal(read(tmp_path / "inverted" / "bright.png"), binary)
+    # A gray, noisy micrograph: Otsu separates the dark boundaries from the bright grains.
+    noise = np.random.default_rng(8).normal(0, 8, binary.shape)
+    gray = np.clip(np.where(binary > 0, 170, 70) + noise, 0, 255).astype(np.uint8)
+    micro = write(tmp_path / "gray.png", gray)
+    predict_files(models["free"], [micro], tmp_path / "otsu", tile=64, overlap=8, binarize="otsu", progress=False)
+    np.testing.assert_array_equal(read(tmp_path / "otsu" / "gray.png"), binary)
+    # 16-bit images using a narrow band of levels are split by their own range.
+    narrow = np.where(binary > 0, 1200, 1000).astype(np.uint16)
+    np.testing.assert_array_equal(otsu_binarize(narrow / 65535.0), binary / 255)
+    assert (otsu_binarize(np.full((4, 4), 0.3, np.float32)) == 1).all()
+
+
+def test_a_corrupt_file_is_reported_and_the_others_written(models, tmp_path) -> None:
+    folder = tmp_path / "in"
+    good = [write(folder / "a.png", boundary_image((50, 60), 1)), write(folder / "c.png", boundary_image((70, 40), 2))]
+    bad = folder / "b.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / "notes.txt").write_text("not an image, and ignored")
+    out = tmp_path / "out"
+    report = predict_files(models["free"], [folder], out, tile=64, overlap=16, progress=False)
+    assert not report.ok
+    assert [source for source, _ in report.failures] == [bad]
+    assert [source for source, _ in report.outputs] == good
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    messages = report.messages()
+    assert len(messages) == 1 and str(bad) in messages[0] and "decode" in messages[0]
+    assert "predicted 2 of 3 images" in report.summary() and "1 failed" in report.summary()
+
+
+def test_same_names_from_two_folders_do_not_overwrite(models, tmp_path) -> None:
+    first = write(tmp_path / "a" / "x.png", boundary_image((40, 50), 1))
+    second = write(tmp_path / "b" / "x.png", boundary_image((40, 50), 2))
+    own = write(tmp_path / "b" / "X_2.png", boundary_image((40, 50), 3))
+    out = tmp_path / "out"
+    report = predict_files(models["free"], [tmp_path / "a", tmp_path / "b", first], out, tile=32, overlap=8,
+                           progress=False)
+    assert report.ok and len(report.outputs) == 3  # `first`, named twice, is predicted once
+    assert report.renamed == ((second, out / "x_3.png"),)
+    for source, name in [(first, "x.png"), (second, "x_3.png"), (own, "X_2.png")]:
+        np.testing.assert_array_equal(read(out / name), read(source))
+    assert "x_3.png" in report.messages()[0]
+
+
+def _garbage_model(tmp_path: Path) -> Path:
+    path = tmp_path / "garbage.keras"
+    path.write_bytes(b"this is not a zip file")
+    return path
+
+
+@pytest.mark.parametrize("case,kwargs,match", [
+    ("missing model", {"model_path": "missing.keras"}, "model file not found"),
+    ("garbage model", {"model_path": "GARBAGE"}, "cannot load a Keras model"),
+    ("empty dir", {"inputs": ["EMPTY"]}, "no images"),
+    ("missing input", {"inputs": ["nowhere.png"]}, "input not found"),
+    ("unsupported file", {"inputs": ["EMPTY/notes.txt"]}, "not a supported image type"),
+    ("tile = overlap", {"tile": 64, "overlap": 64}, "larger than --overlap"),
+    ("tile < overlap", {"tile": 32, "overlap": 40}, "larger than --overlap"),
+    ("model tile <= overlap", {"overlap": 256}, "larger than --overlap"),
+    ("negative overlap", {"overlap": -1}, "overlap must be >= 0"),
+    ("threshold", {"threshold": 1.5}, "threshold"),
+    ("binarize", {"binarize": "adaptive"}, "binarize"),
+    ("batch", {"batch": 0}, "batch"),
+    ("fixed tile", {"model_path": "fixed", "tile": 32}, "64x64 inputs only"),
+    ("odd tile", {"model_path": "pooled", "tile": 33}, "does not accept 33x33 tiles"),
+])
+def test_errors_before_any_work(models, binary_dir, tmp_path, case, kwargs, match) -> None:
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "EMPTY" / "notes.txt").write_text("no image here")
+    arguments = {"model_path": models["free"], "inputs": [binary_dir], "out_dir": tmp_path / "out",
+                 "progress": False, **kwargs}
+    model = arguments["model_path"]
+    arguments["model_path"] = (models[model] if model in models else _garbage_model(tmp_path) if model == "GARBAGE"
+                               else tmp_path / model)
+    arguments["inputs"] = [tmp_path / p if isinstance(p, str) else p for p in arguments["inputs"]]
+    with pytest.raises(PredictError, match=match) as error:
+        predict_files(**arguments)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_may_not_overwrite_an_input(models, tmp_path) -> None:
+    source = write(tmp_path / "x.png", boundary_image((30, 30), 1))
+    before = source.read_bytes()
+    with pytest.raises(PredictError, match="would overwrite the input"):
+        predict_files(models["free"], [tmp_path], tmp_path, tile=32, overlap=8, progress=False)
+    assert source.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_read_image_scales_and_converts(tmp_path) -> None:
+    gray16 = np.array([[0, 65535], [32768, 1]], np.uint16)
+    np.testing.assert_allclose(read_image(write(tmp_path / "a.png", gray16)), gray16 / 65535.0, atol=1e-7)
+    bgr = np.zeros((2, 3, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red
+    np.testing.assert_allclose(read_image(write(tmp_path / "red.png", bgr)), 0.299, atol=1e-3)
+    floats = np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)
+    np.testing.assert_array_equal(read_image(write(tmp_path / "f.tif", floats)), floats)

@@ -1,0 +1,107 @@
+"""The streaming reader: which samples it yields, in which order, and augmentation of both images."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from model.data import TRANSFORMS, DataError, LibraryReader, dihedral
+from pipeline.sample import TEST, TRAIN, VAL, split_of
+from pipeline.store import LibraryStore
+
+SPLIT_CODES = {"train": TRAIN, "val": VAL, "test": TEST}
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory, tiny_library):
+    """The tiny library planned to 40 pairs, with only its first 32 done."""
+    path = shutil.copytree(tiny_library, tmp_path_factory.mktemp("ext") / "ext.zarr")
+    LibraryStore.open(path, "r+").resize(40)
+    return path
+
+
+def stored(path, index):
+    store = LibraryStore.open(path)
+    return store.read("micro", index), store.read("label", index)
+
+
+def read_all(dataset):
+    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_split_is_exactly_its_done_samples(extended, split):
+    expected = [i for i in range(32) if split_of(0, i) == SPLIT_CODES[split]]
+    reader = LibraryReader(extended)
+    assert reader.indices(split).tolist() == expected
+    x, y = read_all(reader.dataset(split, batch=5))
+    assert x.shape == (len(expected), 64, 64, 1) and x.dtype == np.float32
+    for k, index in enumerate(expected):
+        micro, label = stored(extended, index)
+        assert np.array_equal(x[k, ..., 0], micro.astype(np.float32) / 255)
+        assert np.array_equal(y[k, ..., 0], (label > 127).astype(np.float32))
+
+
+def test_training_epochs_never_read_a_test_or_val_sample_and_reshuffle_by_seed(extended):
+    reader = LibraryReader(extended)
+    train = set(reader.indices("train").tolist())
+    orders = {}
+    for seed in (0, 1):
+        for epoch in range(3):
+            plan = reader.epoch_plan("train", epoch, seed, shuffle=True, augment=True)
+            assert sorted(plan.indices.tolist()) == sorted(train)
+            orders[seed, epoch] = plan.indices.tolist()
+    assert orders[0, 0] != orders[0, 1] != orders[0, 2]  # a new order every epoch
+    assert orders[0, 0] != orders[1, 0]  # another seed, another order
+    again = LibraryReader(extended).epoch_plan("train", 1, 0, shuffle=True, augment=True)
+    assert again.indices.tolist() == orders[0, 1]  # same seed and epoch: same order, in a new process too
+    x, _ = read_all(reader.dataset("train", 4, epoch=1, seed=0, shuffle=True))
+    for k, index in enumerate(orders[0, 1]):
+        assert np.array_equal(x[k, ..., 0] * 255, stored(extended, index)[0])
+
+
+def test_augmentation_moves_input_and_target_together(extended):
+    reader = LibraryReader(extended)
+    plan = reader.epoch_plan("train", 0, seed=1, shuffle=True, augment=True)
+    assert set(plan.transforms.tolist()) == set(range(TRANSFORMS))  # seed 1: all 8 among the 23 draws
+    x, y = read_all(reader.dataset("train", 8, epoch=0, seed=1, shuffle=True, augment=True))
+    for k, (index, transform) in enumerate(zip(plan.indices, plan.transforms)):
+        micro, label = stored(extended, index)
+        assert np.array_equal(x[k, ..., 0], dihedral(micro, transform) / np.float32(255))
+        assert np.array_equal(y[k, ..., 0], dihedral(label, transform) > 127)
+    # Without --augment every sample is read as stored.
+    plan = reader.epoch_plan("train", 0, seed=1, shuffle=True, augment=False)
+    assert not plan.transforms.any()
+
+
+def test_the_eight_transforms_are_the_distinct_symmetries_of_the_square():
+    image = np.arange(9).reshape(3, 3)
+    seen = {dihedral(image, k).tobytes() for k in range(TRANSFORMS)}
+    assert len(seen) == 8
+    assert np.array_equal(dihedral(image, 1), [[2, 5, 8], [1, 4, 7], [0, 3, 6]])  # a quarter turn
+    assert np.array_equal(dihedral(image, 4), image[:, ::-1])
+
+
+def test_limit_keeps_the_first_done_samples_of_every_split(extended):
+    reader = LibraryReader(extended, limit=10)
+    everything = np.sort(np.concatenate([reader.indices(s) for s in SPLIT_CODES]))
+    assert everything.tolist() == list(range(10))
+    assert reader.counts() == {"train": 7, "val": 1, "test": 2}  # the exact 70/10/20 of a group of 10
+
+
+def test_a_split_without_done_samples_is_named(tmp_path, extended):
+    with pytest.raises(DataError, match="no done samples in the val split among the first 2"):
+        LibraryReader(extended, limit=2).require("train", "val")
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is not a Reconstruction-GB store"),
+])
+def test_missing_or_foreign_store(tmp_path, setup, message):
+    setup(tmp_path / "x")
+    with pytest.raises(DataError, match=message):
+        LibraryReader(tmp_path / "x")

@@ -1,0 +1,177 @@
+"""`cli.py train` on a tiny library: run directory, reload, resume after a kill, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import model.train
+from conftest import one_error_line
+from model.data import LibraryReader
+from pipeline.config import GenerationConfig
+from pipeline.store import LibraryStore
+
+SMALL = ("--preset", "small", "--batch", "4", "--limit", "20")  # train 14, val 2, test 4
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, tiny_library):
+    """Three epochs in one go."""
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    run_dir = tmp_path_factory.mktemp("runs") / "straight"
+    result = CliRunner().invoke(cli, ["train", "--data", str(tiny_library), "--out", str(run_dir),
+                                      "--epochs", "3", *SMALL], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(straight_run, tiny_library):
+    run_dir, output = straight_run
+    assert "samples: train 14, val 2, test 4" in output
+    assert "Epoch 3/3" in output
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"best_reconstruction_model.keras", "checkpoints", "config.json", "history.csv",
+            "learning_curves.png", "test_metrics.json", "test_predictions.png"} <= files
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0003"]
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2", "3"]
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["options"]["epochs"] == 3 and config["options"]["preset"] == "small"
+    assert config["store"]["path"] == str(tiny_library) and config["store"]["config"]["size"] == 64
+    assert config["model"] == {"filters": 16, "depth": 3, "kernel_size": 3, "input_size": 64,
+                               "parameters": config["model"]["parameters"]}
+    assert {"tensorflow", "keras", "numpy", "zarr"} <= set(config["versions"])
+
+    # No custom objects, safe mode: a plain Keras model.
+    best = keras.models.load_model(run_dir / "best_reconstruction_model.keras")
+    assert best.predict(np.zeros((2, 64, 64, 1), np.float32), verbose=0).shape == (2, 64, 64, 1)
+
+    # The printed test mIoU is Keras' MeanIoU over every test pixel, computed here independently.
+    reader = LibraryReader(tiny_library, limit=20)
+    meter = keras.metrics.MeanIoU(num_classes=2)
+    for index in reader.indices("test"):
+        micro, label = reader.read_pair(index)
+        probability = best.predict(micro[None, ..., None] / np.float32(255), verbose=0)
+        meter.update_state((label > 127).astype(np.int32), (probability[0, ..., 0] >= 0.5).astype(np.int32))
+    scored = json.loads((run_dir / "test_metrics.json").read_text())
+    assert scored["samples"] == 4
+    assert scored["miou"] == pytest.approx(float(meter.result()), abs=1e-6)
+    assert f"test mIoU: {scored['miou']:.4f} over 4 samples" in output
+
+
+def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,
+                                                                               tiny_library, straight_run):
+    run_dir = tmp_path / "run"
+    checkpoint = model.train._Run._checkpoint
+
+    def killed_after_epoch_two(self, keras_model):
+        checkpoint(self, keras_model)
+        if self.state.epoch == 2:
+            raise KeyboardInterrupt  # as a kill between epochs 2 and 3
+
+    monkeypatch.setattr(model.train._Run, "_checkpoint", killed_after_epoch_two)
+    result = run_cli("train", "--data", tiny_library, "--out", run_dir, "--epochs", "3", *SMALL)
+    assert result.exit_code != 0
+    assert not (run_dir / "test_metrics.json").exists()
+    monkeypatch.undo()
+
+    result = run_cli("train", "--out", run_dir, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resuming after epoch 2" in result.output and "Epoch 3/3" in result.output
+    assert "Epoch 1/3" not in result.output
+    # Weights, optimizer and order of epoch 3 are those of the uninterrupted run.
+    assert history(run_dir) == [
+        {k: v for k, v in row.items() if k != "seconds"} | {"seconds": mine["seconds"]}
+        for row, mine in zip(history(straight_run[0]), history(run_dir))]
+    assert json.loads((run_dir / "test_metrics.json").read_text()) == \
+        json.loads((straight_run[0] / "test_metrics.json").read_text())
+
+
+def test_early_stopping_counts_epochs_without_a_lower_validation_loss():
+    state = model.train.RunState()
+    improved = [state.end_epoch({"epoch": e, "val_loss": v}, patience=2)
+                for e, v in enumerate([0.5, 0.4, 0.45, float("nan")], start=1)]
+    assert improved == [True, True, False, False]
+    assert (state.epoch, state.best_epoch, state.best_val_loss, state.wait) == (4, 2, 0.4, 2)
+    assert state.stopped_early
+
+
+def test_resume_of_a_finished_run_trains_no_more_and_more_epochs_continue_it(run_cli, tmp_path, straight_run):
+    import shutil
+
+    run_dir = shutil.copytree(straight_run[0], tmp_path / "run")
+    result = run_cli("train", "--out", run_dir, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "run finished at epoch 3; nothing left to train" in result.output and "Epoch" not in result.output
+    result = run_cli("train", "--out", run_dir, "--resume", "--epochs", "4")
+    assert result.exit_code == 0, result.output
+    assert "resuming after epoch 3" in result.output and "Epoch 4/4" in result.output
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2", "3", "4"]
+
+
+def test_dry_run_describes_and_writes_nothing(run_cli, tmp_path, tiny_library):
+    result = run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "samples: train 23, val 3, test 6" in result.output
+    assert "157,605,505 parameters" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_trains_and_exports_a_float32_model(run_cli, tmp_path, tiny_library):
+    result = run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--epochs", "1", *SMALL,
+                     "--mixed-precision", "--loss", "bce+dice")
+    assert result.exit_code == 0, result.output
+    best = keras.models.load_model(tmp_path / "run" / "best_reconstruction_model.keras")
+    assert best.get_layer("enc1_conv1").compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run restores the policy
+
+
+@pytest.fixture
+def empty_store(tmp_path):
+    """A store with its arrays but no sample done."""
+    LibraryStore.create(tmp_path / "empty.zarr", GenerationConfig(size=64), seed=0, count=10)
+    return tmp_path / "empty.zarr"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}"], "does not exist"),
+    (["--data", "{tmp}"], "is not a Reconstruction-GB store"),
+    (["--data", "{empty}"], "has no done samples in the train split"),
+    (["--data", "{tiny}", "--depth", "7"], "input size 64 is not divisible by 2^depth = 128"),
+    (["--data", "{tiny}", "--batch", "0"], "Invalid value for '--batch': 0 is not in the range x>=1"),
+    (["--data", "{tiny}", "--epochs", "0"], "Invalid value for '--epochs': 0 is not in the range x>=1"),
+    (["--data", "{tiny}", "--preset", "huge"], "Invalid value for '--preset': 'huge' is not one of"),
+    (["--data", "{tiny}", "--loss", "l2"], "Invalid value for '--loss': 'l2' is not one of"),
+    (["--data", "{tiny}", "--out", "{tiny}"], "is not empty; use --resume"),
+    (["--out", "{tmp}", "--resume"], "holds no run to resume"),
+    ([], "Missing option '--data'"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, empty_store, args,
+                                                         message):
+    names = {"missing": tmp_path / "missing.zarr", "tmp": tmp_path, "empty": empty_store, "tiny": tiny_library}
+    args = [a.format(**names) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "run")]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert message in one_error_line(run_cli("train", "--preset", "small", *args))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_resume_refuses_options_that_would_change_the_run(run_cli, tmp_path, straight_run):
+    import shutil
+
+    run_dir = shutil.copytree(straight_run[0], tmp_path / "run")
+    line = one_error_line(run_cli("train", "--out", run_dir, "--resume", "--loss", "dice", "--epochs", "4"))
+    assert "--resume continues the run with its own options" in line and "--loss ('bce' -> 'dice')" in line
