@@ -209,5 +209,43 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
         raise click.ClickException(str(exc)) from None
 
 
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="A trained model (.keras), e.g. RUN_DIR/best_reconstruction_model.keras.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the restored images.")
+@click.option("--tile", type=int, default=None,
+              help="Tile side [default: the model's input size; 256 for a model that takes any size].")
+@click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles [default: tile / 4].")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Background probability at or above which a pixel is background.")
+@click.option("--binarize", type=click.Choice(["none", "otsu"]), default="none", show_default=True,
+              help="otsu: turn a gray micrograph into a boundary/background image first.")
+@click.option("--invert", is_flag=True, help="For images whose boundaries are bright.")
+@click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out: Path, tile: int | None,
+            overlap: int | None, threshold: float, binarize: str, invert: bool, save_probability: bool,
+            batch: int, no_progress: bool) -> None:
+    """Restore the boundary network of your own micrographs (files or folders), any image size."""
+    quiet_tensorflow()
+    from model.predict import PredictError, predict_files
+
+    try:
+        report = predict_files(model_path, inputs, out, tile=tile, overlap=overlap, threshold=threshold,
+                               binarize=binarize, invert=invert, save_probability=save_probability, batch=batch,
+                               progress=not no_progress)
+    except PredictError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.messages():
+        click.echo(line, err=line.startswith("failed"))
+    click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(1)
+
+
 if __name__ == "__main__":  # Dask spawns worker processes: the guard is required
     cli()

@@ -149,7 +149,7 @@ def _cast(boundary: np.ndarray, start: np.ndarray, directions: np.ndarray, reach
 
     A ray stops at the first boundary pixel that is not on the end point's own branch `own`
     (see `_own_branch`), or, with `to_border`, at the last pixel inside the image once it has
-    crossed background. Returns the hit distance per ray (inf: no hit within `reach`) and the
+    crossed background (unless the own branch touches the image edge already). Returns the hit distance per ray (inf: no hit within `reach`) and the
     hit pixel (k, 2).
     """
     height, width = boundary.shape
@@ -160,6 +160,10 @@ def _cast(boundary: np.ndarray, start: np.ndarray, directions: np.ndarray, reach
     inside = np.cumprod((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width), axis=1).astype(bool)
     rows, cols = np.where(inside, rows, 0), np.where(inside, cols, 0)
     mask, top, left = own
+    bottom, right = top + mask.shape[0], left + mask.shape[1]
+    if to_border and ((top == 0 and mask[0].any()) or (left == 0 and mask[:, 0].any())
+                      or (bottom == height and mask[-1].any()) or (right == width and mask[:, -1].any())):
+        to_border = False  # this branch reaches the border already
     local_r, local_c = rows - top, cols - left
     in_crop = (local_r >= 0) & (local_r < mask.shape[0]) & (local_c >= 0) & (local_c < mask.shape[1])
     mine = in_crop & mask[np.where(in_crop, local_r, 0), np.where(in_crop, local_c, 0)]
@@ -197,6 +201,19 @@ def _directed_ends(skeleton: np.ndarray, window: int, min_branch: int) -> tuple[
     return np.array(starts, dtype=np.float64).reshape(-1, 2), np.array(directions).reshape(-1, 2)
 
 
+def _line_width(boundary: np.ndarray, skeleton: np.ndarray) -> int:
+    """Typical boundary thickness in pixels.
+
+    A w-pixel line has its skeleton at chessboard distance m = ceil(w / 2) from the background,
+    so w is 2m - 1 or 2m: the one nearer to boundary pixels per skeleton pixel (which diagonals
+    and shortened line ends push up) is taken.
+    """
+    distance = cv2.distanceTransform(boundary.view(np.uint8), cv2.DIST_C, 3)
+    m = int(np.median(distance[skeleton]))
+    per_pixel = np.count_nonzero(boundary) / np.count_nonzero(skeleton)
+    return max(1, min((2 * m - 1, 2 * m), key=lambda w: abs(w - per_pixel)))
+
+
 def bridge(
     micro: np.ndarray,
     max_gap: float | None = None,
@@ -227,7 +244,7 @@ def bridge(
     starts, directions = _directed_ends(skeleton, window, min_branch)
     if len(starts) == 0 or reach < 1:
         return out
-    width = max(1, int(round(np.count_nonzero(boundary) / max(1, np.count_nonzero(skeleton)))))
+    width = _line_width(boundary, skeleton)
     fan = np.deg2rad(np.arange(-cone_deg, cone_deg + 1e-9, RAY_STEP_DEG))
     penalty = 1 + ANGLE_PENALTY * np.rad2deg(np.abs(fan))
     cos_close = math.cos(math.radians(CLOSE_DEG))

@@ -64,3 +64,17 @@ def tiny_library(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
     generate(path, 32, GenerationConfig(size=64), seed=0, executor=SerialExecutor())
     return path
+
+
+# The small preset on the first 20 pairs of the tiny library: train 14, val 2, test 4.
+SMALL_RUN = ("--preset", "small", "--batch", "4", "--limit", "20")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_library) -> tuple[Path, str]:
+    """A run directory of three epochs of `train` in one go, and what the command printed."""
+    run_dir = tmp_path_factory.mktemp("runs") / "straight"
+    result = CliRunner().invoke(cli, ["train", "--data", str(tiny_library), "--out", str(run_dir),
+                                      "--epochs", "3", *SMALL_RUN], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output

@@ -232,3 +232,53 @@ def test_read_image_scales_and_converts(tmp_path) -> None:
     np.testing.assert_allclose(read_image(write(tmp_path / "red.png", bgr)), 0.299, atol=1e-3)
     floats = np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)
     np.testing.assert_array_equal(read_image(write(tmp_path / "f.tif", floats)), floats)
+
+
+# --- through the command line -----------------------------------------------------------------
+def test_cli_reports_a_corrupt_file_by_name_writes_the_others_and_exits_1(run_cli, models, tmp_path) -> None:
+    good = write(tmp_path / "in" / "good.png", boundary_image((90, 130), 1))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = run_cli("predict", "--model", models["free"], tmp_path / "in", "--out", tmp_path / "out",
+                     "--tile", "64", "--no-progress")
+    assert result.exit_code == 1
+    assert f"failed: {tmp_path / 'in' / 'broken.png'}" in result.output
+    assert "predicted 1 of 2 images" in result.output
+    assert np.array_equal(read(tmp_path / "out" / "good.png"), read(good))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tile", "64", "--overlap", "64"], "overlap"),
+    (["--tile", "64", "--overlap", "-1"], "overlap"),
+    (["--model", "{tmp}/nothing.keras"], "nothing.keras"),
+])
+def test_cli_bad_input_is_one_clear_line_before_any_work(run_cli, models, binary_dir, tmp_path, args,
+                                                         message) -> None:
+    from conftest import one_error_line
+
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--model" not in args:
+        args = ["--model", str(models["free"]), *args]
+    line = one_error_line(run_cli("predict", *args, binary_dir, "--out", tmp_path / "out", "--no-progress"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_run, tiny_library, tmp_path) -> None:
+    """End to end: `train` -> `predict` on images larger and smaller than its 64 px input."""
+    from pipeline.store import LibraryStore
+
+    store = LibraryStore.open(tiny_library)
+    big = np.tile(store.read("micro", 1), (2, 3))[:100, :150]  # 100 x 150: several tiles
+    write(tmp_path / "in" / "big.png", big)
+    write(tmp_path / "in" / "small.png", store.read("micro", 2)[:40, :50])  # smaller than one tile
+    result = run_cli("predict", "--model", trained_run[0] / "best_reconstruction_model.keras", tmp_path / "in",
+                     "--out", tmp_path / "out", "--save-probability", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "tiles of 64x64" in result.output
+    for name, shape in {"big": (100, 150), "small": (40, 50)}.items():
+        mask = read(tmp_path / "out" / f"{name}.png")
+        assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        probability = read(tmp_path / "out" / f"{name}{PROBABILITY_SUFFIX}")
+        assert probability.shape == shape and probability.dtype == np.float32
+        assert np.array_equal(mask == 255, probability >= 0.5)

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 import model.train
-from conftest import one_error_line
+from conftest import SMALL_RUN as SMALL, one_error_line
 from model.data import LibraryReader
 from pipeline.config import GenerationConfig
 from pipeline.store import LibraryStore
 
-SMALL = ("--preset", "small", "--batch", "4", "--limit", "20")  # train 14, val 2, test 4
 
 
 def history(run_dir):
@@ -23,22 +22,8 @@ def history(run_dir):
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory, tiny_library):
-    """Three epochs in one go."""
-    from click.testing import CliRunner
-
-    from cli import cli
-
-    run_dir = tmp_path_factory.mktemp("runs") / "straight"
-    result = CliRunner().invoke(cli, ["train", "--data", str(tiny_library), "--out", str(run_dir),
-                                      "--epochs", "3", *SMALL], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return run_dir, result.output
-
-
-def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(straight_run, tiny_library):
-    run_dir, output = straight_run
+def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run, tiny_library):
+    run_dir, output = trained_run
     assert "samples: train 14, val 2, test 4" in output
     assert "Epoch 3/3" in output
     files = {p.name for p in run_dir.iterdir()}
@@ -72,7 +57,7 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(straight_run
 
 
 def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,
-                                                                               tiny_library, straight_run):
+                                                                               tiny_library, trained_run):
     run_dir = tmp_path / "run"
     checkpoint = model.train._Run._checkpoint
 
@@ -94,9 +79,9 @@ def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run
     # Weights, optimizer and order of epoch 3 are those of the uninterrupted run.
     assert history(run_dir) == [
         {k: v for k, v in row.items() if k != "seconds"} | {"seconds": mine["seconds"]}
-        for row, mine in zip(history(straight_run[0]), history(run_dir))]
+        for row, mine in zip(history(trained_run[0]), history(run_dir))]
     assert json.loads((run_dir / "test_metrics.json").read_text()) == \
-        json.loads((straight_run[0] / "test_metrics.json").read_text())
+        json.loads((trained_run[0] / "test_metrics.json").read_text())
 
 
 def test_early_stopping_counts_epochs_without_a_lower_validation_loss():
@@ -108,10 +93,10 @@ def test_early_stopping_counts_epochs_without_a_lower_validation_loss():
     assert state.stopped_early
 
 
-def test_resume_of_a_finished_run_trains_no_more_and_more_epochs_continue_it(run_cli, tmp_path, straight_run):
+def test_resume_of_a_finished_run_trains_no_more_and_more_epochs_continue_it(run_cli, tmp_path, trained_run):
     import shutil
 
-    run_dir = shutil.copytree(straight_run[0], tmp_path / "run")
+    run_dir = shutil.copytree(trained_run[0], tmp_path / "run")
     result = run_cli("train", "--out", run_dir, "--resume")
     assert result.exit_code == 0, result.output
     assert "run finished at epoch 3; nothing left to train" in result.output and "Epoch" not in result.output
@@ -169,9 +154,9 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_resume_refuses_options_that_would_change_the_run(run_cli, tmp_path, straight_run):
+def test_resume_refuses_options_that_would_change_the_run(run_cli, tmp_path, trained_run):
     import shutil
 
-    run_dir = shutil.copytree(straight_run[0], tmp_path / "run")
+    run_dir = shutil.copytree(trained_run[0], tmp_path / "run")
     line = one_error_line(run_cli("train", "--out", run_dir, "--resume", "--loss", "dice", "--epochs", "4"))
     assert "--resume continues the run with its own options" in line and "--loss ('bce' -> 'dice')" in line
