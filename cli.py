@@ -43,11 +43,12 @@ def cli() -> None:
     """Synthetic grain-boundary reconstruction library: generate, inspect, train, evaluate."""
 
 
-def _progress_bar(total: int):  # type: ignore[no-untyped-def]
-    """Pairs done, pairs/s and ETA on stderr."""
+def _progress_bar(total: int, only_on_terminal: bool = False):  # type: ignore[no-untyped-def]
+    """Pairs done, pairs/s and ETA on stderr (with only_on_terminal, nothing unless stderr is a terminal)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="pair", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, unit="pair", dynamic_ncols=True, file=sys.stderr,
+                disable=None if only_on_terminal else False)
 
 
 @cli.command()
@@ -204,7 +205,8 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
             raise click.UsageError("Missing option '--data'.")
         else:
             run_options = TrainOptions(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
-        train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume)
+        train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume,
+                    progress=lambda total: _progress_bar(total, only_on_terminal=True))
     except TrainError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -245,6 +247,46 @@ def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out:
     click.echo(report.summary())
     if not report.ok:
         ctx.exit(1)
+
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store.")
+@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True)
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model (.keras).")
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="A folder of <i>.png predictions (any method), one per sample of the split.")
+@click.option("--baseline", type=click.Choice(["identity", "bridge"]), help="A classical baseline.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N samples of the split.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True,
+              help="Folder for metrics.json, report.md and evaluation.png.")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path | None, baseline: str | None,
+             limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
+    """Score a model, a folder of predictions or a baseline on a split, beside the baselines."""
+    chosen = [name for name, value in (("--model", model_path), ("--predictions", predictions),
+                                       ("--baseline", baseline)) if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --model, --predictions, --baseline"
+                               + (f" (got {', '.join(chosen)})" if chosen else ""))
+    if model_path is not None:
+        quiet_tensorflow()
+    from model import evaluate as evaluation
+
+    try:
+        if model_path is not None:
+            method = evaluation.saved_model(model_path, batch)
+        elif predictions is not None:
+            method = evaluation.prediction_folder(predictions)
+        else:
+            method = evaluation.baseline(baseline)
+        result = evaluation.evaluate(data, method, out, split, limit,
+                                     progress=None if no_progress else _progress_bar)
+    except evaluation.EvaluationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.table())
+    click.echo(f"{split} split, {int(result.results[method.name]['images'])} samples -> {out}")
 
 
 if __name__ == "__main__":  # Dask spawns worker processes: the guard is required

@@ -20,9 +20,9 @@ BOUNDARY, BACKGROUND = 0, 255
 # 2-8 % of the side, but overlapping ones erase longer stretches (measured: docs/metrics.md).
 MAX_GAP_FRACTION = 0.14
 # Skeleton pixels behind an end point used to estimate its direction.
-WINDOW = 12
+WINDOW = 8
 # End points whose branch reaches a junction within this many pixels are thinning spurs.
-MIN_BRANCH = 5
+MIN_BRANCH = 2
 # Half-angle (degrees) of the fan of rays cast from an end point, and the angle between rays.
 CONE_DEG = 20.0
 RAY_STEP_DEG = 4.0

@@ -2,7 +2,8 @@
 
 Each epoch's order and augmentation are drawn up front from a numpy Generator seeded with
 (seed, epoch): the same seed gives the same batches on every machine and after a resume, and
-only the indices of the split (8 bytes a sample) are held, never the images.
+only the indices of the split (8 bytes a sample) are held, never the images. TensorFlow is
+imported only to build datasets: indices and pairs can be read without it (model/evaluate.py).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import tensorflow as tf
 
 from pipeline.sample import TEST, TRAIN, VAL
 from pipeline.store import LibraryStore, StoreError
@@ -20,6 +22,10 @@ SPLITS = {"train": TRAIN, "val": VAL, "test": TEST}
 # Dihedral transforms of the square: k = 0..7 -> rotate by (k % 4) quarter turns, then flip
 # left-right when k >= 4. They keep a boundary network a valid boundary network.
 TRANSFORMS = 8
+
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class DataError(ValueError):
@@ -102,6 +108,8 @@ class LibraryReader:
 
     def batches(self, indices: np.ndarray, batch: int, transforms: np.ndarray | None = None) -> tf.data.Dataset:
         """The given samples, in this order, each under its dihedral transform (none by default)."""
+        import tensorflow as tf  # here, so that reading indices and pairs needs no TensorFlow
+
         if batch <= 0:
             raise DataError(f"batch must be > 0, got {batch}")
         indices = np.asarray(indices, np.int64)

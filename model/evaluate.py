@@ -1,50 +1,218 @@
-"""Score a trained model on one split of a library, streaming."""
+"""Score a restoration method on one split of a library: a model, a folder of predictions, a baseline.
+
+The split is streamed one sample at a time (one batch for a model): memory does not grow with it.
+Beside the method, the same samples are scored for the `identity` and `bridge` baselines, so that
+every report shows what doing nothing and a classical gap closer reach on the same images.
+Outputs in OUT: metrics.json, report.md, evaluation.png. TensorFlow is imported only for a model.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
-import keras
+import cv2
 import numpy as np
 
 from . import figures
-from .data import LibraryReader
-from .predictions import predict_split
+from .baselines import BASELINES
+from .data import SPLITS, DataError, LibraryReader
+from .metrics import MetricAccumulator
 
-METRICS_FILE = "test_metrics.json"
-FIGURE_FILE = "test_predictions.png"
+SPLIT_CHOICES = (*[s for s in SPLITS if s != "train"], "all")
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+FIGURE_FILE = "evaluation.png"
 FIGURE_SAMPLES = 4
+# Rows and columns of the report: (key in the metric dict, column title, format).
+COLUMNS = (("miou", "mIoU", ".4f"), ("boundary_iou", "boundary IoU", ".4f"), ("gap_recall", "gap recall", ".3f"),
+           ("spurious_rate", "spurious", ".4f"), ("boundary_f1", "boundary F1", ".4f"),
+           ("grain_count_error", "grain count err", ".3f"), ("grain_ari", "grain ARI", ".4f"),
+           ("astm_g_error", "ASTM G err", ".3f"))
+# Overlay colours (RGB): erased boundary restored, erased boundary still missing, spurious boundary.
+RESTORED, MISSED, SPURIOUS = (0, 170, 0), (220, 0, 0), (30, 90, 255)
+
+Predictions = Iterator[tuple[int, np.ndarray]]
 
 
-def confusion(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """2x2 counts [true class, predicted class] with class 1 = background (pixel >= 128)."""
-    truth = (label >= 128).ravel().astype(np.int64)
-    predicted = (prediction >= 128).ravel().astype(np.int64)
-    return np.bincount(2 * truth + predicted, minlength=4).reshape(2, 2)
+class EvaluationError(ValueError):
+    """A store, split, method or prediction folder that cannot be scored; one line."""
 
 
-def mean_iou(matrix: np.ndarray) -> float:
-    """Mean over classes of TP / (TP + FP + FN), classes absent from both sides left out (as Keras)."""
-    tp = np.diag(matrix).astype(np.float64)
-    denominator = matrix.sum(0) + matrix.sum(1) - tp
-    present = denominator > 0
-    return float(np.mean(tp[present] / denominator[present])) if present.any() else float("nan")
+@dataclass(frozen=True)
+class Method:
+    """A restoration method: its name in reports and its predictions for given sample indices."""
+
+    name: str
+    predict: Callable[[LibraryReader, np.ndarray], Predictions]
 
 
-def evaluate_model(model: keras.Model, reader: LibraryReader, split: str, batch: int, out_dir: Path,
-                   echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """mIoU of `model` over every done sample of `split`; writes metrics JSON and a figure."""
-    matrix = np.zeros((2, 2), np.int64)
-    rows = []
-    for index, prediction in predict_split(model, reader, split, batch):
+def baseline(name: str) -> Method:
+    """One of BASELINES, applied to each sample's fragmented input."""
+    if name not in BASELINES:
+        raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    restore = BASELINES[name]
+
+    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        for index in indices:
+            yield int(index), restore(reader.read_pair(index)[0])
+
+    return Method(name, predict)
+
+
+def prediction_folder(folder: str | os.PathLike[str]) -> Method:
+    """`<i>.png` files of any method (8-bit gray, same size as the store, thresholded at 128)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvaluationError(f"--predictions {folder} is not a directory")
+
+    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        for index in indices:
+            path = folder / f"{index}.png"
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None or image.dtype != np.uint8 or image.ndim != 2:
+                raise EvaluationError(f"{path} is not an 8-bit gray PNG")
+            if image.shape != (reader.size, reader.size):
+                raise EvaluationError(f"{path} is {image.shape[1]}x{image.shape[0]}; "
+                                      f"the library's images are {reader.size}x{reader.size}")
+            yield int(index), image
+
+    def check(indices: np.ndarray) -> None:
+        missing = [int(i) for i in indices if not (folder / f"{i}.png").is_file()]
+        if missing:
+            shown = ", ".join(f"{i}.png" for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise EvaluationError(f"{folder} lacks {len(missing)} of the {len(indices)} predictions "
+                                  f"of the split: {shown}")
+
+    predict.check = check  # type: ignore[attr-defined]
+    return Method(f"predictions {folder.name}", predict)
+
+
+def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
+    """A saved Keras model (loaded in safe mode), run on the split in batches."""
+    from .predict import PredictError, load_model
+
+    try:
+        model = load_model(path)
+    except PredictError as error:
+        raise EvaluationError(str(error)) from None
+    return model_method(model, batch, f"model {Path(path).name}")
+
+
+def model_method(model: Any, batch: int, name: str) -> Method:
+    """A Keras model in memory; P(background) >= 0.5 is background."""
+    from .predictions import predict_samples
+
+    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        yield from predict_samples(model, reader, indices, batch)
+
+    return Method(name, predict)
+
+
+def split_indices(reader: LibraryReader, split: str, limit: int | None) -> np.ndarray:
+    """Done samples of `split` ('test', 'val' or 'all'), ascending, at most the first `limit`."""
+    if split not in SPLIT_CHOICES:
+        raise EvaluationError(f"unknown split {split!r}; choose from {', '.join(SPLIT_CHOICES)}")
+    if limit is not None and limit <= 0:
+        raise EvaluationError(f"--limit must be > 0, got {limit}")
+    indices = np.sort(np.concatenate([reader.indices(s) for s in SPLITS])) if split == "all" else reader.indices(split)
+    if not len(indices):
+        raise EvaluationError(f"{reader.path} has no done samples in the {split} split")
+    return indices[:limit]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    split: str
+    method: str
+    results: dict[str, dict[str, float]]  # row name (method first, then baselines) -> metrics
+    out_dir: Path
+
+    def table(self) -> str:
+        """The report's markdown table: one row per method."""
+        head = "| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+        rule = "| --- " * (len(COLUMNS) + 1) + "|"
+        rows = [f"| {name} | " + " | ".join(format(metrics[key], spec) for key, _, spec in COLUMNS) + " |"
+                for name, metrics in self.results.items()]
+        return "\n".join([head, rule, *rows])
+
+
+def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.PathLike[str], split: str = "test",
+             limit: int | None = None, progress: Callable[[int], Any] | None = None,
+             reader: LibraryReader | None = None) -> Evaluation:
+    """Score `method` and the baselines over the split; write metrics.json, report.md, evaluation.png.
+
+    `reader` may be given instead of `data` (a training run passes its own, limit included).
+    """
+    if reader is None:
+        try:
+            reader = LibraryReader(data)
+        except DataError as error:
+            raise EvaluationError(str(error)) from None
+    indices = split_indices(reader, split, limit)
+    getattr(method.predict, "check", lambda _: None)(indices)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvaluationError(f"--out {out_dir} is a file")
+
+    rows = [method.name, *(name for name in BASELINES if name != method.name)]
+    meters = {name: MetricAccumulator() for name in rows}
+    panels = []
+    bar = progress(len(indices)) if progress else None
+    for index, prediction in method.predict(reader, indices):
         micro, label = reader.read_pair(index)
-        matrix += confusion(prediction, label)
-        if len(rows) < FIGURE_SAMPLES:
-            rows.append((micro, label, prediction))
-    result = {"split": split, "samples": int(matrix.sum() // reader.size**2), "miou": mean_iou(matrix)}
-    (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    figures.panels(rows, ("input", "ground truth", "prediction"), out_dir / FIGURE_FILE)
-    echo(f"{split} mIoU: {result['miou']:.4f} over {result['samples']} samples")
-    return result
+        meters[method.name].update(prediction, label, micro)
+        for name in rows[1:]:
+            meters[name].update(BASELINES[name](micro), label, micro)
+        if len(panels) < FIGURE_SAMPLES:
+            panels.append((index, micro, label, prediction))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in rows}, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {**evaluation.results[method.name], "method": method.name, "split": split,
+                              "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
+                              "store_config": reader.store.config.to_dict(),
+                              "baselines": {name: evaluation.results[name] for name in rows[1:]}}
+    _write(out_dir / METRICS_FILE, json.dumps(record, indent=2) + "\n")
+    _write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices)))
+    _figure(panels, out_dir / FIGURE_FILE)
+    return evaluation
+
+
+def _report(evaluation: Evaluation, reader: LibraryReader, samples: int) -> str:
+    return (f"# Evaluation: {evaluation.method}\n\n"
+            f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "
+            f"{samples} samples. Metric definitions: docs/metrics.md.\n\n{evaluation.table()}\n")
+
+
+def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """RGB picture of the prediction: gray boundary, and colours for restored gaps, missed gaps, spurious boundary."""
+    truth, given, predicted = label < 128, micro < 128, prediction < 128
+    image = np.full((*label.shape, 3), 255, np.uint8)
+    image[predicted] = (110, 110, 110)
+    erased = truth & ~given
+    image[erased & predicted] = RESTORED
+    image[erased & ~predicted] = MISSED
+    image[predicted & ~truth] = SPURIOUS
+    return image
+
+
+def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> None:
+    panels = list(panels)
+    rows = [(micro, label, prediction, overlay(micro, label, prediction)) for _, micro, label, prediction in panels]
+    figures.panels(rows, ("input", "ground truth", "prediction",
+                          "overlay: restored green, missed red, spurious blue"), path,
+                   row_labels=[f"sample {index}" for index, *_ in panels])
+
+
+def _write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)

@@ -1,4 +1,4 @@
-"""A trained model's predictions over one split of a library, streamed batch by batch."""
+"""A trained model's predictions over samples of a library, streamed batch by batch."""
 
 from __future__ import annotations
 
@@ -18,18 +18,12 @@ def to_mask(probability: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray
     return np.where(probability >= threshold, 255, 0).astype(np.uint8)
 
 
-def predict_split(model: keras.Model, reader: LibraryReader, split: str, batch: int,
-                  indices: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(sample index, predicted mask) for the done samples of `split` (or the given `indices`), in order.
-
-    Only one batch of images is in memory at a time.
-    """
-    plan = reader.epoch_plan(split, epoch=0, seed=0, shuffle=False, augment=False)
-    order = plan.indices if indices is None else np.asarray(indices, np.int64)
-    dataset = reader.batches(order, batch)
+def predict_samples(model: keras.Model, reader: LibraryReader, indices: np.ndarray,
+                    batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(sample index, predicted mask) for the given samples, in order; one batch in memory at a time."""
+    indices = np.asarray(indices, np.int64)
     position = 0
-    for inputs, _ in dataset:
-        probabilities = np.asarray(model.predict_on_batch(inputs))[..., 0]
-        for probability in probabilities:
-            yield int(order[position]), to_mask(probability)
+    for inputs, _ in reader.batches(indices, batch):
+        for probability in np.asarray(model.predict_on_batch(inputs))[..., 0]:
+            yield int(indices[position]), to_mask(probability)
             position += 1

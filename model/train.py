@@ -8,7 +8,8 @@ A run directory holds:
   best_reconstruction_model.keras the weights of the lowest validation loss, saved without
                                   optimizer or loss (loads with plain keras.models.load_model)
   history.csv, learning_curves.png
-  test_metrics.json, test_predictions.png   the best model scored on the test split at the end
+  metrics.json, report.md, evaluation.png   the best model scored on the test split at the end,
+                                  beside the identity and bridge baselines (model/evaluate.py)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pipeline.store import LibraryStore, StoreError, software_versions
 
 from . import figures
 from .data import DataError, LibraryReader
-from .evaluate import evaluate_model
+from .evaluate import evaluate, model_method
 from .losses import LOSSES
 from .unet import ModelConfigError, build_unet, model_config
 
@@ -136,8 +137,11 @@ def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
 
 
 def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: bool = False,
-          resume: bool = False) -> TrainReport | None:
-    """Run (or resume) training; with dry_run only describe what would be trained."""
+          resume: bool = False, progress: Callable[[int], Any] | None = None) -> TrainReport | None:
+    """Run (or resume) training; with dry_run only describe what would be trained.
+
+    `progress(total)` makes a progress bar for the final evaluation (none by default).
+    """
     reader, config = describe(options)
     run_dir = Path(options.out).absolute()
     state = None if dry_run else _prepare_run_dir(run_dir, resume)
@@ -149,6 +153,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
         echo(f"model: {options.preset} {config.to_dict()}, {params:,} parameters")
         return None
     run = _Run(run_dir, options, reader, config, state, echo)
+    run.progress = progress
     run.fit()
     return TrainReport(run_dir, run.state, run.finish())
 
@@ -230,6 +235,7 @@ class _Run:
         self.run_dir, self.options, self.reader, self.config = run_dir, options, reader, config
         self.state, self.echo = state, echo
         self.size = reader.size
+        self.progress: Callable[[int], Any] | None = None
 
     def fit(self) -> None:
         options, state = self.options, self.state
@@ -329,7 +335,11 @@ class _Run:
             return None
         model = keras.models.load_model(best)
         self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
-        return evaluate_model(model, self.reader, "test", self.options.batch, self.run_dir, echo=self.echo)
+        method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})")
+        evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
+                              progress=self.progress)
+        self.echo(evaluation.table())
+        return evaluation.results[method.name]
 
 
 class _OneEpoch(keras.callbacks.Callback):

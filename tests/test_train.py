@@ -28,7 +28,7 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
     assert "Epoch 3/3" in output
     files = {p.name for p in run_dir.iterdir()}
     assert {"best_reconstruction_model.keras", "checkpoints", "config.json", "history.csv",
-            "learning_curves.png", "test_metrics.json", "test_predictions.png"} <= files
+            "learning_curves.png", "metrics.json", "report.md", "evaluation.png"} <= files
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0003"]
     assert [row["epoch"] for row in history(run_dir)] == ["1", "2", "3"]
 
@@ -50,10 +50,14 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
         micro, label = reader.read_pair(index)
         probability = best.predict(micro[None, ..., None] / np.float32(255), verbose=0)
         meter.update_state((label > 127).astype(np.int32), (probability[0, ..., 0] >= 0.5).astype(np.int32))
-    scored = json.loads((run_dir / "test_metrics.json").read_text())
-    assert scored["samples"] == 4
+    scored = json.loads((run_dir / "metrics.json").read_text())
+    assert scored["samples"] == 4 and scored["split"] == "test"
     assert scored["miou"] == pytest.approx(float(meter.result()), abs=1e-6)
-    assert f"test mIoU: {scored['miou']:.4f} over 4 samples" in output
+    # The evaluation table, the model's row first, then the baselines on the same samples.
+    row = next(line for line in output.splitlines() if line.startswith("| model best_reconstruction_model.keras"))
+    assert row.split(" | ")[1] == f"{scored['miou']:.4f}"
+    assert "| identity |" in output and "| bridge |" in output
+    assert (run_dir / "report.md").read_text().count("\n| ") == 4  # header, rule, three rows
 
 
 def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,
@@ -69,7 +73,7 @@ def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run
     monkeypatch.setattr(model.train._Run, "_checkpoint", killed_after_epoch_two)
     result = run_cli("train", "--data", tiny_library, "--out", run_dir, "--epochs", "3", *SMALL)
     assert result.exit_code != 0
-    assert not (run_dir / "test_metrics.json").exists()
+    assert not (run_dir / "metrics.json").exists()
     monkeypatch.undo()
 
     result = run_cli("train", "--out", run_dir, "--resume")
@@ -80,8 +84,8 @@ def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run
     assert history(run_dir) == [
         {k: v for k, v in row.items() if k != "seconds"} | {"seconds": mine["seconds"]}
         for row, mine in zip(history(trained_run[0]), history(run_dir))]
-    assert json.loads((run_dir / "test_metrics.json").read_text()) == \
-        json.loads((trained_run[0] / "test_metrics.json").read_text())
+    assert json.loads((run_dir / "metrics.json").read_text()) == \
+        json.loads((trained_run[0] / "metrics.json").read_text())
 
 
 def test_early_stopping_counts_epochs_without_a_lower_validation_loss():

@@ -1,0 +1,113 @@
+"""`cli.py evaluate`: perfect and do-nothing predictions, baselines, a trained model, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from conftest import one_error_line
+from pipeline.config import GenerationConfig
+from pipeline.store import LibraryStore
+
+TEST_SPLIT = [1, 2, 15, 17, 20, 28]  # the tiny library's test samples (split rule, seed 0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_library):
+    """The tiny library as PNGs: micro/<i>.png (the inputs) and label/<i>.png (the ground truth)."""
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    folder = tmp_path_factory.mktemp("png") / "png"
+    result = CliRunner().invoke(cli, ["export", str(tiny_library), "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def scores(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_ground_truth_as_predictions_scores_perfectly(run_cli, tmp_path, tiny_library, exported):
+    result = run_cli("evaluate", "--data", tiny_library, "--predictions", exported / "label", "--out", tmp_path,
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    metrics = scores(tmp_path)
+    assert metrics["samples"] == len(TEST_SPLIT) and metrics["split"] == "test"
+    assert metrics["miou"] == 1 and metrics["boundary_iou"] == 1 and metrics["gap_recall"] == 1
+    assert metrics["spurious_rate"] == 0 and metrics["boundary_f1"] == 1
+    assert metrics["grain_count_error"] == 0 and metrics["grain_ari"] == 1 and metrics["astm_g_error"] == 0
+    assert "| predictions label | 1.0000 | 1.0000 | 1.000 |" in result.output
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "report.md", "evaluation.png"}
+
+
+def test_inputs_as_predictions_equal_the_identity_baseline(run_cli, tmp_path, tiny_library, exported):
+    for name, args in {"png": ["--predictions", exported / "micro"], "identity": ["--baseline", "identity"]}.items():
+        result = run_cli("evaluate", "--data", tiny_library, *args, "--out", tmp_path / name, "--split", "all",
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+    png, identity = scores(tmp_path / "png"), scores(tmp_path / "identity")
+    assert png["samples"] == identity["samples"] == 32
+    for key in ("miou", "boundary_iou", "gap_recall", "spurious_rate", "boundary_f1", "grain_count_error",
+                "grain_ari", "astm_g_error"):
+        assert png[key] == identity[key], key
+    assert identity["gap_recall"] == 0  # the input never has an erased pixel
+
+
+def test_bridge_beats_identity_on_grain_count_error(run_cli, tmp_path, tiny_library):
+    result = run_cli("evaluate", "--data", tiny_library, "--baseline", "bridge", "--split", "all", "--out", tmp_path,
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    metrics = scores(tmp_path)
+    assert metrics["grain_count_error"] < metrics["baselines"]["identity"]["grain_count_error"]
+    assert metrics["gap_recall"] > 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| bridge |" in report and "| identity |" in report
+
+
+def test_a_trained_model_scores_as_its_training_run_did(run_cli, tmp_path, tiny_library, trained_run):
+    model = trained_run[0] / "best_reconstruction_model.keras"
+    result = run_cli("evaluate", "--data", tiny_library, "--model", model, "--limit", "4", "--out", tmp_path,
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    mine, runs = scores(tmp_path), scores(trained_run[0])
+    assert mine["samples"] == runs["samples"] == 4
+    for key in ("miou", "gap_recall", "grain_count_error", "grain_ari"):
+        assert mine[key] == runs[key], key
+
+
+@pytest.fixture
+def damaged(tmp_path, exported):
+    """Copies of the label folder with one file missing, one of the wrong size."""
+    import shutil
+
+    missing = shutil.copytree(exported / "label", tmp_path / "missing")
+    (missing / "15.png").unlink()
+    resized = shutil.copytree(exported / "label", tmp_path / "resized")
+    cv2.imwrite(str(resized / "17.png"), cv2.imread(str(resized / "17.png"), cv2.IMREAD_UNCHANGED)[:32])
+    return {"missing": missing, "resized": resized}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--predictions", "{missing}"], "lacks 1 of the 6 predictions of the split: 15.png"),
+    (["--predictions", "{resized}"], "17.png is 64x32; the library's images are 64x64"),
+    (["--predictions", "{tmp}/nowhere"], "is not a directory"),
+    (["--baseline", "identity", "--data", "{empty}"], "has no done samples in the test split"),
+    (["--baseline", "identity", "--data", "{tmp}/nothing.zarr"], "does not exist"),
+    (["--baseline", "closing"], "Invalid value for '--baseline'"),
+    (["--baseline", "identity", "--predictions", "{missing}"], "give exactly one of --model, --predictions, --baseline"),
+    ([], "give exactly one of"),
+    (["--model", "{tmp}/none.keras"], "none.keras"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, damaged, args, message):
+    LibraryStore.create(tmp_path / "empty.zarr", GenerationConfig(size=64), seed=0, count=5)
+    names = {"tmp": tmp_path, "empty": tmp_path / "empty.zarr", **damaged}
+    args = [a.format(**names) for a in args]
+    if "--data" not in args:
+        args += ["--data", str(tiny_library)]
+    line = one_error_line(run_cli("evaluate", *args, "--out", tmp_path / "out", "--no-progress"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
