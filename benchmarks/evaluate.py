@@ -1,9 +1,11 @@
 """Benchmark: the classical baselines scored by the metric suite on the test split of a store.
 
-Run from the repo root: `.venv/bin/python benchmarks/evaluate_metrics.py STORE [--limit N]`.
+Run from the repo root: `.venv/bin/python benchmarks/evaluate.py STORE [--limit N]`.
 Progress goes to stderr; the last printed line is one JSON object with every figure:
 images scored, metric-suite speed (triples scored per second, metrics alone), the speed of
-each baseline (images per second, baseline alone) and every metric for every baseline.
+each baseline (images per second, baseline alone), every metric for every baseline, and the
+wall time of the `evaluate` command's own code (`model.evaluate.evaluate`, scoring the
+identity baseline with the bridge row beside it, files written) on the same samples.
 """
 
 from __future__ import annotations
@@ -70,6 +72,20 @@ def evaluate(store: LibraryStore, indices: np.ndarray) -> dict[str, object]:
     }
 
 
+def time_command(store: Path, limit: int | None) -> float:
+    """Wall seconds of `cli.py evaluate --baseline identity` (its library call) on the test split."""
+    import tempfile
+
+    from model.evaluate import baseline, evaluate as score
+
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        score(store, baseline("identity"), out, "test", limit)
+        seconds = time.perf_counter() - started
+    log(f"evaluate --baseline identity (identity and bridge rows): {seconds:.1f} s")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path, help="a Reconstruction-GB store (read only)")
@@ -85,6 +101,7 @@ def main() -> None:
     log(f"scoring {len(indices)} test samples of {store.path} ({store.config.size} px) "
         f"with {', '.join(BASELINES)}")
     figures = evaluate(store, indices)
+    figures["evaluate_command_seconds"] = time_command(store.path, args.limit)
     figures = {
         "store": str(store.path),
         "size": store.config.size,
