@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=3000, help="samples read for the rate")
+    parser.add_argument("--samples", type=int, default=None, help="samples read for the rate [3000]")
     parser.add_argument("--repeats", type=int, default=3, help="rate runs (median quoted)")
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=5000)
@@ -79,7 +79,7 @@ def main() -> None:
         sys.exit(f"error: {args.data} has {done} done pairs; --large {args.large} needs that many")
     rates = []
     for run in range(args.repeats):
-        result = child(args.data, None, args.batch, args.samples)
+        result = child(args.data, None, args.batch, args.samples or 3000)
         rates.append(result["samples_per_s"])
         print(f"rate run {run + 1}: {result['samples_per_s']:.0f} samples/s", file=sys.stderr)
     small = child(args.data, args.small, args.batch, None)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -20,13 +24,17 @@ import numpy as np
 from . import figures
 from .baselines import BASELINES
 from .data import SPLITS, DataError, LibraryReader
-from .metrics import MetricAccumulator
+from .metrics import ImageStatistics, MetricAccumulator, image_statistics
 
 SPLIT_CHOICES = (*[s for s in SPLITS if s != "train"], "all")
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 FIGURE_FILE = "evaluation.png"
 FIGURE_SAMPLES = 4
+# Worker processes for scoring: one per core (at most 4), and one per 50 samples at least, so
+# that small evaluations do not pay for starting processes.
+SCORING_PROCESSES = min(4, os.cpu_count() or 1)
+SAMPLES_PER_PROCESS = 50
 # Rows and columns of the report: (key in the metric dict, column title, format).
 COLUMNS = (("miou", "mIoU", ".4f"), ("boundary_iou", "boundary IoU", ".4f"), ("gap_recall", "gap recall", ".3f"),
            ("spurious_rate", "spurious", ".4f"), ("boundary_f1", "boundary F1", ".4f"),
@@ -48,19 +56,18 @@ class Method:
 
     name: str
     predict: Callable[[LibraryReader, np.ndarray], Predictions]
+    baseline: str | None = None  # a BASELINES name: computed where the sample is scored
 
 
 def baseline(name: str) -> Method:
     """One of BASELINES, applied to each sample's fragmented input."""
     if name not in BASELINES:
         raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
-    restore = BASELINES[name]
-
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
         for index in indices:
-            yield int(index), restore(reader.read_pair(index)[0])
+            yield int(index), BASELINES[name](reader.read_pair(index)[0])
 
-    return Method(name, predict)
+    return Method(name, predict, baseline=name)
 
 
 def prediction_folder(folder: str | os.PathLike[str]) -> Method:
@@ -162,15 +169,28 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     meters = {name: MetricAccumulator() for name in rows}
     panels = []
     bar = progress(len(indices)) if progress else None
-    for index, prediction in method.predict(reader, indices):
-        micro, label = reader.read_pair(index)
-        meters[method.name].update(prediction, label, micro)
-        for name in rows[1:]:
-            meters[name].update(BASELINES[name](micro), label, micro)
-        if len(panels) < FIGURE_SAMPLES:
-            panels.append((index, micro, label, prediction))
-        if bar is not None:
-            bar.update(1)
+
+    # Baselines and metrics run in worker processes (they hold the GIL too much for threads);
+    # results are added in sample order, with at most 2 x workers samples in flight.
+    workers = min(SCORING_PROCESSES, max(1, len(indices) // SAMPLES_PER_PROCESS))
+    if method.baseline is not None:
+        predictions: Iterable[tuple[int, np.ndarray | None]] = ((int(i), None) for i in indices)
+    else:
+        predictions = method.predict(reader, indices)
+    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES)
+             for k, (index, prediction) in enumerate(predictions))
+    if workers == 1:
+        for task in tasks:
+            _collect(score_sample(*task), rows, meters, panels, bar)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending: deque[Future] = deque()
+            for task in tasks:
+                pending.append(pool.submit(score_sample, *task))
+                while len(pending) > 2 * workers or (pending and pending[0].done()):
+                    _collect(pending.popleft().result(), rows, meters, panels, bar)
+            while pending:
+                _collect(pending.popleft().result(), rows, meters, panels, bar)
     if bar is not None:
         bar.close()
 
@@ -184,6 +204,35 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     _write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices)))
     _figure(panels, out_dir / FIGURE_FILE)
     return evaluation
+
+
+@lru_cache(maxsize=4)
+def _reader(path: str) -> LibraryReader:
+    """One reader per store and process (worker processes score many samples each)."""
+    return LibraryReader(path)
+
+
+def score_sample(path: str, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
+                 baseline_name: str | None, keep: bool) -> tuple[int, list[ImageStatistics], tuple | None]:
+    """Statistics of every row for sample `index` (row 0 = the method; a baseline method's
+    prediction is made here), and the images themselves when `keep` (for the figure)."""
+    micro, label = _reader(path).read_pair(index)
+    if baseline_name is not None:
+        prediction = BASELINES[baseline_name](micro)
+    outputs = [prediction, *(BASELINES[name](micro) for name in rows[1:])]
+    statistics = [image_statistics(output, label, micro) for output in outputs]
+    return index, statistics, (micro, label, prediction) if keep else None
+
+
+def _collect(scored: tuple, rows: list[str], meters: dict[str, MetricAccumulator], panels: list,
+             bar: Any) -> None:
+    index, statistics, images = scored
+    for name, stats in zip(rows, statistics):
+        meters[name].add(stats)
+    if images is not None:
+        panels.append((index, *images))
+    if bar is not None:
+        bar.update(1)
 
 
 def _report(evaluation: Evaluation, reader: LibraryReader, samples: int) -> str:
@@ -208,7 +257,7 @@ def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], pa
     panels = list(panels)
     rows = [(micro, label, prediction, overlay(micro, label, prediction)) for _, micro, label, prediction in panels]
     figures.panels(rows, ("input", "ground truth", "prediction",
-                          "overlay: restored green, missed red, spurious blue"), path,
+                          "overlay\ngreen restored, red missed,\nblue spurious"), path,
                    row_labels=[f"sample {index}" for index, *_ in panels])
 
 

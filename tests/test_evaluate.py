@@ -111,3 +111,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
     line = one_error_line(run_cli("evaluate", *args, "--out", tmp_path / "out", "--no-progress"))
     assert message in line
     assert not (tmp_path / "out").exists()
+
+
+def test_scoring_in_worker_processes_gives_the_same_numbers(run_cli, tmp_path, tiny_library, monkeypatch):
+    import model.evaluate
+
+    run_cli("evaluate", "--data", tiny_library, "--baseline", "bridge", "--split", "all", "--out", tmp_path / "one",
+            "--no-progress")
+    monkeypatch.setattr(model.evaluate, "SAMPLES_PER_PROCESS", 1)
+    monkeypatch.setattr(model.evaluate, "SCORING_PROCESSES", 2)
+    result = run_cli("evaluate", "--data", tiny_library, "--baseline", "bridge", "--split", "all",
+                     "--out", tmp_path / "two", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert scores(tmp_path / "one") == scores(tmp_path / "two")
+    assert (tmp_path / "one" / "report.md").read_text() == (tmp_path / "two" / "report.md").read_text()
