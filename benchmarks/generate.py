@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -47,6 +48,31 @@ def time_polysim(count: int, size: int) -> float:
         simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
         total += time.perf_counter() - start
     return total
+
+
+def _polysim_share(args: tuple[int, int, int, int]) -> float:
+    """polySim on samples i = first, first + step, ... < count (one process's share)."""
+    first, step, count, size = args
+    config = GenerationConfig(size=size)
+    for i in range(first, count, step):
+        draws, _ = draw(config, SEED, i)
+        simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
+    return 0.0
+
+
+def time_polysim_side_by_side(count: int, size: int, processes: int = 2) -> float:
+    """Wall seconds of polySim alone on samples 0..count-1 split over `processes` processes.
+
+    No pipeline, no Dask: how well the machine itself runs two polySim processes at once (shared
+    caches, memory bandwidth, and whatever else the hypervisor shares), the ceiling of any
+    multi-worker efficiency. Process start-up is excluded (the pool runs one sample first).
+    """
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        pool.map(_polysim_share, [(k, processes, processes, size) for k in range(processes)], chunksize=1)
+        start = time.perf_counter()
+        pool.map(_polysim_share, [(k, processes, count, size) for k in range(processes)], chunksize=1)
+        return time.perf_counter() - start
 
 
 def time_cli(count: int, size: int, workers: int, store: Path, cwd: Path) -> float:
@@ -99,6 +125,9 @@ def main() -> None:
     log(f"polySim alone, {count} samples at {size} px ...")
     polysim_rate = count / time_polysim(count, size)
     log(f"  {polysim_rate:.2f} pairs/s")
+    log("polySim alone, the same samples over 2 processes side by side ...")
+    side_by_side_rate = count / time_polysim_side_by_side(count, size)
+    log(f"  {side_by_side_rate:.2f} pairs/s ({side_by_side_rate / (2 * polysim_rate):.2f} of twice the serial rate)")
 
     figures: dict[str, dict[str, float]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
@@ -125,6 +154,8 @@ def main() -> None:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "count": count, "size": size, "seed": SEED,
         "polysim_pairs_per_s": round(polysim_rate, 3),
+        "polysim_2_processes_pairs_per_s": round(side_by_side_rate, 3),
+        "polysim_2_processes_efficiency": round(side_by_side_rate / (2 * polysim_rate), 3),
         **figures,
         "identical": same,
         "bytes_per_pair_micro_label": round(pair_bytes),
