@@ -33,6 +33,19 @@ def test_image_chunks_are_byte_for_byte_what_zarr_itself_writes(tmp_path, sample
     assert not list((tmp_path / "ours.zarr").rglob("*.partial"))
 
 
+def test_image_reader_returns_what_zarr_reads_including_unwritten_chunks(tmp_path, samples):
+    config, made = samples
+    store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 7)  # samples 5 and 6 never written
+    store.image_writer().write(made)
+    reader = store.image_reader(SAMPLE_IMAGES)
+    for index in range(7):
+        images = reader.read(index)
+        for name, image in zip(SAMPLE_IMAGES, images):
+            expected = store.read(name, index)
+            assert image.dtype == expected.dtype and np.array_equal(image, expected), (name, index)
+    assert np.all(reader.read(6)[0] == 255) and np.all(reader.read(6)[2] == 0)  # the fill values
+
+
 def test_commit_writes_metadata_then_done_for_any_set_of_indices(tmp_path, samples):
     config, made = samples
     store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 5)

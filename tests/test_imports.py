@@ -1,0 +1,23 @@
+"""Which modules load TensorFlow: never pipeline/ (Dask workers stay light), nor scoring and tiling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("modules", [
+    ["pipeline.config", "pipeline.generate", "pipeline.executors", "pipeline.store", "pipeline.interchange",
+     "pipeline.verify", "cli"],
+    ["model.metrics", "model.baselines", "model.tiling", "model.images", "model.predict", "model.data",
+     "model.evaluate"],
+])
+def test_these_modules_do_not_import_tensorflow(modules):
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
