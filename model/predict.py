@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from . import quiet_tensorflow
 from .images import ImageError, InputError, collect_inputs, otsu_binarize, read_image
 from .tiling import Progress, TilingError, check_tiling, count_tiles, predict_tiled
 
@@ -182,7 +183,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         raise PredictError(f"model path is not a file: {path}")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
         raise PredictError(f"cannot load a Keras model from {path}: not a .keras file (not a zip archive)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     import keras
 
     try:
