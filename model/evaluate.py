@@ -9,8 +9,8 @@ Outputs in OUT: metrics.json, report.md, evaluation.png. TensorFlow is imported 
 from __future__ import annotations
 
 import json
-import os
 import multiprocessing
+import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
+
+from pipeline.store import atomic_write
 
 from . import figures
 from .baselines import BASELINES
@@ -200,8 +202,8 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                               "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
                               "store_config": reader.store.config.to_dict(),
                               "baselines": {name: evaluation.results[name] for name in rows[1:]}}
-    _write(out_dir / METRICS_FILE, json.dumps(record, indent=2) + "\n")
-    _write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices)))
+    atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices)).encode())
     _figure(panels, out_dir / FIGURE_FILE)
     return evaluation
 
@@ -260,8 +262,3 @@ def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], pa
                           "overlay\ngreen restored, red missed,\nblue spurious"), path,
                    row_labels=[f"sample {index}" for index, *_ in panels])
 
-
-def _write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.store import LibraryStore, StoreError, software_versions
+from pipeline.store import LibraryStore, StoreError, atomic_write, software_versions
 
 from . import figures
 from .data import DataError, LibraryReader
@@ -216,12 +216,6 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 # --- the run -----------------------------------------------------------------------------------
 def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over every GPU when there are several, else the default strategy."""
@@ -293,7 +287,7 @@ class _Run:
             self.export.save(partial)
             os.replace(partial, self.run_dir / BEST_MODEL)
         self._checkpoint(model)
-        _write_text(self.run_dir / HISTORY, _history_csv(state.history))
+        atomic_write(self.run_dir / HISTORY, _history_csv(state.history).encode())
         figures.learning_curves(state.history, self.run_dir / CURVES)
         if state.stopped_early:
             self.echo(f"early stop: val_loss has not improved for {state.wait} epochs "
@@ -325,7 +319,7 @@ class _Run:
             "versions": {**software_versions(), "tensorflow": tf.__version__, "keras": keras.__version__},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_text(self.run_dir / CONFIG, json.dumps(record, indent=2) + "\n")
+        atomic_write(self.run_dir / CONFIG, (json.dumps(record, indent=2) + "\n").encode())
 
     def finish(self) -> dict[str, Any] | None:
         """Score the best model on the test split (never seen during training or selection)."""

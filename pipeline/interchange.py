@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import MIN_SIZE, GenerationConfig
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore, check_creatable
+from .store import IMAGE_ARRAYS, LibraryStore, atomic_write, check_creatable
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -220,12 +220,9 @@ def _binarise(image: np.ndarray) -> np.ndarray:
 
 def _write_png(target: Path, image: np.ndarray) -> None:
     """8-bit gray PNG, renamed into place: a killed export leaves no truncated PNG for a later import."""
-    partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
     try:
-        partial.write_bytes(cv2.imencode(".png", image)[1].tobytes())
-        os.replace(partial, target)
+        atomic_write(target, cv2.imencode(".png", image)[1].tobytes())
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 

@@ -311,7 +311,7 @@ class ImageWriter:
                 if image.dtype != metadata.dtype.to_native_dtype() or image.shape != metadata.chunk_grid.chunk_shape[1:]:
                     raise ValueError(f"{name} of sample {sample.index} does not fit the store")
                 key = metadata.encode_chunk_key((sample.index, 0, 0))
-                _atomic_write(root / key, codec.encode(np.ascontiguousarray(image)))
+                atomic_write(root / key, codec.encode(np.ascontiguousarray(image)))
 
 
 class ImageReader:
@@ -353,11 +353,20 @@ def _chunk_codec(array: zarr.Array) -> numcodecs.Blosc:
                            blocksize=blosc.blocksize, typesize=array.dtype.itemsize)
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write `data` to `<target>.<random>.partial`, then rename it to `target`.
+
+    A kill leaves either the old file or the new one, never a truncated one; a failed write
+    removes its partial file and raises.
+    """
     partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, target)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _tree_size(root: Path) -> int:
