@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from pipeline.config import ConfigError, GenerationConfig, TASKS
-from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor, available_cores
+from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
 from pipeline.generate import GenerationError, generate as generate_library
 from pipeline.interchange import InterchangeError, export_pairs, import_pairs
 from pipeline.store import LibraryStore, StoreError
@@ -167,7 +167,6 @@ def verify(store: Path) -> None:
         click.get_current_context().exit(1)
 
 
-
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Library store to train from.  [required]")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
@@ -195,21 +194,19 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
     quiet_tensorflow()
     from model.train import TrainError, TrainOptions, resumed_options, train as train_model
 
-    given = {k: v for k, v in options.items()
-             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     try:
         if resume:
-            run_options = resumed_options(options["out"], {k: (str(v) if isinstance(v, Path) else v)
-                                                           for k, v in given.items()})
-        elif options["data"] is None:
+            run_options = resumed_options(values["out"], given)
+        elif values["data"] is None:
             raise click.UsageError("Missing option '--data'.")
         else:
-            run_options = TrainOptions(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
+            run_options = TrainOptions(**values)
         train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume,
                     progress=lambda total: _progress_bar(total, only_on_terminal=True))
     except TrainError as exc:
         raise click.ClickException(str(exc)) from None
-
 
 
 @cli.command()
@@ -247,7 +244,6 @@ def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out:
     click.echo(report.summary())
     if not report.ok:
         ctx.exit(1)
-
 
 
 @cli.command()

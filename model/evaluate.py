@@ -54,22 +54,20 @@ class EvaluationError(ValueError):
 
 @dataclass(frozen=True)
 class Method:
-    """A restoration method: its name in reports and its predictions for given sample indices."""
+    """A restoration method: its name in reports, and either its predictions for given sample
+    indices or the name of a baseline (made where each sample is scored, from its input)."""
 
     name: str
-    predict: Callable[[LibraryReader, np.ndarray], Predictions]
-    baseline: str | None = None  # a BASELINES name: computed where the sample is scored
+    predict: Callable[[LibraryReader, np.ndarray], Predictions] | None = None
+    baseline: str | None = None
+    check: Callable[[np.ndarray], None] | None = None  # raises EvaluationError before any work
 
 
 def baseline(name: str) -> Method:
     """One of BASELINES, applied to each sample's fragmented input."""
     if name not in BASELINES:
         raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
-    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
-        for index in indices:
-            yield int(index), BASELINES[name](reader.read_pair(index)[0])
-
-    return Method(name, predict, baseline=name)
+    return Method(name, baseline=name)
 
 
 def prediction_folder(folder: str | os.PathLike[str]) -> Method:
@@ -96,8 +94,7 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
             raise EvaluationError(f"{folder} lacks {len(missing)} of the {len(indices)} predictions "
                                   f"of the split: {shown}")
 
-    predict.check = check  # type: ignore[attr-defined]
-    return Method(f"predictions {folder.name}", predict)
+    return Method(f"predictions {folder.name}", predict, check=check)
 
 
 def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
@@ -162,7 +159,8 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         except DataError as error:
             raise EvaluationError(str(error)) from None
     indices = split_indices(reader, split, limit)
-    getattr(method.predict, "check", lambda _: None)(indices)
+    if method.check is not None:
+        method.check(indices)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluationError(f"--out {out_dir} is a file")

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import quiet_tensorflow
 from .images import ImageError, InputError, collect_inputs, otsu_binarize, read_image
+from .predictions import to_mask
 from .tiling import Progress, TilingError, check_tiling, count_tiles, predict_tiled
 
 DEFAULT_TILE = 256  # tile side for models that accept any input size (fixed-size models use their own)
@@ -320,7 +321,7 @@ def predict_files(model_path: str | os.PathLike[str], inputs: Sequence[str | os.
                 bar.refresh()
                 probability = predictor.predict(image, overlap, batch, progress=bar.update)
                 del image
-                background = np.multiply(probability >= threshold, 255, dtype=np.uint8)
+                background = to_mask(probability, threshold)
                 _write(png, background)
                 written.append(png)
                 del background

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import keras
 import numpy as np
 
-from .data import LibraryReader
+if TYPE_CHECKING:
+    import keras
+
+    from .data import LibraryReader
 
 # P(background) at or above this is background: the threshold of Keras' MeanIoU on rounded outputs.
 THRESHOLD = 0.5

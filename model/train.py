@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipeline.store import LibraryStore, StoreError, atomic_write, software_versions
