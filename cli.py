@@ -192,7 +192,7 @@ def verify(store: Path) -> None:
 def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) -> None:
     """Train the Attention U-Net on a library's train split (selection on val, score on test)."""
     quiet_tensorflow()
-    from model.train import TrainError, TrainOptions, resumed_options, train as train_model
+    from model.training.train import TrainError, TrainOptions, resumed_options, train as train_model
 
     values = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
@@ -231,7 +231,7 @@ def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out:
             batch: int, no_progress: bool) -> None:
     """Restore the boundary network of your own micrographs (files or folders), any image size."""
     quiet_tensorflow()
-    from model.predict import PredictError, predict_files
+    from model.inference.predict import PredictError, predict_files
 
     try:
         report = predict_files(model_path, inputs, out, tile=tile, overlap=overlap, threshold=threshold,
@@ -268,7 +268,7 @@ def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path 
                                + (f" (got {', '.join(chosen)})" if chosen else ""))
     if model_path is not None:
         quiet_tensorflow()
-    from model import evaluate as evaluation
+    from model.scoring import evaluate as evaluation
 
     try:
         if model_path is not None:

@@ -4,7 +4,7 @@ Run from the repo root: `.venv/bin/python benchmarks/evaluate.py STORE [--limit 
 Progress goes to stderr; the last printed line is one JSON object with every figure:
 images scored, metric-suite speed (triples scored per second, metrics alone), the speed of
 each baseline (images per second, baseline alone), every metric for every baseline, and the
-wall time of the `evaluate` command's own code (`model.evaluate.evaluate`, scoring the
+wall time of the `evaluate` command's own code (`model.scoring.evaluate.evaluate`, scoring the
 identity baseline with the bridge row beside it, files written) on the same samples.
 """
 
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from model.baselines import BASELINES  # noqa: E402
-from model.metrics import MetricAccumulator  # noqa: E402
+from model.scoring.baselines import BASELINES  # noqa: E402
+from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.sample import TEST  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
 
@@ -76,7 +76,7 @@ def time_command(store: Path, limit: int | None) -> float:
     """Wall seconds of `cli.py evaluate --baseline identity` (its library call) on the test split."""
     import tempfile
 
-    from model.evaluate import baseline, evaluate as score
+    from model.scoring.evaluate import baseline, evaluate as score
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()

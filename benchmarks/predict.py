@@ -1,4 +1,4 @@
-"""Benchmark: tiled inference (model/predict.py) on one large synthetic micrograph.
+"""Benchmark: tiled inference (model/inference/predict.py) on one large synthetic micrograph.
 
 Run from the repo root: `.venv/bin/python benchmarks/predict.py [--model PATH] [--size 4096]`.
 Without --model, an untrained fully convolutional stand-in of the `small` preset is built (its
@@ -26,8 +26,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model import quiet_tensorflow  # noqa: E402
-from model.predict import DEFAULT_BATCH, Predictor, default_overlap, load_model  # noqa: E402
-from model.tiling import count_tiles, predict_tiled  # noqa: E402
+from model.inference.predict import DEFAULT_BATCH, Predictor, default_overlap, load_model  # noqa: E402
+from model.inference.tiling import count_tiles, predict_tiled  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -52,7 +52,7 @@ def synthetic_micrograph(size: int, seed: int = 0) -> np.ndarray:
 
 def stand_in(tile: int | None) -> Predictor:
     """An untrained fully convolutional Attention U-Net of the `small` preset."""
-    from model.unet import PRESETS, build_unet
+    from model.network.unet import PRESETS, build_unet
 
     return Predictor(build_unet(PRESETS["small"], size=None), tile)
 

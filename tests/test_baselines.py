@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.baselines import BASELINES, bridge, end_points, identity, thin
-from model.metrics import MetricAccumulator
+from model.scoring.baselines import BASELINES, bridge, end_points, identity, thin
+from model.scoring.metrics import MetricAccumulator
 from pipeline.config import GenerationConfig
 from pipeline.generate import generate
 from pipeline.store import LibraryStore

@@ -114,12 +114,12 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
 
 
 def test_scoring_in_worker_processes_gives_the_same_numbers(run_cli, tmp_path, tiny_library, monkeypatch):
-    import model.evaluate
+    import model.scoring.evaluate
 
     run_cli("evaluate", "--data", tiny_library, "--baseline", "bridge", "--split", "all", "--out", tmp_path / "one",
             "--no-progress")
-    monkeypatch.setattr(model.evaluate, "SAMPLES_PER_PROCESS", 1)
-    monkeypatch.setattr(model.evaluate, "SCORING_PROCESSES", 2)
+    monkeypatch.setattr(model.scoring.evaluate, "SAMPLES_PER_PROCESS", 1)
+    monkeypatch.setattr(model.scoring.evaluate, "SCORING_PROCESSES", 2)
     result = run_cli("evaluate", "--data", tiny_library, "--baseline", "bridge", "--split", "all",
                      "--out", tmp_path / "two", "--no-progress")
     assert result.exit_code == 0, result.output

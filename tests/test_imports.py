@@ -13,8 +13,9 @@ from conftest import REPO
 @pytest.mark.parametrize("modules", [
     ["pipeline.config", "pipeline.generate", "pipeline.executors", "pipeline.store", "pipeline.interchange",
      "pipeline.verify", "cli"],
-    ["model.metrics", "model.baselines", "model.tiling", "model.images", "model.predict", "model.data",
-     "model.evaluate"],
+    ["model.scoring.metrics", "model.scoring.baselines", "model.inference.tiling", "model.inference.images",
+     "model.inference.predict", "model.data",
+     "model.scoring.evaluate"],
 ])
 def test_these_modules_do_not_import_tensorflow(modules):
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from model.metrics import (
+from model.scoring.metrics import (
     MetricAccumulator,
     adjusted_rand_index,
     astm_g_error,

@@ -1,4 +1,4 @@
-"""`predict_files` (model/predict.py) with stand-in Keras models whose answer is known exactly."""
+"""`predict_files` (model/inference/predict.py) with stand-in Keras models whose answer is known exactly."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from model.images import otsu_binarize, read_image
-from model.predict import PROBABILITY_SUFFIX, PredictError, predict_files
+from model.inference.images import otsu_binarize, read_image
+from model.inference.predict import PROBABILITY_SUFFIX, PredictError, predict_files
 
 SHAPES = [(1000, 700), (300, 2000), (100, 100)]
 

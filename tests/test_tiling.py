@@ -1,11 +1,11 @@
-"""Tiled inference (model/tiling.py), pure numpy: seams, weights, padding and batch sizes."""
+"""Tiled inference (model/inference/tiling.py), pure numpy: seams, weights, padding and batch sizes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from model.tiling import (TilingError, blend_window, count_tiles, predict_tiled, reflect_indices,
+from model.inference.tiling import (TilingError, blend_window, count_tiles, predict_tiled, reflect_indices,
                           tile_origins)
 
 SHAPES = [(1000, 700), (300, 2000), (100, 100)]

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-import model.train
+import model.training.train
 from conftest import SMALL_RUN as SMALL, one_error_line
 from model.data import LibraryReader
 from pipeline.config import GenerationConfig
@@ -68,14 +68,14 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
 def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,
                                                                                tiny_library, trained_run):
     run_dir = tmp_path / "run"
-    checkpoint = model.train._Run._checkpoint
+    checkpoint = model.training.train._Run._checkpoint
 
     def killed_after_epoch_two(self, keras_model):
         checkpoint(self, keras_model)
         if self.state.epoch == 2:
             raise KeyboardInterrupt  # as a kill between epochs 2 and 3
 
-    monkeypatch.setattr(model.train._Run, "_checkpoint", killed_after_epoch_two)
+    monkeypatch.setattr(model.training.train._Run, "_checkpoint", killed_after_epoch_two)
     result = run_cli("train", "--data", tiny_library, "--out", run_dir, "--epochs", "3", *SMALL)
     assert result.exit_code != 0
     assert not (run_dir / "metrics.json").exists()
@@ -92,7 +92,7 @@ def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run
 
 
 def test_early_stopping_counts_epochs_without_a_lower_validation_loss():
-    state = model.train.RunState()
+    state = model.training.train.RunState()
     improved = [state.end_epoch({"epoch": e, "val_loss": v}, patience=2)
                 for e, v in enumerate([0.5, 0.4, 0.45, float("nan")], start=1)]
     assert improved == [True, True, False, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.unet import PAPER_PARAMETERS, PRESETS, ModelConfig, ModelConfigError, attention_model, build_unet, model_config
+from model.network.unet import PAPER_PARAMETERS, PRESETS, ModelConfig, ModelConfigError, attention_model, build_unet, model_config
 
 
 @pytest.mark.parametrize("size", [None, 256])

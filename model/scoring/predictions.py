@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-    from .data import LibraryReader
+    from model.data import LibraryReader
 
 # P(background) at or above this is background: the threshold of Keras' MeanIoU on rounded outputs.
 THRESHOLD = 0.5

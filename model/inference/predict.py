@@ -2,7 +2,7 @@
 
 `predict_files` is what the CLI calls: it checks everything (settings, inputs, output names, the
 model and its tile size) before touching the output directory, raising PredictError with a
-one-line message; then it predicts each image by overlapping tiles (model/tiling.py), writes
+one-line message; then it predicts each image by overlapping tiles (model/inference/tiling.py), writes
 DIR/<name>.png (0 boundary, 255 background) and, if asked, DIR/<name>_probability.tif (float32
 background probability), and returns a PredictReport. An image that cannot be read or predicted
 is recorded in the report and the others go on. TensorFlow is imported only when a model is loaded.
@@ -23,9 +23,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import quiet_tensorflow
+from model import quiet_tensorflow
 from .images import ImageError, InputError, collect_inputs, otsu_binarize, read_image
-from .predictions import to_mask
+from model.scoring.predictions import to_mask
 from .tiling import Progress, TilingError, check_tiling, count_tiles, predict_tiled
 
 DEFAULT_TILE = 256  # tile side for models that accept any input size (fixed-size models use their own)

@@ -9,7 +9,7 @@ A run directory holds:
                                   optimizer or loss (loads with plain keras.models.load_model)
   history.csv, learning_curves.png
   metrics.json, report.md, evaluation.png   the best model scored on the test split at the end,
-                                  beside the identity and bridge baselines (model/evaluate.py)
+                                  beside the identity and bridge baselines (model/scoring/evaluate.py)
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from pipeline.store import LibraryStore, StoreError, atomic_write, software_versions
 
-from . import figures
-from .data import DataError, LibraryReader
-from .evaluate import evaluate, model_method
-from .losses import LOSSES
-from .unet import ModelConfigError, build_unet, model_config
+from model import figures
+from model.data import DataError, LibraryReader
+from model.scoring.evaluate import evaluate, model_method
+from model.network.losses import LOSSES
+from model.network.unet import ModelConfigError, build_unet, model_config
 
 BEST_MODEL = "best_reconstruction_model.keras"
 CONFIG = "config.json"

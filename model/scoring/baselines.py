@@ -14,7 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-THRESHOLD = 128  # pixels below are boundary, as in model.metrics
+THRESHOLD = 128  # pixels below are boundary, as in model.scoring.metrics
 BOUNDARY, BACKGROUND = 0, 255
 # Longest link drawn, as a fraction of the image side: 72 px at 512 px. Erased patches are
 # 2-8 % of the side, but overlapping ones erase longer stretches (measured: docs/metrics.md).

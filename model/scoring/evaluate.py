@@ -23,10 +23,10 @@ import numpy as np
 
 from pipeline.store import atomic_write
 
-from . import figures
-from .baselines import BASELINES
-from .data import SPLITS, DataError, LibraryReader
-from .metrics import ImageStatistics, MetricAccumulator, image_statistics
+from model import figures
+from model.scoring.baselines import BASELINES
+from model.data import SPLITS, DataError, LibraryReader
+from model.scoring.metrics import ImageStatistics, MetricAccumulator, image_statistics
 
 SPLIT_CHOICES = (*[s for s in SPLITS if s != "train"], "all")
 METRICS_FILE = "metrics.json"
@@ -99,7 +99,7 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
 
 def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
     """A saved Keras model (loaded in safe mode), run on the split in batches."""
-    from .predict import PredictError, load_model
+    from model.inference.predict import PredictError, load_model
 
     try:
         model = load_model(path)
@@ -110,7 +110,7 @@ def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
 
 def model_method(model: Any, batch: int, name: str) -> Method:
     """A Keras model in memory; P(background) >= 0.5 is background."""
-    from .predictions import predict_samples
+    from model.scoring.predictions import predict_samples
 
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
         yield from predict_samples(model, reader, indices, batch)

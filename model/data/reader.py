@@ -3,7 +3,7 @@
 Each epoch's order and augmentation are drawn up front from a numpy Generator seeded with
 (seed, epoch): the same seed gives the same batches on every machine and after a resume, and
 only the indices of the split (8 bytes a sample) are held, never the images. TensorFlow is
-imported only to build datasets: indices and pairs can be read without it (model/evaluate.py).
+imported only to build datasets: indices and pairs can be read without it (model/scoring/evaluate.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Restoring users' own micrographs: image reading, tiled inference, the predict command."""

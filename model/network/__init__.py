@@ -1,0 +1,1 @@
+"""The Attention U-Net and its training losses (Keras layers only)."""

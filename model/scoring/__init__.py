@@ -1,0 +1,1 @@
+"""Scoring restorations: metric functions, classical baselines, the evaluate command."""

@@ -1,0 +1,1 @@
+"""Training runs: options, resumable run directories, validation-based selection."""
