@@ -1,0 +1,75 @@
+"""Inference settings that travel with a model: chosen on the validation split, stored beside it.
+
+A model `M.keras` may have `M.settings.json` next to it, written by `train` at the end of a run
+(or by `tune`): the decision threshold, the speck filter and whether test-time augmentation is
+used. `predict` and `evaluate` use these unless told otherwise; a model without the file gets
+the defaults below. No code is loaded from the file: it is plain JSON, checked field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.store import atomic_write
+
+SUFFIX = ".settings.json"
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used. One line."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a model's background probability becomes a boundary image."""
+
+    threshold: float = 0.5  # P(background) at or above this is background
+    min_speck: int = 0  # boundary components smaller than this (px) touching no other boundary are removed
+    tta: bool = False  # mean over the 8 dihedral transforms
+    chosen_on: str = "defaults"  # where the values come from, e.g. "val split of STORE (N samples)"
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. the sweep that chose them
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise SettingsError(f"threshold must be in [0, 1], got {self.threshold}")
+        if int(self.min_speck) < 0:
+            raise SettingsError(f"min_speck must be >= 0, got {self.min_speck}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def settings_path(model_path: str | os.PathLike[str]) -> Path:
+    """Where the settings of `model_path` live: `M.keras` -> `M.settings.json`."""
+    path = Path(model_path)
+    return path.with_name(path.stem + SUFFIX)
+
+
+def load_settings(model_path: str | os.PathLike[str]) -> InferenceSettings:
+    """The settings stored beside `model_path`, or the defaults when there are none."""
+    path = settings_path(model_path)
+    if not path.is_file():
+        return InferenceSettings()
+    try:
+        record = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(InferenceSettings)}
+        if not isinstance(record, dict) or not set(record) <= known:
+            raise SettingsError(f"unexpected fields {sorted(set(record) - known)}")
+        return InferenceSettings(threshold=float(record.get("threshold", 0.5)),
+                                 min_speck=int(record.get("min_speck", 0)), tta=bool(record.get("tta", False)),
+                                 chosen_on=str(record.get("chosen_on", "defaults")),
+                                 details=dict(record.get("details", {})))
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise SettingsError(f"{path}: not a usable settings file ({error})") from None
+
+
+def save_settings(model_path: str | os.PathLike[str], settings: InferenceSettings) -> Path:
+    """Write `settings` beside `model_path` (atomically); returns the file's path."""
+    path = settings_path(model_path)
+    atomic_write(path, (json.dumps(settings.to_dict(), indent=2) + "\n").encode())
+    return path
