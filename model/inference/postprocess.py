@@ -1,0 +1,60 @@
+"""From a model's background probability to a boundary image: threshold, speck filter, TTA.
+
+Pure numpy/OpenCV, shared by `predict` and `evaluate`, so both turn probabilities into masks
+the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from model.data import TRANSFORMS, dihedral
+from model.scoring.predictions import to_mask
+
+
+def remove_specks(mask: np.ndarray, min_speck: int) -> np.ndarray:
+    """`mask` (0 boundary, 255 background) without boundary components of fewer than `min_speck` px.
+
+    Components are 8-connected, so a speck is a patch of boundary that touches no other boundary.
+    """
+    if min_speck <= 1:
+        return mask
+    boundary = (mask == 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(boundary, connectivity=8)
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < min_speck)
+    small = small[small != 0]  # label 0 is the background
+    if not len(small):
+        return mask
+    out = mask.copy()
+    out[np.isin(labels, small)] = 255
+    return out
+
+
+def probability_to_mask(probability: np.ndarray, threshold: float, min_speck: int = 0) -> np.ndarray:
+    """Threshold P(background) (>= threshold is background), then drop specks below `min_speck` px."""
+    return remove_specks(to_mask(probability, threshold), min_speck)
+
+
+def undo_dihedral(image: np.ndarray, transform: int) -> np.ndarray:
+    """The inverse of `model.data.dihedral(image, transform)`."""
+    if transform >= 4:
+        image = image[:, ::-1]
+    return np.rot90(image, k=-(int(transform) % 4))
+
+
+def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the mean of `predict` over the 8 dihedral transforms of a square batch.
+
+    `batch` is (B, S, S, C); `predict` maps such a batch to (B, S, S, 1). Each transformed
+    prediction is transformed back before averaging, so a model that commutes with the
+    transforms gives exactly its plain prediction.
+    """
+    total = np.zeros(batch.shape[:3] + (1,), np.float64)
+    for transform in range(TRANSFORMS):
+        moved = np.ascontiguousarray(np.stack([dihedral(image, transform) for image in batch]))
+        answer = np.asarray(predict(moved), np.float64)
+        total += np.stack([undo_dihedral(image, transform) for image in answer])
+    return (total / TRANSFORMS).astype(np.float32)
