@@ -174,11 +174,16 @@ def verify(store: Path) -> None:
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Global batch size.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N done samples of the library (all splits).")
-@click.option("--preset", type=click.Choice(["paper", "small"]), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(["paper", "medium", "small"]), default="paper", show_default=True)
 @click.option("--filters", type=click.IntRange(min=1), default=None, help="Base width [default: preset's].")
 @click.option("--depth", type=click.IntRange(min=1), default=None, help="Pooling levels [default: preset's].")
 @click.option("--kernel-size", type=click.IntRange(min=1), default=None, help="Conv kernel side [default: preset's].")
-@click.option("--loss", type=click.Choice(["bce", "dice", "bce+dice"]), default="bce", show_default=True)
+@click.option("--loss", type=click.Choice(["bce", "dice", "bce+dice", "bce+cldice"]), default="bce", show_default=True)
+@click.option("--cldice-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Weight of the clDice term in --loss bce+cldice.")
+@click.option("--crop", type=click.IntRange(min=1), default=None,
+              help="Train on random CROP x CROP crops (validation and test stay on whole images).")
+@click.option("--corrupt", is_flag=True, help="Add random dark specks and boundary holes to training inputs.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
               help="Epochs without a lower validation loss before stopping.")

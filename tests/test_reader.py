@@ -105,3 +105,42 @@ def test_missing_or_foreign_store(tmp_path, setup, message):
     setup(tmp_path / "x")
     with pytest.raises(DataError, match=message):
         LibraryReader(tmp_path / "x")
+
+
+def test_crops_are_deterministic_aligned_and_inside_the_image(extended):
+    reader = LibraryReader(extended)
+    plan = reader.epoch_plan("train", 2, 7, shuffle=True, augment=True, crop=32)
+    plain = reader.epoch_plan("train", 2, 7, shuffle=True, augment=True)
+    # Crops are drawn after order and transforms: the plan is otherwise the same.
+    assert plan.indices.tolist() == plain.indices.tolist() and plan.transforms.tolist() == plain.transforms.tolist()
+    assert plan.corners.min() >= 0 and plan.corners.max() <= 64 - 32
+    again = LibraryReader(extended).epoch_plan("train", 2, 7, shuffle=True, augment=True, crop=32)
+    assert again.corners.tolist() == plan.corners.tolist()
+    assert reader.epoch_plan("train", 3, 7, shuffle=True, augment=True, crop=32).corners.tolist() != plan.corners.tolist()
+    x, y = read_all(reader.dataset("train", 4, epoch=2, seed=7, shuffle=True, augment=True, crop=32))
+    assert x.shape == (len(plan.indices), 32, 32, 1)
+    for k, (index, transform, (top, left)) in enumerate(zip(plan.indices, plan.transforms, plan.corners)):
+        micro, label = stored(extended, index)
+        window = np.s_[top:top + 32, left:left + 32]
+        assert np.array_equal(x[k, ..., 0], dihedral(micro[window], transform).astype(np.float32) / 255)
+        assert np.array_equal(y[k, ..., 0], (dihedral(label[window], transform) > 127).astype(np.float32))
+
+
+def test_a_crop_larger_than_the_images_is_refused(extended):
+    with pytest.raises(DataError, match="--crop must be in 1..64"):
+        LibraryReader(extended).epoch_plan("train", 0, 0, shuffle=True, augment=False, crop=65)
+
+
+def test_corruption_changes_inputs_only_and_is_deterministic(extended):
+    reader = LibraryReader(extended)
+    plan = reader.epoch_plan("train", 1, 3, shuffle=True, augment=False, corrupt=True)
+    x, y = read_all(reader.dataset("train", 4, epoch=1, seed=3, shuffle=True, corrupt=True))
+    x2, _ = read_all(reader.dataset("train", 4, epoch=1, seed=3, shuffle=True, corrupt=True))
+    assert np.array_equal(x, x2)
+    changed = 0
+    for k, index in enumerate(plan.indices):
+        micro, label = stored(extended, index)
+        assert np.array_equal(y[k, ..., 0], (label > 127).astype(np.float32))  # targets untouched
+        assert set(np.unique(x[k])) <= {0.0, 1.0}
+        changed += int(not np.array_equal(x[k, ..., 0], micro.astype(np.float32) / 255))
+    assert changed > 0

@@ -34,10 +34,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """Which samples an epoch reads, in which order, with which dihedral transform each."""
+    """Which samples an epoch reads, in which order, with which dihedral transform each.
+
+    With crops, `corners` holds each sample's crop corner (y, x); with corruption, `noise`
+    holds each sample's corruption seed. Both are None otherwise.
+    """
 
     indices: np.ndarray
     transforms: np.ndarray
+    corners: np.ndarray | None = None
+    noise: np.ndarray | None = None
 
 
 class LibraryReader:
@@ -80,53 +86,119 @@ class LibraryReader:
                 limit = f" among the first {self.limit} done samples" if self.limit is not None else ""
                 raise DataError(f"{self.path} has no done samples in the {split} split{limit}")
 
-    def epoch_plan(self, split: str, epoch: int, seed: int, shuffle: bool, augment: bool) -> EpochPlan:
-        """The order and transforms of one epoch: a pure function of (split, epoch, seed)."""
+    def check_crop(self, crop: int | None) -> None:
+        """Raise DataError unless `crop` is None or fits inside the library's images."""
+        if crop is not None and not 0 < crop <= self.size:
+            raise DataError(f"--crop must be in 1..{self.size} (the library's image side), got {crop}")
+
+    def epoch_plan(self, split: str, epoch: int, seed: int, shuffle: bool, augment: bool,
+                   crop: int | None = None, corrupt: bool = False) -> EpochPlan:
+        """The order, transforms, crop corners and corruption seeds of one epoch: a pure function
+        of (split, epoch, seed) and the options. Draws are made in a fixed order, so adding crops
+        or corruption leaves the order and transforms of a plan unchanged."""
+        self.check_crop(crop)
         indices = self.indices(split)
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(indices) if shuffle else indices
         transforms = rng.integers(0, TRANSFORMS, len(order)) if augment else np.zeros(len(order), np.int64)
-        return EpochPlan(np.asarray(order, np.int64), np.asarray(transforms, np.int64))
+        corners = rng.integers(0, self.size - crop + 1, (len(order), 2)) if crop is not None else None
+        noise = rng.integers(0, 2**63 - 1, len(order)) if corrupt else None
+        return EpochPlan(np.asarray(order, np.int64), np.asarray(transforms, np.int64), corners, noise)
 
     def read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(micro, label) of sample `index` as stored: uint8 (S, S)."""
         micro, label = self._images.read(int(index))
         return micro, label
 
-    def read_transformed(self, index: int, transform: int) -> np.ndarray:
-        """(S, S, 2) uint8: micro and label of sample `index` stacked, under one dihedral transform.
+    def read_transformed(self, index: int, transform: int, corner: tuple[int, int] | None = None,
+                         crop: int | None = None, noise: int | None = None) -> np.ndarray:
+        """(S, S, 2) uint8: micro and label of sample `index` stacked, cropped to `crop` x `crop` at
+        `corner` when given, under one dihedral transform, the input corrupted with seed `noise`.
 
-        Input and target go through the transform as one array, so they stay aligned by construction.
+        Input and target are cropped and transformed as one array, so they stay aligned by
+        construction; corruption touches the input (channel 0) only.
         """
-        return np.ascontiguousarray(dihedral(np.stack(self.read_pair(index), axis=-1), transform))
+        pair = np.stack(self.read_pair(index), axis=-1)
+        if crop is not None:
+            y, x = (int(c) for c in corner)
+            pair = pair[y:y + crop, x:x + crop]
+        pair = np.ascontiguousarray(dihedral(pair, transform))
+        if noise is not None:
+            pair[..., 0] = corrupt_input(pair[..., 0], np.random.default_rng(int(noise)))
+        return pair
 
-    def dataset(self, split: str, batch: int, *, epoch: int = 0, seed: int = 0,
-                shuffle: bool = False, augment: bool = False) -> tf.data.Dataset:
-        """One epoch of `split` as batches of (input (B,S,S,1) float32, target (B,S,S,1) float32)."""
-        plan = self.epoch_plan(split, epoch, seed, shuffle, augment)
-        return self.batches(plan.indices, batch, plan.transforms)
+    def dataset(self, split: str, batch: int, *, epoch: int = 0, seed: int = 0, shuffle: bool = False,
+                augment: bool = False, crop: int | None = None, corrupt: bool = False) -> tf.data.Dataset:
+        """One epoch of `split` as batches of (input (B,C,C,1) float32, target (B,C,C,1) float32),
+        C the crop side (the image side without crops)."""
+        plan = self.epoch_plan(split, epoch, seed, shuffle, augment, crop, corrupt)
+        return self.batches(plan.indices, batch, plan.transforms, plan.corners, crop, plan.noise)
 
-    def batches(self, indices: np.ndarray, batch: int, transforms: np.ndarray | None = None) -> tf.data.Dataset:
-        """The given samples, in this order, each under its dihedral transform (none by default)."""
+    def batches(self, indices: np.ndarray, batch: int, transforms: np.ndarray | None = None,
+                corners: np.ndarray | None = None, crop: int | None = None,
+                noise: np.ndarray | None = None) -> tf.data.Dataset:
+        """The given samples, in this order, each under its dihedral transform (none by default),
+        cropped at its corner and corrupted with its seed when those are given."""
         import tensorflow as tf  # here, so that reading indices and pairs needs no TensorFlow
 
         if batch <= 0:
             raise DataError(f"batch must be > 0, got {batch}")
         indices = np.asarray(indices, np.int64)
-        transforms = np.zeros(len(indices), np.int64) if transforms is None else np.asarray(transforms, np.int64)
-        size = self.size
+        count = len(indices)
+        transforms = np.zeros(count, np.int64) if transforms is None else np.asarray(transforms, np.int64)
+        # -1 marks "none" in the tensors that tf.data slices (it cannot slice None).
+        corners = np.full((count, 2), -1, np.int64) if corners is None else np.asarray(corners, np.int64)
+        noise = np.full(count, -1, np.int64) if noise is None else np.asarray(noise, np.int64)
+        side = self.size if crop is None else crop
 
-        def load(index: tf.Tensor, transform: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            pair = tf.numpy_function(self.read_transformed, [index, transform], tf.uint8, stateful=False)
-            pair = tf.ensure_shape(pair, (size, size, 2))
+        def read(index: np.int64, transform: np.int64, corner: np.ndarray, seed: np.int64) -> np.ndarray:
+            return self.read_transformed(index, transform, None if crop is None else corner, crop,
+                                         None if seed < 0 else seed)
+
+        def load(index: tf.Tensor, transform: tf.Tensor, corner: tf.Tensor,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            pair = tf.numpy_function(read, [index, transform, corner, seed], tf.uint8, stateful=False)
+            pair = tf.ensure_shape(pair, (side, side, 2))
             x = tf.cast(pair[..., :1], tf.float32) / 255.0
             y = tf.cast(pair[..., 1:] > 127, tf.float32)
             return x, y
 
-        pairs = tf.data.Dataset.from_tensor_slices((indices, transforms))
+        pairs = tf.data.Dataset.from_tensor_slices((indices, transforms, corners, noise))
         return (pairs.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .batch(batch)
                 .prefetch(tf.data.AUTOTUNE))
+
+
+# Input-only corruption, as binarised real micrographs have: isolated dark specks on the
+# background and short holes in boundaries (sharp-edged, unlike the library's blurred gaps).
+SPECKS_PER_MEGAPIXEL = (0, 400)  # range of the speck density drawn per sample
+SPECK_SIDE = (1, 3)
+HOLES_PER_MEGAPIXEL = (0, 120)
+HOLE_SIDE = (2, 9)
+
+
+def corrupt_input(micro: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `micro` (0 boundary, 255 background) with random dark specks and boundary holes.
+
+    A speck is a small dark square placed on background; a hole whitens a small square
+    centred on a boundary pixel. The target is never changed, so the network learns to
+    ignore specks and to close holes. Deterministic for a given generator state.
+    """
+    out = micro.copy()
+    height, width = micro.shape
+    scale = height * width / 1e6
+    for _ in range(rng.poisson(rng.uniform(*SPECKS_PER_MEGAPIXEL) * scale)):
+        side = int(rng.integers(SPECK_SIDE[0], SPECK_SIDE[1] + 1))
+        y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        out[y:y + side, x:x + side] = 0
+    boundary = np.flatnonzero(micro.ravel() == 0)
+    holes = rng.poisson(rng.uniform(*HOLES_PER_MEGAPIXEL) * scale) if len(boundary) else 0
+    for centre in rng.choice(boundary, size=holes) if holes else ():
+        side = int(rng.integers(HOLE_SIDE[0], HOLE_SIDE[1] + 1))
+        y, x = divmod(int(centre), width)
+        y0, x0 = max(0, y - side // 2), max(0, x - side // 2)
+        out[y0:y0 + side, x0:x0 + side] = 255
+    return out
 
 
 def dihedral(image: np.ndarray, transform: int) -> np.ndarray:

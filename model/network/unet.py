@@ -56,6 +56,8 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(filters=64, depth=4, kernel_size=7),
     "small": ModelConfig(filters=16, depth=3, kernel_size=3),
+    # CPU-trainable, one level deeper than small: a receptive field that spans the widest gaps.
+    "medium": ModelConfig(filters=16, depth=4, kernel_size=3),
 }
 
 

@@ -34,7 +34,7 @@ from pipeline.store import LibraryStore, StoreError, atomic_write, software_vers
 from model import figures
 from model.data import DataError, LibraryReader
 from model.scoring.evaluate import evaluate, model_method
-from model.network.losses import LOSSES
+from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
 from model.network.unet import ModelConfigError, build_unet, model_config
 
 BEST_MODEL = "best_reconstruction_model.keras"
@@ -65,6 +65,9 @@ class TrainOptions:
     depth: int | None = None
     kernel_size: int | None = None
     loss: str = "bce"
+    cldice_weight: float = DEFAULT_CLDICE_WEIGHT
+    crop: int | None = None
+    corrupt: bool = False
     lr: float = 1e-3
     patience: int = 10
     augment: bool = True
@@ -84,6 +87,10 @@ class TrainOptions:
             raise TrainError(f"--seed must be >= 0, got {self.seed}")
         if self.loss not in LOSSES:
             raise TrainError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if not self.cldice_weight >= 0:
+            raise TrainError(f"--cldice-weight must be >= 0, got {self.cldice_weight}")
+        if self.crop is not None and self.crop <= 0:
+            raise TrainError(f"--crop must be > 0, got {self.crop}")
 
 
 @dataclass
@@ -129,6 +136,9 @@ def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
                               kernel_size=options.kernel_size)
         reader = LibraryReader(options.data, options.limit)
         config.check_size(reader.size)
+        reader.check_crop(options.crop)
+        if options.crop is not None:
+            config.check_size(options.crop)
         reader.require("train", "val", "test")
     except (ModelConfigError, DataError) as error:
         raise TrainError(str(error)) from None
@@ -228,6 +238,9 @@ class _Run:
         self.run_dir, self.options, self.reader, self.config = run_dir, options, reader, config
         self.state, self.echo = state, echo
         self.size = reader.size
+        # Trained on crops, the network is built fully convolutional: it then validates, and is
+        # exported, for whole images of any side divisible by 2^depth.
+        self.input_size = None if options.crop is not None else reader.size
         self.progress: Callable[[int], Any] | None = None
 
     def fit(self) -> None:
@@ -242,7 +255,7 @@ class _Run:
                 model = self._model()
             # The exported best model: float32, uncompiled, the same layers and names.
             keras.mixed_precision.set_global_policy(policy)
-            self.export = build_unet(self.config, self.size)
+            self.export = build_unet(self.config, self.input_size)
             if state.epoch == 0:
                 self._write_config(model, strategy)
             if state.stopped_early or state.epoch >= options.epochs:
@@ -256,7 +269,8 @@ class _Run:
             for epoch in range(state.epoch, options.epochs):
                 started = time.perf_counter()
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
-                                            shuffle=True, augment=options.augment)
+                                            shuffle=True, augment=options.augment, crop=options.crop,
+                                            corrupt=options.corrupt)
                 # One epoch per call (each with its own order), counted against the whole run.
                 logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
                                  shuffle=False, verbose=verbose, callbacks=[_OneEpoch()]).history
@@ -272,8 +286,9 @@ class _Run:
         if self.state.epoch and checkpoint is not None:
             # Weights, optimizer state and step count, as they were after the last finished epoch.
             return keras.models.load_model(checkpoint / "model.keras")
-        model = build_unet(self.config, self.size)
-        model.compile(optimizer=keras.optimizers.Adam(self.options.lr), loss=LOSSES[self.options.loss](),
+        model = build_unet(self.config, self.input_size)
+        loss = LOSSES[self.options.loss](self.options.cldice_weight)
+        model.compile(optimizer=keras.optimizers.Adam(self.options.lr), loss=loss,
                       metrics=[keras.metrics.BinaryIoU(target_class_ids=[0, 1], threshold=0.5, name="miou")])
         return model
 
