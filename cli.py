@@ -216,6 +216,31 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
 
 @cli.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="A trained model (.keras); its settings are written beside it (M.settings.json).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store (its val split is used).")
+@click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="First N validation samples to score.")
+@click.option("--tta-sweep", is_flag=True, help="Also try test-time augmentation (8x the model's time).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int, no_progress: bool) -> None:
+    """Choose a model's threshold and speck filter on the validation split (never on test)."""
+    quiet_tensorflow()
+    from model.training.tune import TuneError, tune_saved
+
+    try:
+        tuning = tune_saved(model_path, data, samples=samples, batch=batch,
+                            tta_choices=(False, True) if tta_sweep else (False,),
+                            progress=None if no_progress else _progress_bar)
+    except TuneError as exc:
+        raise click.ClickException(str(exc)) from None
+    chosen = tuning.settings
+    click.echo(f"threshold {chosen.threshold:g}, speck filter {chosen.min_speck} px, "
+               f"test-time augmentation {'on' if chosen.tta else 'off'} ({chosen.chosen_on})")
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help="A trained model (.keras), e.g. RUN_DIR/best_reconstruction_model.keras.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the restored images.")
@@ -253,31 +278,48 @@ def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out:
 
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store.")
-@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True)
-@click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model (.keras).")
+@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
+              help="Which samples to score.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="A trained model (.keras) [default: the bundled model, when no other method is given].")
 @click.option("--predictions", type=click.Path(path_type=Path),
               help="A folder of <i>.png predictions (any method), one per sample of the split.")
 @click.option("--baseline", type=click.Choice(["identity", "bridge"]), help="A classical baseline.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Model methods: background probability at or above which a pixel is background "
+                   "[default: the model's validation-chosen value, else 0.5].")
+@click.option("--min-speck", type=click.IntRange(min=0), default=None,
+              help="Model methods: remove boundary specks smaller than this (px) [default: the model's].")
+@click.option("--tta/--no-tta", default=None,
+              help="Model methods: mean over the 8 flips and quarter turns [default: the model's].")
+@click.option("--plus-bridge", is_flag=True,
+              help="Model methods: also report the model's output followed by the bridge, as its own row.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N samples of the split.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True,
               help="Folder for metrics.json, report.md and evaluation.png.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path | None, baseline: str | None,
+             threshold: float | None, min_speck: int | None, tta: bool | None, plus_bridge: bool,
              limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
     """Score a model, a folder of predictions or a baseline on a split, beside the baselines."""
     chosen = [name for name, value in (("--model", model_path), ("--predictions", predictions),
                                        ("--baseline", baseline)) if value is not None]
-    if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --model, --predictions, --baseline"
-                               + (f" (got {', '.join(chosen)})" if chosen else ""))
-    if model_path is not None:
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one of --model, --predictions, --baseline (got {', '.join(chosen)})")
+    use_model = not chosen or model_path is not None
+    model_only = [name for name, value in (("--threshold", threshold), ("--min-speck", min_speck),
+                                           ("--tta", tta), ("--plus-bridge", plus_bridge or None)) if value is not None]
+    if model_only and not use_model:
+        raise click.UsageError(f"{', '.join(model_only)} apply only to a model")
+    if use_model:
         quiet_tensorflow()
     from model.scoring import evaluate as evaluation
 
     try:
-        if model_path is not None:
-            method = evaluation.saved_model(model_path, batch)
+        if use_model:
+            method = evaluation.saved_model(model_path, batch, {"threshold": threshold, "min_speck": min_speck,
+                                                                "tta": tta}, plus_bridge)
         elif predictions is not None:
             method = evaluation.prediction_folder(predictions)
         else:

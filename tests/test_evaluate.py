@@ -98,8 +98,8 @@ def damaged(tmp_path, exported):
     (["--baseline", "identity", "--data", "{empty}"], "has no done samples in the test split"),
     (["--baseline", "identity", "--data", "{tmp}/nothing.zarr"], "does not exist"),
     (["--baseline", "closing"], "Invalid value for '--baseline'"),
-    (["--baseline", "identity", "--predictions", "{missing}"], "give exactly one of --model, --predictions, --baseline"),
-    ([], "give exactly one of"),
+    (["--baseline", "identity", "--predictions", "{missing}"], "give one of --model, --predictions, --baseline"),
+    (["--baseline", "identity", "--threshold", "0.6", "--tta"], "--threshold, --tta apply only to a model"),
     (["--model", "{tmp}/none.keras"], "none.keras"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, damaged, args, message):

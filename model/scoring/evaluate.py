@@ -8,6 +8,7 @@ Outputs in OUT: metrics.json, report.md, evaluation.png. TensorFlow is imported 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -61,6 +62,8 @@ class Method:
     predict: Callable[[LibraryReader, np.ndarray], Predictions] | None = None
     baseline: str | None = None
     check: Callable[[np.ndarray], None] | None = None  # raises EvaluationError before any work
+    plus_bridge: bool = False  # also report the method's output followed by the bridge, as its own row
+    settings: dict[str, Any] | None = None  # how a model's probabilities became masks (for the report)
 
 
 def baseline(name: str) -> Method:
@@ -97,25 +100,47 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
     return Method(f"predictions {folder.name}", predict, check=check)
 
 
-def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
-    """A saved Keras model (loaded in safe mode), run on the split in batches."""
+def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict[str, Any] | None = None,
+                plus_bridge: bool = False) -> Method:
+    """A saved Keras model (loaded in safe mode; the bundled model when `path` is None), run on the
+    split in batches under the inference settings stored beside it, with `overrides` (threshold,
+    min_speck, tta) replacing any of them."""
     from model.inference.predict import PredictError, load_model
+    from model.inference.settings import SettingsError, load_settings
+    from model.pretrained import NoModelError, resolve_model
 
     try:
+        path = resolve_model(path)
+        settings = load_settings(path)
+        settings = dataclasses.replace(settings, **{k: v for k, v in (overrides or {}).items() if v is not None})
         model = load_model(path)
-    except PredictError as error:
+    except (NoModelError, SettingsError, PredictError) as error:
         raise EvaluationError(str(error)) from None
-    return model_method(model, batch, f"model {Path(path).name}")
+    return model_method(model, batch, f"model {path.name}", settings, plus_bridge)
 
 
-def model_method(model: Any, batch: int, name: str) -> Method:
-    """A Keras model in memory; P(background) >= 0.5 is background."""
+def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_bridge: bool = False) -> Method:
+    """A Keras model in memory, its probabilities made masks under `settings` (defaults: threshold 0.5)."""
+    from model.inference.settings import InferenceSettings
     from model.scoring.predictions import predict_samples
 
-    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
-        yield from predict_samples(model, reader, indices, batch)
+    settings = settings or InferenceSettings()
+    _check_single_channel(model)
 
-    return Method(name, predict)
+    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        yield from predict_samples(model, reader, indices, batch, settings)
+
+    chosen = {"threshold": settings.threshold, "min_speck": settings.min_speck, "tta": settings.tta,
+              "chosen_on": settings.chosen_on}
+    return Method(name, predict, plus_bridge=plus_bridge, settings=chosen)
+
+
+def _check_single_channel(model: Any) -> None:
+    """A restoration model maps (S, S, 1) images to (S, S, 1) probabilities; anything else is refused."""
+    inputs, outputs = tuple(model.input_shape), tuple(model.output_shape)
+    if len(inputs) != 4 or inputs[-1] != 1 or len(outputs) != 4 or outputs[-1] != 1:
+        raise EvaluationError(f"the model maps {inputs[1:]} to {outputs[1:]}; a restoration model takes "
+                              "(S, S, 1) boundary images and returns (S, S, 1) probabilities")
 
 
 def split_indices(reader: LibraryReader, split: str, limit: int | None) -> np.ndarray:
@@ -165,7 +190,8 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluationError(f"--out {out_dir} is a file")
 
-    rows = [method.name, *(name for name in BASELINES if name != method.name)]
+    combined = [f"{method.name} + bridge"] if method.plus_bridge else []
+    rows = [method.name, *combined, *(name for name in BASELINES if name != method.name)]
     meters = {name: MetricAccumulator() for name in rows}
     panels = []
     bar = progress(len(indices)) if progress else None
@@ -177,7 +203,8 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         predictions: Iterable[tuple[int, np.ndarray | None]] = ((int(i), None) for i in indices)
     else:
         predictions = method.predict(reader, indices)
-    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES)
+    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES,
+              method.plus_bridge)
              for k, (index, prediction) in enumerate(predictions))
     if workers == 1:
         for task in tasks:
@@ -199,9 +226,11 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     record: dict[str, Any] = {**evaluation.results[method.name], "method": method.name, "split": split,
                               "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
                               "store_config": reader.store.config.to_dict(),
-                              "baselines": {name: evaluation.results[name] for name in rows[1:]}}
+                              **({"settings": method.settings} if method.settings else {}),
+                              "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]},
+                              **({"plus_bridge": evaluation.results[combined[0]]} if combined else {})}
     atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
-    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices)).encode())
+    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method.settings).encode())
     _figure(panels, out_dir / FIGURE_FILE)
     return evaluation
 
@@ -213,13 +242,16 @@ def _reader(path: str) -> LibraryReader:
 
 
 def score_sample(path: str, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
-                 baseline_name: str | None, keep: bool) -> tuple[int, list[ImageStatistics], tuple | None]:
+                 baseline_name: str | None, keep: bool,
+                 plus_bridge: bool = False) -> tuple[int, list[ImageStatistics], tuple | None]:
     """Statistics of every row for sample `index` (row 0 = the method; a baseline method's
-    prediction is made here), and the images themselves when `keep` (for the figure)."""
+    prediction is made here; with `plus_bridge`, row 1 = the bridge applied to the method's
+    output), and the images themselves when `keep` (for the figure)."""
     micro, label = _reader(path).read_pair(index)
     if baseline_name is not None:
         prediction = BASELINES[baseline_name](micro)
-    outputs = [prediction, *(BASELINES[name](micro) for name in rows[1:])]
+    combined = [BASELINES["bridge"](prediction)] if plus_bridge else []
+    outputs = [prediction, *combined, *(BASELINES[name](micro) for name in rows[1 + len(combined):])]
     statistics = [image_statistics(output, label, micro) for output in outputs]
     return index, statistics, (micro, label, prediction) if keep else None
 
@@ -235,10 +267,13 @@ def _collect(scored: tuple, rows: list[str], meters: dict[str, MetricAccumulator
         bar.update(1)
 
 
-def _report(evaluation: Evaluation, reader: LibraryReader, samples: int) -> str:
+def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, settings: dict[str, Any] | None) -> str:
+    chosen = ("" if not settings else
+              f" Threshold {settings['threshold']:g}, speck filter {settings['min_speck']} px, "
+              f"test-time augmentation {'on' if settings['tta'] else 'off'} ({settings['chosen_on']}).")
     return (f"# Evaluation: {evaluation.method}\n\n"
             f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "
-            f"{samples} samples. Metric definitions: docs/metrics.md.\n\n{evaluation.table()}\n")
+            f"{samples} samples.{chosen} Metric definitions: docs/metrics.md.\n\n{evaluation.table()}\n")
 
 
 def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:

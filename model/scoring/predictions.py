@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import keras
 
     from model.data import LibraryReader
+    from model.inference.settings import InferenceSettings
 
 # P(background) at or above this is background: the threshold of Keras' MeanIoU on rounded outputs.
 THRESHOLD = 0.5
@@ -20,12 +21,29 @@ def to_mask(probability: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray
     return np.where(probability >= threshold, 255, 0).astype(np.uint8)
 
 
-def predict_samples(model: keras.Model, reader: LibraryReader, indices: np.ndarray,
-                    batch: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(sample index, predicted mask) for the given samples, in order; one batch in memory at a time."""
+def predict_probabilities(model: keras.Model, reader: LibraryReader, indices: np.ndarray, batch: int,
+                          tta: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(sample index, P(background) as float32 (S, S)) for the given samples, in order; one batch in
+    memory at a time. With `tta`, the mean over the 8 dihedral transforms of each batch."""
+    from model.inference.postprocess import dihedral_mean
+
     indices = np.asarray(indices, np.int64)
     position = 0
     for inputs, _ in reader.batches(indices, batch):
-        for probability in np.asarray(model.predict_on_batch(inputs))[..., 0]:
-            yield int(indices[position]), to_mask(probability)
+        inputs = np.asarray(inputs)
+        answer = dihedral_mean(model.predict_on_batch, inputs) if tta else model.predict_on_batch(inputs)
+        for probability in np.asarray(answer, np.float32)[..., 0]:
+            yield int(indices[position]), probability
             position += 1
+
+
+def predict_samples(model: keras.Model, reader: LibraryReader, indices: np.ndarray, batch: int,
+                    settings: InferenceSettings | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(sample index, predicted mask) for the given samples, in order, under `settings`
+    (threshold, speck filter, test-time augmentation; the defaults when None)."""
+    from model.inference.postprocess import probability_to_mask
+    from model.inference.settings import InferenceSettings
+
+    settings = settings or InferenceSettings()
+    for index, probability in predict_probabilities(model, reader, indices, batch, settings.tta):
+        yield index, probability_to_mask(probability, settings.threshold, settings.min_speck)

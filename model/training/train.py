@@ -33,7 +33,9 @@ from pipeline.store import LibraryStore, StoreError, atomic_write, software_vers
 
 from model import figures
 from model.data import DataError, LibraryReader
+from model.inference.settings import save_settings
 from model.scoring.evaluate import evaluate, model_method
+from model.training.tune import sweep
 from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
 from model.network.unet import ModelConfigError, build_unet, model_config
 
@@ -342,8 +344,13 @@ class _Run:
             self.echo("no epoch had a finite validation loss: there is no best model to evaluate")
             return None
         model = keras.models.load_model(best)
+        self.echo(f"choosing the threshold and speck filter of {best.name} on the validation split")
+        settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
+        written = save_settings(best, settings)
+        self.echo(f"threshold {settings.threshold:g}, speck filter {settings.min_speck} px -> {written.name}")
         self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
-        method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})")
+        method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})",
+                              settings)
         evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
                               progress=self.progress)
         self.echo(evaluation.table())
