@@ -1,0 +1,129 @@
+"""Validation-chosen inference settings: stored beside a model, used by evaluate, chosen by tune."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import one_error_line
+from model.inference.settings import InferenceSettings, load_settings, save_settings, settings_path
+
+COLUMNS = ("miou", "boundary_iou", "gap_recall", "spurious_rate", "boundary_f1", "grain_count_error",
+           "grain_ari", "astm_g_error")
+
+
+@pytest.fixture(scope="module")
+def linear_model(tmp_path_factory):
+    """A 1x1 convolution 0.5 x + 0.3: boundary input (0) -> 0.3, background (1) -> 0.8.
+
+    It commutes with flips and quarter turns, and thresholds in (0.3, 0.8] give back the input.
+    """
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(0.5),
+                               bias_initializer=keras.initializers.Constant(0.3))
+    path = tmp_path_factory.mktemp("models") / "linear.keras"
+    keras.Model(inputs, conv(inputs)).save(path)
+    return path
+
+
+def scores(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_settings_round_trip_and_defaults(tmp_path):
+    model = tmp_path / "m.keras"
+    assert load_settings(model) == InferenceSettings()
+    written = save_settings(model, InferenceSettings(threshold=0.7, min_speck=12, tta=True, chosen_on="val"))
+    assert written == settings_path(model) == tmp_path / "m.settings.json"
+    assert load_settings(model) == InferenceSettings(threshold=0.7, min_speck=12, tta=True, chosen_on="val")
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"threshold": 2}', '{"threshold": 0.5, "code": "x"}'])
+def test_a_bad_settings_file_is_one_clear_error_in_evaluate(run_cli, tmp_path, tiny_library, linear_model, text):
+    model = tmp_path / "model.keras"
+    model.write_bytes(linear_model.read_bytes())
+    settings_path(model).write_text(text)
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", model, "--out", tmp_path / "out",
+                                  "--no-progress"))
+    assert "model.settings.json" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_uses_the_stored_threshold_unless_told_otherwise(run_cli, tmp_path, tiny_library, linear_model):
+    model = tmp_path / "model.keras"
+    model.write_bytes(linear_model.read_bytes())
+    save_settings(model, InferenceSettings(threshold=0.9))  # 0.8 < 0.9: every pixel becomes boundary
+    for name, extra in {"stored": [], "override": ["--threshold", "0.5"], "identity": None}.items():
+        args = ["--baseline", "identity"] if extra is None else ["--model", model, *extra]
+        result = run_cli("evaluate", "--data", tiny_library, *args, "--split", "all", "--out", tmp_path / name,
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+    stored, override, identity = (scores(tmp_path / n) for n in ("stored", "override", "identity"))
+    assert stored["settings"]["threshold"] == 0.9 and override["settings"]["threshold"] == 0.5
+    assert stored["boundary_iou"] < 0.2  # all boundary
+    for key in COLUMNS:  # 0.5 gives back the input exactly
+        assert override[key] == identity[key], key
+    assert "Threshold 0.9" in (tmp_path / "stored" / "report.md").read_text()
+
+
+def test_tta_of_a_symmetric_model_and_plus_bridge_rows(run_cli, tmp_path, tiny_library, linear_model):
+    runs = {"plain": ["--no-tta"], "tta": ["--tta", "--plus-bridge"]}
+    for name, extra in runs.items():
+        result = run_cli("evaluate", "--data", tiny_library, "--model", linear_model, *extra, "--split", "all",
+                         "--out", tmp_path / name, "--no-progress")
+        assert result.exit_code == 0, result.output
+    plain, tta = scores(tmp_path / "plain"), scores(tmp_path / "tta")
+    for key in COLUMNS:
+        assert plain[key] == tta[key], key
+    # The model returns its input, so the model followed by the bridge is the bridge itself.
+    for key in COLUMNS:
+        assert tta["plus_bridge"][key] == tta["baselines"]["bridge"][key], key
+    assert "| model linear.keras + bridge |" in result.output
+
+
+def test_tune_chooses_on_val_and_evaluate_then_uses_it(run_cli, tmp_path, tiny_library, linear_model):
+    model = tmp_path / "model.keras"
+    model.write_bytes(linear_model.read_bytes())
+    result = run_cli("tune", "--model", model, "--data", tiny_library, "--no-progress")
+    assert result.exit_code == 0, result.output
+    chosen = load_settings(model)
+    # Thresholds of 0.3 or less make everything background, above 0.8 everything boundary:
+    # only 0.4 .. 0.8 give back the input, the best grains this model can give.
+    assert 0.4 <= chosen.threshold <= 0.8
+    assert chosen.chosen_on.startswith("val split of") and "first 3 samples" in chosen.chosen_on
+    assert len(chosen.details["sweep"]) == 7 * 3
+    assert f"threshold {chosen.threshold:g}" in result.output
+
+
+def test_tune_never_uses_the_test_split(tiny_library, linear_model):
+    from model.data import LibraryReader
+    from model.inference.predict import load_model
+    from model.training.tune import TuneError, sweep
+
+    with pytest.raises(TuneError, match="never on test"):
+        sweep(load_model(linear_model), LibraryReader(tiny_library), split="test")
+
+
+def test_no_model_and_no_bundled_model_is_one_line(run_cli, tmp_path, tiny_library, monkeypatch):
+    import model.pretrained
+
+    monkeypatch.setattr(model.pretrained, "BUNDLED_MODEL", tmp_path / "absent.keras")
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--out", tmp_path / "out", "--no-progress"))
+    assert "no --model given and no bundled model" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_three_channel_model_is_refused_in_one_line(run_cli, tmp_path, tiny_library):
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    path = tmp_path / "rgb.keras"
+    keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs)).save(path)
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", path, "--out", tmp_path / "out",
+                                  "--no-progress"))
+    assert "a restoration model takes (S, S, 1) boundary images" in line
+    assert not (tmp_path / "out").exists()
