@@ -11,6 +11,7 @@ import pytest
 
 from model.inference.images import otsu_binarize, read_image
 from model.inference.predict import PROBABILITY_SUFFIX, PredictError, predict_files
+from model.inference.settings import InferenceSettings, save_settings
 
 SHAPES = [(1000, 700), (300, 2000), (100, 100)]
 
@@ -58,6 +59,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         with warnings.catch_warnings():  # Keras 3.15's saver trips numpy 2's __array__(copy=) deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             model.save(paths[name])
+        # Exact stand-ins: no speck filter, so every output pixel is the thresholded input pixel.
+        save_settings(paths[name], InferenceSettings(min_speck=0, chosen_on="test stand-in"))
     return paths
 
 
@@ -196,7 +199,7 @@ def _garbage_model(tmp_path: Path) -> Path:
     ("model tile <= overlap", {"overlap": 256}, "larger than --overlap"),
     ("negative overlap", {"overlap": -1}, "overlap must be >= 0"),
     ("threshold", {"threshold": 1.5}, "threshold"),
-    ("binarize", {"binarize": "adaptive"}, "binarize"),
+    ("binarize", {"binarize": "sauvola"}, "binarize"),
     ("batch", {"batch": 0}, "batch"),
     ("fixed tile", {"model_path": "fixed", "tile": 32}, "64x64 inputs only"),
     ("odd tile", {"model_path": "pooled", "tile": 33}, "does not accept 33x33 tiles"),
