@@ -270,6 +270,46 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
 
 
 @cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
+@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Micrometres per pixel.")
+@click.option("--min-grain", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Smaller background components (px) are specks, not grains.")
+@click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
+@click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
+@click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
+@restore_options
+@click.pass_context
+def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float, min_grain: int,
+            exclude_border: bool, pooled: bool, restore: bool, model_path: Path | None, **options: object) -> None:
+    """Grain counts, sizes and ASTM E112 G of restored boundary images (or raw micrographs with --restore)."""
+    from model.measure.run import MeasureError, MeasureOptions, measure_files
+
+    if restore:
+        quiet_tensorflow()
+        from model.inference.restore import RestoreOptions
+
+        restore_with = RestoreOptions(model=model_path, **options)
+    else:
+        given = [k for k in RESTORE_KEYS + ("model_path",)
+                 if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_path', '').replace('_', '-')} needs --restore")
+        restore_with = None
+    try:
+        report = measure_files(inputs, out, MeasureOptions(pixel_size, min_grain, exclude_border, pooled),
+                               restore_with, echo=click.echo)
+    except MeasureError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.messages():
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(1)
+
+
+@cli.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store.")
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True)
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model (.keras).")
