@@ -210,8 +210,9 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
 
 
 RESTORE_OPTIONS = [
-    click.option("--method", type=click.Choice(["model", "bridge", "model+bridge"]), default="model",
-                 show_default=True, help="model: the network; bridge: the classical gap closer; model+bridge: both."),
+    click.option("--method", type=click.Choice(["model", "bridge", "model+bridge", "none"]), default="model",
+                 show_default=True, help="model: the network; bridge: the classical gap closer; model+bridge: both; "
+                 "none: only the preparation and speck filter."),
     click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
                  help="A trained model (.keras) [default: the bundled model]."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=None,

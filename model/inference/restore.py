@@ -24,7 +24,7 @@ from .prepare import PrepareError, check_prepare, prepare, restore_size
 from .settings import SettingsError, load_settings, settings_path
 from .tiling import Progress, TilingError, check_tiling
 
-METHODS = ("model", "bridge", "model+bridge")
+METHODS = ("model", "bridge", "model+bridge", "none")  # none: preparation and speck filter only
 # Speck filter used when neither --min-speck nor the model's settings file gives one: chosen on
 # the validation split of a rendered gray library (benchmarks/measure.py --sweep-min-speck,
 # docs/measure.md), bridge after Otsu, the value with the lowest grain-count error.
@@ -157,6 +157,8 @@ class Restorer:
         probability = None if working is None else restore_size(working, shape)
         if options.method == "model":
             mask = to_mask(probability, self.threshold)
+        elif options.method == "none":
+            mask = to_mask(restore_size(ready, shape), 0.5)
         else:
             start = to_mask(ready, 0.5) if working is None else to_mask(working, self.threshold)
             linked = bridge(remove_specks(start, speck_here))
