@@ -330,8 +330,6 @@ def test_tta_of_an_identity_model_is_the_identity(models, binary_dir, tmp_path) 
 
 
 def test_bridge_needs_no_model_and_closes_a_gap(tmp_path, monkeypatch) -> None:
-    import sys
-
     import model.pretrained
 
     monkeypatch.setattr(model.pretrained, "BUNDLED_MODEL", tmp_path / "absent.keras")
