@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model.inference.images import otsu_binarize, read_image
+from model.inference.postprocess import probability_to_mask
 from model.inference.predict import PROBABILITY_SUFFIX, PredictError, predict_files
 from model.inference.settings import InferenceSettings, save_settings
 
@@ -279,12 +280,18 @@ def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_
                      "--out", tmp_path / "out", "--save-probability", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "tiles of 64x64" in result.output
+    from model.inference.restore import DEFAULT_MIN_SPECK
+    from model.inference.settings import load_settings, settings_path
+
+    model_path = trained_run[0] / "best_reconstruction_model.keras"
+    stored = load_settings(model_path)  # `train` may write settings beside its model; else the defaults
+    min_speck = stored.min_speck if settings_path(model_path).is_file() else DEFAULT_MIN_SPECK
     for name, shape in {"big": (100, 150), "small": (40, 50)}.items():
         mask = read(tmp_path / "out" / f"{name}.png")
         assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
         probability = read(tmp_path / "out" / f"{name}{PROBABILITY_SUFFIX}")
         assert probability.shape == shape and probability.dtype == np.float32
-        assert np.array_equal(mask == 255, probability >= 0.5)
+        assert np.array_equal(mask, probability_to_mask(probability, stored.threshold, min_speck))
 
 
 # --- methods, preparation and settings ---------------------------------------------------------
