@@ -214,6 +214,41 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
         raise click.ClickException(str(exc)) from None
 
 
+RESTORE_OPTIONS = [
+    click.option("--method", type=click.Choice(["model", "bridge", "model+bridge", "none"]), default="model",
+                 show_default=True, help="model: the network; bridge: the classical gap closer; model+bridge: both; "
+                 "none: only the preparation and speck filter."),
+    click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+                 help="A trained model (.keras) [default: the bundled model]."),
+    click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+                 help="Background probability at or above which a pixel is background [default: the model's settings, else 0.5]."),
+    click.option("--min-speck", type=click.IntRange(min=0), default=None,
+                 help="Remove boundary specks smaller than N px touching no other boundary [default: the model's settings, else 30]."),
+    click.option("--tta/--no-tta", default=None,
+                 help="Mean over the 8 flips and quarter turns (8x slower) [default: the model's settings]."),
+    click.option("--binarize", type=click.Choice(["none", "otsu", "adaptive"]), default="none", show_default=True,
+                 help="Turn a gray micrograph into a boundary/background image first (otsu: global; adaptive: local)."),
+    click.option("--denoise", type=click.Choice(["none", "median", "nlmeans"]), default="none", show_default=True,
+                 help="Denoise a gray micrograph first (3x3 median or OpenCV non-local means)."),
+    click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                 help="Resample by F before restoring and back after (docs/predict.md: choosing F)."),
+    click.option("--invert", is_flag=True, help="For images whose boundaries are bright."),
+    click.option("--tile", type=int, default=None,
+                 help="Tile side [default: the model's input size; 256 for a model that takes any size]."),
+    click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles [default: tile / 4]."),
+    click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call."),
+]
+RESTORE_KEYS = ("method", "threshold", "min_speck", "tta", "binarize", "denoise", "scale", "invert", "tile",
+                "overlap", "batch")
+
+
+def restore_options(command):  # type: ignore[no-untyped-def]
+    """Add the restoration options shared by `predict` and `measure --restore`."""
+    for option in reversed(RESTORE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help="A trained model (.keras); its settings are written beside it (M.settings.json).")
@@ -240,37 +275,66 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
 
 
 @cli.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
-              help="A trained model (.keras), e.g. RUN_DIR/best_reconstruction_model.keras.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the restored images.")
-@click.option("--tile", type=int, default=None,
-              help="Tile side [default: the model's input size; 256 for a model that takes any size].")
-@click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles [default: tile / 4].")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Background probability at or above which a pixel is background.")
-@click.option("--binarize", type=click.Choice(["none", "otsu"]), default="none", show_default=True,
-              help="otsu: turn a gray micrograph into a boundary/background image first.")
-@click.option("--invert", is_flag=True, help="For images whose boundaries are bright.")
-@click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32).")
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call.")
+@restore_options
+@click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32; model methods).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def predict(ctx: click.Context, model_path: Path, inputs: tuple[Path, ...], out: Path, tile: int | None,
-            overlap: int | None, threshold: float, binarize: str, invert: bool, save_probability: bool,
-            batch: int, no_progress: bool) -> None:
+def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...], out: Path,
+            save_probability: bool, no_progress: bool, **options: object) -> None:
     """Restore the boundary network of your own micrographs (files or folders), any image size."""
     quiet_tensorflow()
     from model.inference.predict import PredictError, predict_files
 
     try:
-        report = predict_files(model_path, inputs, out, tile=tile, overlap=overlap, threshold=threshold,
-                               binarize=binarize, invert=invert, save_probability=save_probability, batch=batch,
-                               progress=not no_progress)
+        report = predict_files(model_path, inputs, out, save_probability=save_probability,
+                               progress=not no_progress, **options)
     except PredictError as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(report.used)
     for line in report.messages():
         click.echo(line, err=line.startswith("failed"))
+    click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
+@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Micrometres per pixel.")
+@click.option("--min-grain", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Smaller background components (px) are specks, not grains.")
+@click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
+@click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
+@click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
+@restore_options
+@click.pass_context
+def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float, min_grain: int,
+            exclude_border: bool, pooled: bool, restore: bool, model_path: Path | None, **options: object) -> None:
+    """Grain counts, sizes and ASTM E112 G of restored boundary images (or raw micrographs with --restore)."""
+    from model.measure.run import MeasureError, MeasureOptions, measure_files
+
+    if restore:
+        quiet_tensorflow()
+        from model.inference.restore import RestoreOptions
+
+        restore_with = RestoreOptions(model=model_path, **options)
+    else:
+        given = [k for k in RESTORE_KEYS + ("model_path",)
+                 if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_path', '').replace('_', '-')} needs --restore")
+        restore_with = None
+    try:
+        report = measure_files(inputs, out, MeasureOptions(pixel_size, min_grain, exclude_border, pooled),
+                               restore_with, echo=click.echo)
+    except MeasureError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.messages():
+        click.echo(line, err=True)
     click.echo(report.summary())
     if not report.ok:
         ctx.exit(1)

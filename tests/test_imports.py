@@ -14,7 +14,8 @@ from conftest import REPO
     ["pipeline.config", "pipeline.generate", "pipeline.executors", "pipeline.store", "pipeline.interchange",
      "pipeline.verify", "cli"],
     ["model.scoring.metrics", "model.scoring.baselines", "model.inference.tiling", "model.inference.images",
-     "model.inference.predict", "model.data",
+     "model.inference.predict", "model.inference.predictor", "model.inference.restore", "model.inference.prepare",
+     "model.measure.run", "model.data",
      "model.scoring.evaluate"],
 ])
 def test_these_modules_do_not_import_tensorflow(modules):

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from model.inference.images import otsu_binarize, read_image
+from model.inference.postprocess import probability_to_mask
 from model.inference.predict import PROBABILITY_SUFFIX, PredictError, predict_files
+from model.inference.settings import InferenceSettings, save_settings
 
 SHAPES = [(1000, 700), (300, 2000), (100, 100)]
 
@@ -58,6 +60,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         with warnings.catch_warnings():  # Keras 3.15's saver trips numpy 2's __array__(copy=) deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             model.save(paths[name])
+        # Exact stand-ins: no speck filter, so every output pixel is the thresholded input pixel.
+        save_settings(paths[name], InferenceSettings(min_speck=0, chosen_on="test stand-in"))
     return paths
 
 
@@ -196,7 +200,7 @@ def _garbage_model(tmp_path: Path) -> Path:
     ("model tile <= overlap", {"overlap": 256}, "larger than --overlap"),
     ("negative overlap", {"overlap": -1}, "overlap must be >= 0"),
     ("threshold", {"threshold": 1.5}, "threshold"),
-    ("binarize", {"binarize": "adaptive"}, "binarize"),
+    ("binarize", {"binarize": "sauvola"}, "binarize"),
     ("batch", {"batch": 0}, "batch"),
     ("fixed tile", {"model_path": "fixed", "tile": 32}, "64x64 inputs only"),
     ("odd tile", {"model_path": "pooled", "tile": 33}, "does not accept 33x33 tiles"),
@@ -276,9 +280,107 @@ def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_
                      "--out", tmp_path / "out", "--save-probability", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "tiles of 64x64" in result.output
+    from model.inference.restore import DEFAULT_MIN_SPECK
+    from model.inference.settings import load_settings, settings_path
+
+    model_path = trained_run[0] / "best_reconstruction_model.keras"
+    stored = load_settings(model_path)  # `train` may write settings beside its model; else the defaults
+    min_speck = stored.min_speck if settings_path(model_path).is_file() else DEFAULT_MIN_SPECK
     for name, shape in {"big": (100, 150), "small": (40, 50)}.items():
         mask = read(tmp_path / "out" / f"{name}.png")
         assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
         probability = read(tmp_path / "out" / f"{name}{PROBABILITY_SUFFIX}")
         assert probability.shape == shape and probability.dtype == np.float32
-        assert np.array_equal(mask == 255, probability >= 0.5)
+        assert np.array_equal(mask, probability_to_mask(probability, stored.threshold, min_speck))
+
+
+# --- methods, preparation and settings ---------------------------------------------------------
+def specked_lines() -> np.ndarray:
+    """60 x 80 background with one 2-px line (160 px) and a 3 x 3 speck touching nothing."""
+    image = np.full((60, 80), 255, np.uint8)
+    image[20:22, :] = 0
+    image[40:43, 40:43] = 0
+    return image
+
+
+def test_min_speck_removes_isolated_specks_only(models, tmp_path) -> None:
+    source = write(tmp_path / "in" / "s.png", specked_lines())
+    for min_speck, speck_left in [(9, True), (10, False)]:
+        out = tmp_path / f"out{min_speck}"
+        report = predict_files(models["free"], [source], out, tile=32, overlap=8, min_speck=min_speck, progress=False)
+        mask = read(out / "s.png")
+        assert (mask[40:43, 40:43] == 0).all() == speck_left
+        assert (mask[20:22] == 0).all() and (mask[:20] == 255).all()  # the line stays
+        assert f"min-speck {min_speck} (option)" in report.used
+
+
+def test_settings_file_gives_the_defaults_and_options_override_it(models, tmp_path) -> None:
+    source = write(tmp_path / "in" / "s.png", specked_lines())
+    model = tmp_path / "m.keras"
+    model.write_bytes(models["free"].read_bytes())
+    save_settings(model, InferenceSettings(threshold=0.7, min_speck=10, tta=True, chosen_on="val"))
+    report = predict_files(model, [source], tmp_path / "a", tile=32, overlap=8, progress=False)
+    assert report.used == (f"method model ({model}): threshold 0.7 (from m.settings.json), "
+                           "min-speck 10 (from m.settings.json), tta True (from m.settings.json)")
+    assert (read(tmp_path / "a" / "s.png")[40:43, 40:43] == 255).all()  # the settings' speck filter ran
+    report = predict_files(model, [source], tmp_path / "b", tile=32, overlap=8, threshold=0.5, min_speck=0,
+                           tta=False, progress=False)
+    assert "threshold 0.5 (option), min-speck 0 (option), tta False (option)" in report.used
+    assert np.array_equal(read(tmp_path / "b" / "s.png"), specked_lines())
+
+
+def test_tta_of_an_identity_model_is_the_identity(models, binary_dir, tmp_path) -> None:
+    report = predict_files(models["free"], [binary_dir / "100x100.png"], tmp_path / "out", tile=64, overlap=16,
+                           tta=True, progress=False)
+    assert report.ok and "tta True (option)" in report.used
+    np.testing.assert_array_equal(read(tmp_path / "out" / "100x100.png"), read(binary_dir / "100x100.png"))
+
+
+def test_bridge_needs_no_model_and_closes_a_gap(tmp_path, monkeypatch) -> None:
+    import model.pretrained
+
+    monkeypatch.setattr(model.pretrained, "BUNDLED_MODEL", tmp_path / "absent.keras")
+    image = np.full((64, 96), 255, np.uint8)
+    image[30:32, :] = 0
+    image[30:32, 40:46] = 255  # a 6 px gap
+    source = write(tmp_path / "gap.png", image)
+    report = predict_files(None, [source], tmp_path / "out", method="bridge", progress=False)
+    assert report.ok and report.tile is None and "no model" in report.summary()
+    assert report.used == "method bridge: min-speck 30 (default)"
+    assert (read(tmp_path / "out" / "gap.png")[30:32] == 0).all()
+    with pytest.raises(PredictError, match="no --model given"):
+        predict_files(None, [source], tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()
+
+
+def test_scale_resamples_and_returns_the_input_size(models, tmp_path) -> None:
+    image = np.full((90, 130), 255, np.uint8)
+    image[40:44, :] = 0  # a 4 px line: 2 px at scale 0.5, 4 px again after
+    source = write(tmp_path / "line.png", image)
+    predict_files(models["free"], [source], tmp_path / "out", tile=32, overlap=8, scale=0.5, progress=False)
+    np.testing.assert_array_equal(read(tmp_path / "out" / "line.png"), image)
+
+
+def test_gray_micrograph_binarized_adaptively_despite_shading(models, tmp_path) -> None:
+    """Grains shaded from 120 to 240 left to right, a boundary 50 gray levels darker than its surroundings."""
+    shading = np.linspace(120, 240, 160)[None, :].repeat(100, 0)
+    gray = shading.copy()
+    gray[48:51, :] -= 50
+    source = write(tmp_path / "gray.png", np.rint(gray).astype(np.uint8))
+    predict_files(models["free"], [source], tmp_path / "out", tile=64, overlap=16, binarize="adaptive",
+                  min_speck=0, progress=False)
+    mask = read(tmp_path / "out" / "gray.png")
+    assert (mask[48:51] == 0).all() and (mask[:45] == 255).all() and (mask[55:] == 255).all()
+    predict_files(models["free"], [source], tmp_path / "otsu", tile=64, overlap=16, binarize="otsu",
+                  min_speck=0, progress=False)
+    assert (read(tmp_path / "otsu" / "gray.png")[:, :40] == 0).mean() > 0.9  # one global threshold fails here
+
+
+def test_cli_prints_the_values_used(run_cli, models, tmp_path) -> None:
+    source = write(tmp_path / "s.png", specked_lines())
+    result = run_cli("predict", "--model", models["free"], source, "--out", tmp_path / "out", "--tile", "32",
+                     "--no-progress", "--denoise", "median")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (f"method model ({models['free']}): threshold 0.5 (from "
+                                             "free.settings.json), min-speck 0 (from free.settings.json), "
+                                             "tta False (from free.settings.json)")

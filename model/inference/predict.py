@@ -1,20 +1,19 @@
-"""`predict`: restore the boundaries of users' own micrographs with a trained model, any image size.
+"""`predict`: restore the boundaries of users' own micrographs (model, `bridge` or both), any image size.
 
-`predict_files` is what the CLI calls: it checks everything (settings, inputs, output names, the
+`predict_files` is what the CLI calls: it checks everything (options, inputs, output names, the
 model and its tile size) before touching the output directory, raising PredictError with a
-one-line message; then it predicts each image by overlapping tiles (model/inference/tiling.py), writes
-DIR/<name>.png (0 boundary, 255 background) and, if asked, DIR/<name>_probability.tif (float32
-background probability), and returns a PredictReport. An image that cannot be read or predicted
-is recorded in the report and the others go on. TensorFlow is imported only when a model is loaded.
+one-line message; then it restores each image (model/inference/restore.py: preparation of gray
+micrographs, tiled prediction, bridge, speck filter), writes DIR/<name>.png (0 boundary, 255
+background) and, if asked, DIR/<name>_probability.tif (float32 background probability), and
+returns a PredictReport. An image that cannot be read or restored is recorded in the report and
+the others go on. TensorFlow is imported only when a model is loaded.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,44 +22,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model import quiet_tensorflow
-from .images import ImageError, InputError, collect_inputs, otsu_binarize, read_image
-from model.scoring.predictions import to_mask
-from .tiling import Progress, TilingError, check_tiling, count_tiles, predict_tiled
+from .images import ImageError, InputError, collect_inputs, read_image
+from .predictor import DEFAULT_BATCH, DEFAULT_TILE, PredictError, Predictor, _one_line, default_overlap, load_model, \
+    load_predictor
+from .restore import RestoreOptions, Restorer, check_options, model_path_of
 
-DEFAULT_TILE = 256  # tile side for models that accept any input size (fixed-size models use their own)
-DEFAULT_BATCH = 4
-DEFAULT_THRESHOLD = 0.5
-BINARIZE = ("none", "otsu")
+__all__ = ["DEFAULT_BATCH", "DEFAULT_TILE", "PROBABILITY_SUFFIX", "PredictError", "PredictReport", "Predictor",
+           "default_overlap", "load_model", "load_predictor", "output_names", "predict_files"]
+
 PROBABILITY_SUFFIX = "_probability.tif"
-
-
-def default_overlap(tile: int) -> int:
-    """Overlap used when none is given: a quarter of the (smaller) tile side."""
-    return tile // 4
-
-
-class PredictError(ValueError):
-    """Settings, inputs or a model that cannot be used; raised before any output is written. One line."""
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_NOISE = re.compile(r"^(in user code:|raise |Traceback|Arguments received|•)|Exception encountered when calling")
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """The first informative line of an exception's message (traceback lines skipped), shortened."""
-    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
-    useful, after_file = [], False
-    for line in lines:
-        if line.startswith('File "'):
-            after_file = True  # the next line is the source line it shows
-        elif after_file:
-            after_file = False
-        elif not _NOISE.search(line):
-            useful.append(line)
-    text = (useful or lines or [type(exc).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -73,10 +43,11 @@ class PredictReport:
     written: tuple[Path, ...]  # every file written: PNGs and probability TIFFs
     renamed: tuple[tuple[Path, Path], ...]  # (input, its PNG) where the name got a _2, _3, ... suffix
     failures: tuple[tuple[Path, str], ...]  # (input, reason), for every image not predicted
-    tile: tuple[int, int]
+    tile: tuple[int, int] | None  # None: no model (bridge)
     overlap: int
     tiles: int  # tiles predicted, all images together
     seconds: float
+    used: str = ""  # the method and the settings used (Restorer.describe)
 
     @property
     def ok(self) -> bool:
@@ -91,111 +62,13 @@ class PredictReport:
 
     def summary(self) -> str:
         """The one-line summary the CLI prints last."""
-        text = (f"predicted {len(self.outputs)} of {self.inputs} images ({self.tiles} tiles of "
-                f"{self.tile[0]}x{self.tile[1]}, overlap {self.overlap}) in {self.seconds:.1f} s -> {self.out_dir}")
+        how = (f"{self.tiles} tiles of {self.tile[0]}x{self.tile[1]}, overlap {self.overlap}" if self.tile
+               else "no model")
+        text = f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s -> {self.out_dir}"
         if self.failures:
             text += f"; {len(self.failures)} failed"
         return text
 
-
-class Predictor:
-    """A loaded Keras model and the tile size it is run on."""
-
-    def __init__(self, model: Any, tile: int | None = None):
-        """Check the model's input/output signature and settle the tile size; PredictError if unusable.
-
-        A model with a fixed input size (H, W) is run on H x W tiles, and `tile` may only repeat it.
-        A model accepting any size runs on `tile` x `tile` (default DEFAULT_TILE); one forward pass
-        on a zero tile checks that the model accepts that size (a U-Net needs multiples of 2^depth).
-        """
-        self.model = model
-        try:
-            inputs, outputs = list(model.inputs), list(model.outputs)
-        except Exception as exc:  # e.g. a Sequential model that was never built
-            raise PredictError(f"the model has no defined inputs/outputs: {_one_line(exc)}") from None
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise PredictError(f"expected a model with one input and one output, got {len(inputs)} and {len(outputs)}")
-        shape = tuple(inputs[0].shape)
-        if len(shape) != 4 or shape[3] not in (1, None):
-            raise PredictError(f"expected a model input of shape (batch, height, width, 1), got {shape}")
-        out_shape = tuple(outputs[0].shape)
-        if len(out_shape) != 4 or out_shape[3] not in (1, None):
-            raise PredictError(f"expected a model output of shape (batch, height, width, 1), got {out_shape}")
-        rows, cols = shape[1:3]
-        if tile is not None and tile <= 0:
-            raise PredictError(f"--tile must be > 0, got {tile}")
-        self.fixed = rows is not None and cols is not None  # the model's input size is fixed
-        if self.fixed and tile is not None and (tile, tile) != (rows, cols):
-            need = f"must be {rows} (or left out)" if rows == cols else "cannot be used"
-            raise PredictError(f"the model takes {rows}x{cols} inputs only: --tile {need}, got {tile}")
-        side = DEFAULT_TILE if tile is None else tile
-        self.tile: tuple[int, int] = (rows or side, cols or side)
-        self._forward = self._compile()
-        self._probe()
-
-    def _compile(self) -> Any:
-        """The model's forward pass as one graph for every batch size (no retracing per batch size)."""
-        import keras
-
-        if keras.backend.backend() != "tensorflow":
-            return self.model.predict_on_batch
-        import tensorflow as tf
-
-        rows, cols = self.tile
-        model = self.model
-        graph = tf.function(lambda x: model(x, training=False),
-                            input_signature=[tf.TensorSpec((None, rows, cols, 1), tf.float32)])
-        return lambda tiles: graph(tf.convert_to_tensor(tiles, dtype=tf.float32)).numpy()
-
-    def _probe(self) -> None:
-        """One forward pass on a zero tile: the model accepts the tile and answers (1, H, W, 1)."""
-        rows, cols = self.tile
-        try:
-            answer = self.predict_batch(np.zeros((1, rows, cols, 1), dtype=np.float32))
-        except Exception as exc:
-            pools = sum(type(layer).__name__ in ("MaxPooling2D", "AveragePooling2D") for layer in self.model.layers)
-            why = (f"it has {pools} 2x poolings: the tile must be a multiple of {2**pools}" if pools
-                   else _one_line(exc))
-            raise PredictError(f"the model does not accept {rows}x{cols} tiles ({why})") from None
-        if answer.shape not in ((1, rows, cols, 1), (1, rows, cols)):
-            raise PredictError(f"the model answers {rows}x{cols} tiles with shape {answer.shape}, "
-                               f"expected {(1, rows, cols, 1)}")
-
-    def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
-        """(n, H, W, 1) float32 tiles in [0, 1] -> (n, H, W, 1) background probabilities."""
-        return np.asarray(self._forward(tiles), dtype=np.float32)
-
-    def predict(self, image: np.ndarray, overlap: int, batch: int = DEFAULT_BATCH,
-                progress: Progress | None = None) -> np.ndarray:
-        """Background probability (H, W) float32 of a model-ready image (float32 in [0, 1], boundary 0)."""
-        return predict_tiled(image, self.predict_batch, self.tile, overlap, batch=batch, progress=progress)
-
-
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """keras.models.load_model(path, compile=False) in safe mode; PredictError for a missing or unloadable file.
-
-    compile=False: inference needs no optimizer, loss or metrics, so a model trained with any
-    loss loads without custom objects.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise PredictError(f"model file not found: {path}")
-    if not path.is_file():
-        raise PredictError(f"model path is not a file: {path}")
-    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
-        raise PredictError(f"cannot load a Keras model from {path}: not a .keras file (not a zip archive)")
-    quiet_tensorflow()
-    import keras
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        raise PredictError(f"cannot load a Keras model from {path}: {_one_line(exc)}") from None
-
-
-def load_predictor(path: str | os.PathLike[str], tile: int | None = None) -> Predictor:
-    """Load a saved model and settle its tile size (see Predictor); PredictError if unusable."""
-    return Predictor(load_model(path), tile)
 
 
 def output_names(inputs: Sequence[Path]) -> list[str]:
@@ -219,7 +92,34 @@ def output_names(inputs: Sequence[Path]) -> list[str]:
     return names
 
 
-def _write(path: Path, image: np.ndarray) -> None:
+def failure_reason(exc: BaseException) -> str:
+    """One line for an image that failed: an ImageError's own message, else the exception's type and first line."""
+    return str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def check_out_dir(out_dir: Path, sources: Sequence[Path], outputs: Sequence[Sequence[str]]) -> None:
+    """PredictError if --out is a file or an output name (per source) would overwrite an input."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"--out {out_dir} exists and is not a directory")
+    resolved_inputs = {path.resolve(): path for path in sources}
+    for names in outputs:
+        for target in (out_dir / name for name in names):
+            if target.resolve() in resolved_inputs:
+                raise PredictError(f"output {target} would overwrite the input {resolved_inputs[target.resolve()]}; "
+                                   "choose another --out")
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create --out (and its parents); PredictError if that fails or it is not writable."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PredictError(f"cannot create --out {out_dir}: {_one_line(exc)}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise PredictError(f"--out {out_dir} is not writable")
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
     """Write through a hidden temporary file and rename it: no half-written output under the real name."""
     temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
@@ -237,108 +137,67 @@ def _progress_bar(enabled: bool) -> Any:
     return tqdm(total=0, unit="tile", dynamic_ncols=True, file=sys.stderr, disable=not enabled)
 
 
-def _check_settings(tile: int | None, overlap: int | None, threshold: float, binarize: str, batch: int) -> None:
-    if tile is not None and tile <= 0:
-        raise PredictError(f"--tile must be > 0, got {tile}")
-    if overlap is not None and overlap < 0:
-        raise PredictError(f"--overlap must be >= 0, got {overlap}")
-    if tile is not None and overlap is not None and tile <= overlap:
-        raise PredictError(f"--tile ({tile}) must be larger than --overlap ({overlap})")
-    if not 0.0 <= threshold <= 1.0:
-        raise PredictError(f"--threshold must be in [0, 1], got {threshold}")
-    if binarize not in BINARIZE:
-        raise PredictError(f"--binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}")
-    if batch <= 0:
-        raise PredictError(f"--batch must be > 0, got {batch}")
+def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[str | os.PathLike[str]],
+                  out_dir: str | os.PathLike[str], *, save_probability: bool = False, progress: bool = True,
+                  **options: Any) -> PredictReport:
+    """Restore every image of `inputs` (files and directories) into out_dir; see docs/predict.md.
 
-
-def predict_files(model_path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
-                  out_dir: str | os.PathLike[str], *, tile: int | None = None, overlap: int | None = None,
-                  threshold: float = DEFAULT_THRESHOLD, binarize: str = "none", invert: bool = False,
-                  save_probability: bool = False, batch: int = DEFAULT_BATCH, progress: bool = True) -> PredictReport:
-    """Predict every image of `inputs` (files and directories) into out_dir; see docs/predict.md.
-
-    Each image: read as gray in [0, 1] (8-bit / 255, 16-bit / 65535) -> 1 - x if `invert`
-    -> Otsu binarization if binarize == "otsu" -> tiled prediction -> out_dir/<name>.png
-    (255 where probability >= threshold, else 0) and, with save_probability,
-    out_dir/<name>_probability.tif (float32). overlap defaults to tile // 4.
+    `options` are the fields of RestoreOptions (method, threshold, min_speck, tta, binarize,
+    denoise, invert, scale, tile, overlap, batch); `model_path` None means the bundled model.
     Raises PredictError before anything is written (out_dir is not even created) for bad
-    settings, a missing/unloadable model, a tile the model does not accept, missing inputs, an
+    options, a missing/unloadable model, a tile the model does not accept, missing inputs, an
     image-less directory, or an output that would overwrite an input. Images that fail later
     are listed in the report's `failures`; the others are written regardless.
     """
-    _check_settings(tile, overlap, threshold, binarize, batch)
-    model_path = Path(model_path)
-    if not model_path.exists():
-        raise PredictError(f"model file not found: {model_path}")
+    try:
+        settings = RestoreOptions(model=model_path, **options)
+    except TypeError as exc:
+        raise PredictError(_one_line(exc)) from None
+    check_options(settings)
+    model_path_of(settings)  # a missing model is reported before the inputs are looked at
     try:
         sources = collect_inputs(inputs)
     except InputError as exc:
         raise PredictError(str(exc)) from None
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PredictError(f"--out {out_dir} exists and is not a directory")
     names = output_names(sources)
-    resolved_inputs = {path.resolve(): path for path in sources}
-    for name in names:
-        for target in (out_dir / f"{name}.png", out_dir / f"{name}{PROBABILITY_SUFFIX}"):
-            if target.resolve() in resolved_inputs:
-                raise PredictError(f"output {target} would overwrite the input {resolved_inputs[target.resolve()]}; "
-                                   "choose another --out")
-    predictor = load_predictor(model_path, tile)
-    overlap = default_overlap(min(predictor.tile)) if overlap is None else overlap
-    try:
-        check_tiling(predictor.tile, overlap, batch)
-    except TilingError as exc:
-        origin = "the model's input size" if predictor.fixed else "--tile" if tile is not None else "the default"
-        raise PredictError(f"the tile ({min(predictor.tile)}, {origin}) must be larger than --overlap ({overlap})"
-                           if overlap >= min(predictor.tile) else str(exc)) from None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PredictError(f"cannot create --out {out_dir}: {_one_line(exc)}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise PredictError(f"--out {out_dir} is not writable")
+    check_out_dir(out_dir, sources, [[f"{name}.png", f"{name}{PROBABILITY_SUFFIX}"] for name in names])
+    restorer = Restorer(settings)
+    make_out_dir(out_dir)
 
     start = time.perf_counter()
     outputs: list[tuple[Path, Path]] = []
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
     total_tiles = 0
-    bar = _progress_bar(progress)
+    bar = _progress_bar(progress and restorer.predictor is not None)
     try:
         for number, (source, name) in enumerate(zip(sources, names), start=1):
             png = out_dir / f"{name}.png"
             try:
                 image = read_image(source)
-                if invert:
-                    np.subtract(np.float32(1.0), image, out=image)
-                if binarize == "otsu":
-                    image = otsu_binarize(image)
-                count = count_tiles(image.shape, predictor.tile, overlap)
+                count = restorer.tiles(image.shape)
                 bar.total += count
                 bar.set_description(f"{number}/{len(sources)} {source.name}", refresh=False)
                 bar.refresh()
-                probability = predictor.predict(image, overlap, batch, progress=bar.update)
+                background, probability = restorer.restore(image, progress=bar.update)
                 del image
-                background = to_mask(probability, threshold)
-                _write(png, background)
+                write_image(png, background)
                 written.append(png)
-                del background
-                if save_probability:
+                if save_probability and probability is not None:
                     tif = out_dir / f"{name}{PROBABILITY_SUFFIX}"
-                    _write(tif, probability)
+                    write_image(tif, probability)
                     written.append(tif)
                 outputs.append((source, png))
                 total_tiles += count
             except Exception as exc:  # one bad image (corrupt, memory, model, disk) must not stop the rest
-                reason = str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {_one_line(exc)}"
-                failures.append((source, reason))
+                failures.append((source, failure_reason(exc)))
                 bar.total = bar.n  # drop the tiles this image will never do
                 bar.refresh()
     finally:
         bar.close()
     renamed = tuple((source, out_dir / f"{name}.png") for source, name in zip(sources, names) if name != source.stem)
+    tile = restorer.predictor.tile if restorer.predictor is not None else None
     return PredictReport(out_dir=out_dir, inputs=len(sources), outputs=tuple(outputs), written=tuple(written),
-                         renamed=renamed, failures=tuple(failures), tile=predictor.tile, overlap=overlap,
-                         tiles=total_tiles, seconds=time.perf_counter() - start)
+                         renamed=renamed, failures=tuple(failures), tile=tile, overlap=restorer.overlap,
+                         tiles=total_tiles, seconds=time.perf_counter() - start, used=restorer.describe())

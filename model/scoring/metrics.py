@@ -55,6 +55,9 @@ class Grains:
     kept: np.ndarray  # (n_components + 1,) bool: which ids are grains (id 0 never)
     count: int  # grains
     cut: int  # grains touching the image border
+    areas: np.ndarray  # (n_components + 1,) int: pixels per component id (model.measure uses these)
+    centroids: np.ndarray  # (n_components + 1, 2) float64: (x, y) pixel centroid per component id
+    touches: np.ndarray  # (n_components + 1,) bool: grains touching the image border
 
     @property
     def inside(self) -> int:
@@ -65,14 +68,14 @@ class Grains:
 def find_grains(boundary: np.ndarray, min_area: int = MIN_GRAIN_AREA) -> Grains:
     """Grains of a boundary mask: 4-connected components of its background with >= min_area pixels."""
     background = np.logical_not(boundary).view(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4, ltype=cv2.CV_32S)
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(background, connectivity=4, ltype=cv2.CV_32S)
     height, width = boundary.shape
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
     kept = stats[:, cv2.CC_STAT_AREA] >= min_area
     kept[0] = False  # cv2's label 0 is the boundary
     cut = kept & ((left == 0) | (top == 0) | (right == width) | (bottom == height))
-    return Grains(labels, kept, int(kept.sum()), int(cut.sum()))
+    return Grains(labels, kept, int(kept.sum()), int(cut.sum()), stats[:, cv2.CC_STAT_AREA], centroids, cut)
 
 
 def adjusted_rand_index(first: np.ndarray, second: np.ndarray) -> float:

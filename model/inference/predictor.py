@@ -1,0 +1,163 @@
+"""A loaded Keras model run tile by tile: the tile size it accepts, optional test-time augmentation.
+
+`load_predictor` checks a saved model's signature and the tile size with one forward pass; every
+problem is a PredictError with one line. TensorFlow is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import quiet_tensorflow
+from .postprocess import dihedral_mean
+from .tiling import Progress, predict_tiled
+
+DEFAULT_TILE = 256  # tile side for models that accept any input size (fixed-size models use their own)
+DEFAULT_BATCH = 4
+
+
+def default_overlap(tile: int) -> int:
+    """Overlap used when none is given: a quarter of the (smaller) tile side."""
+    return tile // 4
+
+
+class PredictError(ValueError):
+    """Settings, inputs or a model that cannot be used; raised before any output is written. One line."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_NOISE = re.compile(r"^(in user code:|raise |Traceback|Arguments received|•)|Exception encountered when calling")
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The first informative line of an exception's message (traceback lines skipped), shortened."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    useful, after_file = [], False
+    for line in lines:
+        if line.startswith('File "'):
+            after_file = True  # the next line is the source line it shows
+        elif after_file:
+            after_file = False
+        elif not _NOISE.search(line):
+            useful.append(line)
+    text = (useful or lines or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+
+
+class Predictor:
+    """A loaded Keras model and the tile size it is run on."""
+
+    def __init__(self, model: Any, tile: int | None = None, tta: bool = False):
+        """Check the model's input/output signature and settle the tile size; PredictError if unusable.
+
+        With `tta`, every batch is predicted as the mean over its 8 dihedral transforms
+        (model.inference.postprocess.dihedral_mean), which needs square tiles.
+
+        A model with a fixed input size (H, W) is run on H x W tiles, and `tile` may only repeat it.
+        A model accepting any size runs on `tile` x `tile` (default DEFAULT_TILE); one forward pass
+        on a zero tile checks that the model accepts that size (a U-Net needs multiples of 2^depth).
+        """
+        self.model = model
+        try:
+            inputs, outputs = list(model.inputs), list(model.outputs)
+        except Exception as exc:  # e.g. a Sequential model that was never built
+            raise PredictError(f"the model has no defined inputs/outputs: {_one_line(exc)}") from None
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise PredictError(f"expected a model with one input and one output, got {len(inputs)} and {len(outputs)}")
+        shape = tuple(inputs[0].shape)
+        if len(shape) != 4 or shape[3] not in (1, None):
+            raise PredictError(f"expected a model input of shape (batch, height, width, 1), got {shape}")
+        out_shape = tuple(outputs[0].shape)
+        if len(out_shape) != 4 or out_shape[3] not in (1, None):
+            raise PredictError(f"expected a model output of shape (batch, height, width, 1), got {out_shape}")
+        rows, cols = shape[1:3]
+        if tile is not None and tile <= 0:
+            raise PredictError(f"--tile must be > 0, got {tile}")
+        self.fixed = rows is not None and cols is not None  # the model's input size is fixed
+        if self.fixed and tile is not None and (tile, tile) != (rows, cols):
+            need = f"must be {rows} (or left out)" if rows == cols else "cannot be used"
+            raise PredictError(f"the model takes {rows}x{cols} inputs only: --tile {need}, got {tile}")
+        side = DEFAULT_TILE if tile is None else tile
+        self.tile: tuple[int, int] = (rows or side, cols or side)
+        if tta and self.tile[0] != self.tile[1]:
+            raise PredictError(f"--tta needs square tiles; the model takes {rows}x{cols} inputs")
+        self.tta = tta
+        self._forward = self._compile()
+        self._probe()
+
+    def _compile(self) -> Any:
+        """The model's forward pass as one graph for every batch size (no retracing per batch size)."""
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return self.model.predict_on_batch
+        import tensorflow as tf
+
+        rows, cols = self.tile
+        model = self.model
+        graph = tf.function(lambda x: model(x, training=False),
+                            input_signature=[tf.TensorSpec((None, rows, cols, 1), tf.float32)])
+        return lambda tiles: graph(tf.convert_to_tensor(tiles, dtype=tf.float32)).numpy()
+
+    def _probe(self) -> None:
+        """One forward pass on a zero tile: the model accepts the tile and answers (1, H, W, 1)."""
+        rows, cols = self.tile
+        try:
+            answer = self._plain(np.zeros((1, rows, cols, 1), dtype=np.float32))
+        except Exception as exc:
+            pools = sum(type(layer).__name__ in ("MaxPooling2D", "AveragePooling2D") for layer in self.model.layers)
+            why = (f"it has {pools} 2x poolings: the tile must be a multiple of {2**pools}" if pools
+                   else _one_line(exc))
+            raise PredictError(f"the model does not accept {rows}x{cols} tiles ({why})") from None
+        if answer.shape not in ((1, rows, cols, 1), (1, rows, cols)):
+            raise PredictError(f"the model answers {rows}x{cols} tiles with shape {answer.shape}, "
+                               f"expected {(1, rows, cols, 1)}")
+
+    def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """(n, H, W, 1) float32 tiles in [0, 1] -> (n, H, W, 1) background probabilities."""
+        if self.tta:
+            return dihedral_mean(lambda batch: self._plain(batch).reshape(batch.shape[:3] + (1,)), tiles)
+        return self._plain(tiles)
+
+    def _plain(self, tiles: np.ndarray) -> np.ndarray:
+        return np.asarray(self._forward(tiles), dtype=np.float32)
+
+    def predict(self, image: np.ndarray, overlap: int, batch: int = DEFAULT_BATCH,
+                progress: Progress | None = None) -> np.ndarray:
+        """Background probability (H, W) float32 of a model-ready image (float32 in [0, 1], boundary 0)."""
+        return predict_tiled(image, self.predict_batch, self.tile, overlap, batch=batch, progress=progress)
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """keras.models.load_model(path, compile=False) in safe mode; PredictError for a missing or unloadable file.
+
+    compile=False: inference needs no optimizer, loss or metrics, so a model trained with any
+    loss loads without custom objects.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PredictError(f"model file not found: {path}")
+    if not path.is_file():
+        raise PredictError(f"model path is not a file: {path}")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise PredictError(f"cannot load a Keras model from {path}: not a .keras file (not a zip archive)")
+    quiet_tensorflow()
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise PredictError(f"cannot load a Keras model from {path}: {_one_line(exc)}") from None
+
+
+def load_predictor(path: str | os.PathLike[str], tile: int | None = None, tta: bool = False) -> Predictor:
+    """Load a saved model and settle its tile size (see Predictor); PredictError if unusable."""
+    return Predictor(load_model(path), tile, tta)

@@ -1,0 +1,174 @@
+"""One restoration recipe for `predict` and `measure --restore`: prepare, restore (model, bridge or both), clean.
+
+`RestoreOptions` is what the user chose (None = "from the model's settings"); `Restorer` settles
+the values actually used (printed by the CLI), loads the model once and restores one gray image
+at a time. Order per image: read -> invert -> denoise -> resample by `scale` -> binarize ->
+model (tiled, optional TTA) and/or `bridge` -> back to the input's size -> speck filter.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from model.pretrained import NoModelError, resolve_model
+from model.scoring.baselines import bridge
+from model.scoring.predictions import to_mask
+from .postprocess import remove_specks
+from .predictor import PredictError, default_overlap, load_predictor
+from .prepare import PrepareError, check_prepare, prepare, restore_size
+from .settings import SettingsError, load_settings, settings_path
+from .tiling import Progress, TilingError, check_tiling
+
+METHODS = ("model", "bridge", "model+bridge", "none")  # none: preparation and speck filter only
+# Speck filter used when neither --min-speck nor the model's settings file gives one: chosen on
+# the validation split of a rendered gray library (benchmarks/measure.py --sweep-min-speck,
+# docs/measure.md), bridge after Otsu, the value with the lowest grain-count error.
+DEFAULT_MIN_SPECK = 30
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to restore: the method, the model and the preparation of gray micrographs."""
+
+    method: str = "model"
+    model: str | os.PathLike[str] | None = None  # None: the bundled model (model methods only)
+    threshold: float | None = None  # None: the model's settings
+    min_speck: int | None = None  # None: the model's settings, else DEFAULT_MIN_SPECK
+    tta: bool | None = None  # None: the model's settings
+    binarize: str = "none"
+    denoise: str = "none"
+    invert: bool = False
+    scale: float = 1.0
+    tile: int | None = None
+    overlap: int | None = None
+    batch: int = 4
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether the method runs the network."""
+        return self.method in ("model", "model+bridge")
+
+
+def check_options(options: RestoreOptions) -> None:
+    """PredictError for any option value that cannot be used (before a model is loaded)."""
+    if options.method not in METHODS:
+        raise PredictError(f"--method must be one of {', '.join(METHODS)}, got {options.method!r}")
+    try:
+        check_prepare(options.binarize, options.denoise, options.scale)
+    except PrepareError as exc:
+        raise PredictError(str(exc)) from None
+    if options.tile is not None and options.tile <= 0:
+        raise PredictError(f"--tile must be > 0, got {options.tile}")
+    if options.overlap is not None and options.overlap < 0:
+        raise PredictError(f"--overlap must be >= 0, got {options.overlap}")
+    if options.tile is not None and options.overlap is not None and options.tile <= options.overlap:
+        raise PredictError(f"--tile ({options.tile}) must be larger than --overlap ({options.overlap})")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise PredictError(f"--threshold must be in [0, 1], got {options.threshold}")
+    if options.min_speck is not None and options.min_speck < 0:
+        raise PredictError(f"--min-speck must be >= 0, got {options.min_speck}")
+    if options.batch <= 0:
+        raise PredictError(f"--batch must be > 0, got {options.batch}")
+
+
+def model_path_of(options: RestoreOptions) -> Path | None:
+    """The model file a model method will load (the bundled one without --model); None for bridge."""
+    if not options.uses_model:
+        return None
+    try:
+        path = resolve_model(options.model)
+    except NoModelError as exc:
+        raise PredictError(str(exc)) from None
+    if not path.exists():
+        raise PredictError(f"model file not found: {path}")
+    return path
+
+
+class Restorer:
+    """Restores gray images with settled options; `used` says which values and where they came from."""
+
+    def __init__(self, options: RestoreOptions):
+        """Check the options, read the model's settings and load the model; PredictError if unusable."""
+        check_options(options)
+        self.options = options
+        self.model_path = model_path_of(options)
+        try:
+            stored = load_settings(self.model_path) if self.model_path else None
+        except SettingsError as exc:
+            raise PredictError(str(exc)) from None
+        has_file = self.model_path is not None and settings_path(self.model_path).is_file()
+        origin = f"from {settings_path(self.model_path).name}" if has_file else "default"
+        self.used: dict[str, tuple[object, str]] = {}
+        self.threshold = self._settle("threshold", options.threshold, stored.threshold if stored else 0.5, origin)
+        fallback = stored.min_speck if has_file and stored else DEFAULT_MIN_SPECK
+        self.min_speck = int(self._settle("min_speck", options.min_speck, fallback, origin))
+        self.tta = bool(self._settle("tta", options.tta, stored.tta if stored else False, origin))
+        self.predictor = None
+        self.overlap = 0
+        if self.model_path is not None:
+            self.predictor = load_predictor(self.model_path, options.tile, self.tta)
+            tile = self.predictor.tile
+            self.overlap = default_overlap(min(tile)) if options.overlap is None else options.overlap
+            try:
+                check_tiling(tile, self.overlap, options.batch)
+            except TilingError as exc:
+                origin = ("the model's input size" if self.predictor.fixed
+                          else "--tile" if options.tile is not None else "the default")
+                raise PredictError(f"the tile ({min(tile)}, {origin}) must be larger than --overlap ({self.overlap})"
+                                   if self.overlap >= min(tile) else str(exc)) from None
+
+    def _settle(self, name: str, given: object, fallback: object, origin: str) -> object:
+        if name != "min_speck" and not self.options.uses_model:
+            return fallback
+        value, source = (given, "option") if given is not None else (fallback, origin)
+        self.used[name] = (value, source)
+        return value
+
+    def describe(self) -> str:
+        """One line: the method and the values used, e.g. `method model: threshold 0.6 (from M.settings.json), ...`."""
+        parts = [f"{name.replace('_', '-')} {value} ({source})" for name, (value, source) in self.used.items()]
+        model = f" ({self.model_path})" if self.model_path else ""
+        return f"method {self.options.method}{model}: " + ", ".join(parts)
+
+    def tiles(self, shape: tuple[int, int]) -> int:
+        """Model tiles an image of `shape` costs (0 for bridge)."""
+        from .tiling import count_tiles
+
+        if self.predictor is None:
+            return 0
+        height, width = (max(1, round(side * self.options.scale)) for side in shape)
+        return count_tiles((height, width), self.predictor.tile, self.overlap)
+
+    def restore(self, image: np.ndarray, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(uint8 mask, 0 boundary / 255 background, at the input's size; background probability or None)."""
+        options = self.options
+        shape = image.shape
+        ready = prepare(image, invert=options.invert, denoise=options.denoise, binarize=options.binarize,
+                        scale=options.scale)
+        speck_here = round(self.min_speck * options.scale**2)  # the same area at the working scale
+        working = None
+        if self.predictor is not None:
+            working = self.predictor.predict(ready, self.overlap, options.batch, progress=progress)
+        probability = None if working is None else restore_size(working, shape)
+        if options.method == "model":
+            mask = to_mask(probability, self.threshold)
+        elif options.method == "none":
+            mask = to_mask(restore_size(ready, shape), 0.5)
+        else:
+            start = to_mask(ready, 0.5) if working is None else to_mask(working, self.threshold)
+            linked = bridge(remove_specks(start, speck_here))
+            mask = linked if linked.shape == shape else to_mask(restore_size(linked, shape) / np.float32(255), 0.5)
+        return remove_specks(mask, self.min_speck), probability
+
+
+def restorer_or_error(options: RestoreOptions, on_error: Callable[[str], Exception]) -> Restorer:
+    """A Restorer, or `on_error(message)` raised for unusable options (for callers with their own error type)."""
+    try:
+        return Restorer(options)
+    except PredictError as exc:
+        raise on_error(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Grain statistics of restored boundary images: the `measure` command (docs/measure.md)."""

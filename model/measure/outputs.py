@@ -1,0 +1,127 @@
+"""The files `measure` writes: grain CSV, 16-bit grain map, colour overlay, size histogram, summaries.
+
+Every file is encoded in memory and written with `pipeline.store.atomic_write` (temporary name,
+then rename), so an interrupted run never leaves a half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from pipeline.store import atomic_write
+from .grains import GrainTable
+
+GRAIN_COLUMNS = ("grain_id", "area_px", "area_um2", "diameter_um", "centroid_x_px", "centroid_y_px",
+                 "touches_border")
+OVERLAY_ALPHA = 0.55  # weight of the grain colour over the gray input
+
+
+def _number(value: Any) -> Any:
+    """CSV cell: floats to 6 significant digits, NaN as an empty cell."""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
+    """A CSV file (comma separated, one header line) as bytes."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_number(v) for v in row] for row in rows])
+    return text.getvalue().encode()
+
+
+def write_grain_csv(path: Path, table: GrainTable) -> None:
+    """<name>_grains.csv: one row per grain, in grain-id order."""
+    rows = zip(range(1, table.count + 1), table.area_px.tolist(), table.area_um2.tolist(),
+               table.diameter_um.tolist(), table.centroid_x.tolist(), table.centroid_y.tolist(),
+               table.touches_border.astype(int).tolist())
+    atomic_write(path, csv_bytes(GRAIN_COLUMNS, list(rows)))
+
+
+def _encode(suffix: str, image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(suffix, image)
+    if not ok:
+        raise OSError(f"OpenCV could not encode a {suffix} image")
+    return data.tobytes()
+
+
+def write_grain_map(path: Path, table: GrainTable) -> None:
+    """<name>_grains.tif: 16-bit grain ids (0 = boundary, speck or left-out grain)."""
+    atomic_write(path, _encode(".tif", table.grain_map))
+
+
+def grain_colours(count: int) -> np.ndarray:
+    """(count + 1, 3) uint8 BGR: black for id 0, then hues spaced by the golden ratio (neighbours differ)."""
+    hue = (np.arange(count + 1) * 0.6180339887 % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 170), np.full_like(hue, 240)], axis=1)[None]
+    colours = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]
+    colours[0] = 0
+    return colours
+
+
+def overlay(gray: np.ndarray, boundary: np.ndarray, table: GrainTable) -> np.ndarray:
+    """BGR image: each grain in its own colour over the gray input, boundary pixels black."""
+    base = np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
+    base = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
+    coloured = grain_colours(table.count)[table.grain_map]
+    blend = cv2.addWeighted(coloured, OVERLAY_ALPHA, base, 1 - OVERLAY_ALPHA, 0)
+    out = np.where((table.grain_map > 0)[..., None], blend, base)
+    out[boundary] = 0
+    return out
+
+
+def write_overlay(path: Path, gray: np.ndarray, boundary: np.ndarray, table: GrainTable) -> None:
+    """<name>_overlay.png (see `overlay`)."""
+    atomic_write(path, _encode(".png", overlay(gray, boundary, table)))
+
+
+def write_histogram(path: Path, diameters_um: np.ndarray, title: str) -> None:
+    """A PNG histogram of equivalent circle diameters (um), with the count and mean in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.add_subplot()
+    if diameters_um.size:
+        axes.hist(diameters_um, bins=min(40, max(5, int(math.sqrt(diameters_um.size)))), color="#4c72b0",
+                  edgecolor="white")
+        title += f" ({diameters_um.size} grains, mean {diameters_um.mean():.3g} um)"
+    else:
+        title += " (no grains)"
+    axes.set_xlabel("equivalent circle diameter (um)")
+    axes.set_ylabel("grains")
+    axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    data = io.BytesIO()
+    figure.savefig(data, format="png")
+    atomic_write(path, data.getvalue())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: NaN -> None, paths and other objects -> str."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Pretty JSON (NaN written as null)."""
+    atomic_write(path, (json.dumps(_plain(record), indent=2) + "\n").encode())

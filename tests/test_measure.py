@@ -1,0 +1,200 @@
+"""`measure` (model/measure/) on hand-drawn boundary images whose grains are worked out on paper."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import one_error_line
+from model.measure.grains import measure_boundary
+
+
+def grid() -> np.ndarray:
+    """100 x 100, 2-px boundary lines at rows/columns 24-25, 49-50, 74-75: 4 x 4 grains.
+
+    Grain sides along each axis: 24 (0-23), 23 (26-48), 23 (51-73), 24 (76-99). Corner grains
+    24 x 24 = 576 px, edge grains 24 x 23 = 552 px (8), inner grains 23 x 23 = 529 px (4).
+    """
+    image = np.full((100, 100), 255, np.uint8)
+    for v in (24, 49, 74):
+        image[v:v + 2, :] = 0
+        image[:, v:v + 2] = 0
+    return image
+
+
+def polygons() -> np.ndarray:
+    """40 x 60, all boundary except: a 10 x 20 rectangle, an L-shape, a 10 x 10 square on the bottom edge, a 3 x 3 speck."""
+    image = np.zeros((40, 60), np.uint8)
+    image[2:12, 2:22] = 255  # rectangle, 200 px, centroid (x 11.5, y 6.5)
+    image[14:22, 2:34] = 255  # L-shape foot, 8 x 32 = 256 px
+    image[2:14, 24:34] = 255  # L-shape arm, 12 x 10 = 120 px
+    image[30:40, 2:12] = 255  # square touching the bottom edge, 100 px
+    image[30:33, 40:43] = 255  # speck, 9 px < 10: not a grain
+    return image
+
+
+def write(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- by hand -----------------------------------------------------------------------------------
+def test_grid_counts_areas_diameters_and_both_astm_numbers() -> None:
+    result = measure_boundary(grid(), pixel_size_um=10.0)  # 100 x 100 px of 10 um: 1 mm^2
+    table = result.table
+    assert table.count == 16 and result.grains_inside == 4 and result.grains_cut == 12
+    assert sorted(table.area_px.tolist()) == [529] * 4 + [552] * 8 + [576] * 4
+    assert table.area_um2.sum() == 8836 * 100
+    assert table.diameter_um[0] == pytest.approx(2 * math.sqrt(57600 / math.pi))  # 270.81 um
+    # Planimetric: N_A = (4 + 12 / 2) / 1 mm^2 = 10; G = 3.321928 log10(10) - 2.954.
+    assert result.astm_g_planimetric == pytest.approx(3.321928 - 2.954)
+    # Intercept: a row or column through grains crosses 3 boundaries (94 of the 100 rows, and
+    # of the columns; the 6 lying in a boundary cross none): P = 2 x 94 x 3 = 564 on
+    # L = 2 x 100 x 100 px = 200 mm; l = 200 / 564 mm; G = -6.643856 log10(l) - 3.288 = -0.2966.
+    assert result.intercepts == 564 and result.line_length_px == 20000
+    assert result.mean_intercept_um == pytest.approx(200_000 / 564)
+    assert result.astm_g_intercept == pytest.approx(-6.643856 * math.log10(200 / 564) - 3.288)
+    assert result.astm_g_intercept == pytest.approx(-0.2966, abs=1e-4)
+
+
+def test_polygons_areas_centroids_and_the_speck_rule() -> None:
+    result = measure_boundary(polygons())
+    table = result.table
+    assert table.area_px.tolist() == [200, 376, 100]  # raster order of the first pixel; the speck is not a grain
+    assert table.touches_border.tolist() == [False, False, True]
+    np.testing.assert_allclose(table.centroid_x, [11.5, (256 * 17.5 + 120 * 28.5) / 376, 6.5])
+    np.testing.assert_allclose(table.centroid_y, [6.5, (256 * 17.5 + 120 * 7.5) / 376, 34.5])
+    np.testing.assert_allclose(table.diameter_um, 2 * np.sqrt(np.array([200, 376, 100]) / math.pi))
+    # Planimetric: 2400 um^2 = 0.0024 mm^2, N_A = (2 + 1/2) / 0.0024; G = 7.0707.
+    assert result.astm_g_planimetric == pytest.approx(3.321928 * math.log10(2.5 / 0.0024) - 2.954)
+    assert result.astm_g_planimetric == pytest.approx(7.0707, abs=1e-4)
+    # Intercept: rows 2-11 cross rectangle -> L arm (10); columns 2-21 cross rectangle -> L foot
+    # (20) and columns 2-11 also L foot -> square (10); the L's arm and foot are one grain: P = 40
+    # on L = 2 x 40 x 60 px = 4.8 mm; l = 0.12 mm; G = -6.643856 log10(0.12) - 3.288 = 2.8298.
+    assert result.intercepts == 40
+    assert result.astm_g_intercept == pytest.approx(-6.643856 * math.log10(0.12) - 3.288)
+    assert result.astm_g_intercept == pytest.approx(2.8298, abs=1e-4)
+    assert measure_boundary(polygons(), min_grain=9).table.area_px.tolist() == [200, 376, 100, 9]
+    inner = measure_boundary(polygons(), exclude_border=True)
+    assert inner.table.area_px.tolist() == [200, 376]
+    assert inner.astm_g_planimetric == result.astm_g_planimetric  # ASTM counts border grains half regardless
+
+
+def test_no_grain_gives_nan_not_an_error() -> None:
+    result = measure_boundary(np.zeros((20, 20), np.uint8))
+    assert result.table.count == 0 and math.isnan(result.astm_g_planimetric) and math.isnan(result.astm_g_intercept)
+
+
+# --- through the command line -------------------------------------------------------------------
+def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) -> None:
+    write(tmp_path / "in" / "grid.png", grid())
+    write(tmp_path / "in" / "poly.png", polygons())
+    out = tmp_path / "out"
+    result = run_cli("measure", tmp_path / "in", "--out", out, "--pixel-size", "10")
+    assert result.exit_code == 0, result.output
+    assert "measured 2 of 2 images (19 grains)" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}{s}" for n in ("grid", "poly") for s in ("_grains.csv", "_grains.tif", "_overlay.png", "_histogram.png")]
+        + ["summary.csv", "summary.json"])
+    summary = {row["image"]: row for row in rows(out / "summary.csv")}
+    assert summary["grid"]["grains"] == "16" and summary["grid"]["grains_cut"] == "12"
+    assert float(summary["grid"]["mean_area_um2"]) == 55225 and float(summary["grid"]["median_area_um2"]) == 55200
+    assert float(summary["grid"]["astm_g_planimetric"]) == pytest.approx(0.367928, abs=1e-6)
+    assert float(summary["grid"]["astm_g_intercept"]) == pytest.approx(-0.29661, abs=1e-5)
+    grains = rows(out / "poly_grains.csv")
+    assert [(g["grain_id"], g["area_px"], g["area_um2"], g["touches_border"]) for g in grains] == [
+        ("1", "200", "20000", "0"), ("2", "376", "37600", "0"), ("3", "100", "10000", "1")]
+    grain_map = cv2.imread(str(out / "poly_grains.tif"), cv2.IMREAD_UNCHANGED)
+    assert grain_map.dtype == np.uint16 and grain_map.shape == (40, 60)
+    assert np.bincount(grain_map.ravel()).tolist()[1:] == [200, 376, 100] and grain_map[31, 41] == 0
+    overlay = cv2.imread(str(out / "poly_overlay.png"))
+    assert overlay.shape == (40, 60, 3) and (overlay[0, 0] == 0).all()  # boundary drawn black
+    assert len({tuple(overlay[y, x]) for y, x in [(5, 5), (18, 5), (35, 5)]}) == 3  # one colour per grain
+    options = json.loads((out / "summary.json").read_text())
+    assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False}
+    assert options["restore"] is None
+
+
+def test_pooled_histogram_and_exclude_border(run_cli, tmp_path) -> None:
+    write(tmp_path / "grid.png", grid())
+    out = tmp_path / "out"
+    result = run_cli("measure", tmp_path / "grid.png", "--out", out, "--pooled", "--exclude-border")
+    assert result.exit_code == 0, result.output
+    assert (out / "histogram.png").is_file() and not (out / "grid_histogram.png").exists()
+    assert rows(out / "summary.csv")[0]["grains"] == "4" and len(rows(out / "grid_grains.csv")) == 4
+
+
+def test_a_corrupt_file_is_named_at_the_end_and_the_others_measured(run_cli, tmp_path) -> None:
+    write(tmp_path / "in" / "a.png", grid())
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    write(tmp_path / "in" / "c.png", polygons())
+    out = tmp_path / "out"
+    result = run_cli("measure", tmp_path / "in", "--out", out)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-2].startswith(f"failed: {tmp_path / 'in' / 'b.png'}")
+    assert "measured 2 of 3 images" in result.output and "1 failed" in result.output
+    assert [row["image"] for row in rows(out / "summary.csv")] == ["a", "c"]
+    assert not any(p.name.startswith("b_") for p in out.iterdir())
+    assert json.loads((out / "summary.json").read_text())["failures"][0]["source"].endswith("b.png")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pixel-size", "0"], "--pixel-size"),
+    (["--min-grain", "0"], "--min-grain"),
+    (["--method", "bridge"], "--method needs --restore"),
+    (["--restore", "--scale", "0"], "--scale"),
+    (["--restore", "--model", "{tmp}/none.keras"], "model file not found"),
+    (["{tmp}/missing.png"], "input not found"),
+])
+def test_bad_input_is_one_clear_line_and_nothing_is_written(run_cli, tmp_path, args, message) -> None:
+    write(tmp_path / "grid.png", grid())
+    args = [a.format(tmp=tmp_path) for a in args]
+    line = one_error_line(run_cli("measure", tmp_path / "grid.png", *args, "--out", tmp_path / "out"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_without_any_model_says_so(run_cli, tmp_path, monkeypatch) -> None:
+    import model.pretrained
+
+    monkeypatch.setattr(model.pretrained, "BUNDLED_MODEL", tmp_path / "absent.keras")
+    write(tmp_path / "grid.png", grid())
+    line = one_error_line(run_cli("measure", tmp_path / "grid.png", "--restore", "--out", tmp_path / "out"))
+    assert "no --model given" in line and not (tmp_path / "out").exists()
+
+
+def gray_fragmented_grid(seed: int = 0) -> np.ndarray:
+    """The grid as a noisy gray micrograph (grains ~180, boundaries ~60) with 6 px gaps cut in 3 lines."""
+    boundary = grid()
+    boundary[60:66, 24:26] = 255
+    boundary[49:51, 10:16] = 255
+    boundary[85:91, 74:76] = 255
+    rng = np.random.default_rng(seed)
+    gray = np.where(boundary > 0, 180.0, 60.0) + rng.normal(0, 12, boundary.shape)
+    return np.clip(gray, 0, 255).astype(np.uint8)
+
+
+def test_restore_with_bridge_closes_the_gaps_of_a_gray_micrograph(run_cli, tmp_path) -> None:
+    write(tmp_path / "gray.png", gray_fragmented_grid())
+    plain = run_cli("measure", tmp_path / "gray.png", "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    assert rows(tmp_path / "plain" / "summary.csv")[0]["grains"] == "13"  # three pairs of grains merged
+    result = run_cli("measure", tmp_path / "gray.png", "--out", tmp_path / "out", "--restore", "--method", "bridge",
+                     "--binarize", "otsu", "--min-speck", "10")
+    assert result.exit_code == 0, result.output
+    assert "method bridge: min-speck 10 (option)" in result.output
+    assert rows(tmp_path / "out" / "summary.csv")[0]["grains"] == "16"
+    restore = json.loads((tmp_path / "out" / "summary.json").read_text())["restore"]
+    assert restore["method"] == "bridge" and restore["binarize"] == "otsu" and restore["min_speck"] == 10
