@@ -36,6 +36,7 @@ from model.data import DataError, LibraryReader
 from model.scoring.evaluate import evaluate, model_method
 from model.network.losses import LOSSES
 from model.network.unet import ModelConfigError, build_unet, model_config
+from model.step_time import slow_step_warnings
 
 BEST_MODEL = "best_reconstruction_model.keras"
 CONFIG = "config.json"
@@ -151,8 +152,10 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
         params = build_unet(config, reader.size).count_params()
         echo(f"model: {options.preset} {config.to_dict()}, {params:,} parameters")
         return None
+    echo(f"run directory: {run_dir}")
     run = _Run(run_dir, options, reader, config, state, echo)
     run.progress = progress
+    run.callbacks = slow_step_warnings(options.preset, echo, options.batch, reader.size)
     run.fit()
     return TrainReport(run_dir, run.state, run.finish())
 
@@ -229,6 +232,7 @@ class _Run:
         self.state, self.echo = state, echo
         self.size = reader.size
         self.progress: Callable[[int], Any] | None = None
+        self.callbacks: list[keras.callbacks.Callback] = []
 
     def fit(self) -> None:
         options, state = self.options, self.state
@@ -259,7 +263,7 @@ class _Run:
                                             shuffle=True, augment=options.augment)
                 # One epoch per call (each with its own order), counted against the whole run.
                 logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
-                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch()]).history
+                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
                 record = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()},
                           "seconds": round(time.perf_counter() - started, 3)}
                 if self._end_epoch(model, record):
