@@ -95,3 +95,40 @@ def test_generate_warns_of_a_size_train_refuses(tmp_path, size, warned):
     assert f"refuses {size} px" in warnings[0] and "16 for paper, 8 for small" in warnings[0]
     nearest = (size // 16 * 16, size // 16 * 16 + 16)
     assert f"e.g. {nearest[0]} or {nearest[1]}" in warnings[0]
+
+
+def test_predict_draws_no_empty_bar_first(trained_run, tiny_library, tmp_path):
+    run_dir, _ = trained_run
+    pngs = tmp_path / "pngs"
+    CliRunner().invoke(cli, ["export", str(tiny_library), "--out", str(pngs), "--count", "1"])
+    result = CliRunner().invoke(cli, ["predict", "--model", str(run_dir / "best_reconstruction_model.keras"),
+                                      str(pngs / "micro"), "--out", str(tmp_path / "restored")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "tile/s" in result.stderr  # the bar is drawn ...
+    assert "0tile" not in result.stderr  # ... but not empty, before any tile is counted
+
+
+def test_report_is_readable_away_from_the_source_tree(trained_run):
+    report = (trained_run[0] / "report.md").read_text()
+    assert "- gap recall: " in report and "docs/metrics.md in the Reconstruction-GB" in report
+    assert "Metric definitions: docs/metrics.md." not in report
+
+
+def test_figures_name_the_loss_and_the_method(monkeypatch, tmp_path):
+    import numpy as np
+
+    from model import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig))
+    history = [{"epoch": e, "loss": 1 / e, "val_loss": 1 / e, "miou": 0.5, "val_miou": 0.5} for e in (1, 2, 3)]
+    figures.learning_curves(history, tmp_path / "curves.png", loss="bce+dice")
+    loss_axes, miou_axes = saved[0].axes
+    assert loss_axes.get_title() == "loss (bce+dice)" and miou_axes.get_title() == "miou"
+    saved[0].canvas.draw()
+    ticks = [t for t in loss_axes.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # no 1.5-th epoch
+    image = np.zeros((8, 8), np.uint8)
+    figures.panels([[image, image]], ("input", "prediction"), tmp_path / "p.png", title="model m.keras, test split")
+    assert saved[1]._suptitle.get_text() == "model m.keras, test split"

@@ -291,7 +291,7 @@ class _Run:
             os.replace(partial, self.run_dir / BEST_MODEL)
         self._checkpoint(model)
         atomic_write(self.run_dir / HISTORY, _history_csv(state.history).encode())
-        figures.learning_curves(state.history, self.run_dir / CURVES)
+        figures.learning_curves(state.history, self.run_dir / CURVES, loss=self.options.loss)
         if state.stopped_early:
             self.echo(f"early stop: val_loss has not improved for {state.wait} epochs "
                       f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
