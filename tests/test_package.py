@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,12 @@ def test_wheel_metadata_version_command_and_ranges(wheel):
     assert any(r.startswith("zarr") for r in requires) and any(r.startswith("tensorflow-cpu") for r in requires)
     entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "reconstruction-gb = cli:main" in entry_points
+
+
+def test_citation_names_this_version_and_the_study():
+    citation = (REPO / "CITATION.cff").read_text()
+    assert "cff-version: 1.2.0" in citation
+    assert re.search(r"^version: (\S+)$", citation, re.M).group(1) == pipeline.__version__
+    assert 'title: "From Fragmented to Flawless"' in citation and "Data in Brief" in citation
+    for author in ("Chaurasia", "Sangal", "Jha"):
+        assert f"family-names: {author}" in citation
