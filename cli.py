@@ -18,6 +18,9 @@ try:
     from pipeline.verify import VerifyError, verify as verify_store
     from model import quiet_tensorflow  # TensorFlow itself is imported only by the commands that need it
 except ModuleNotFoundError as missing:  # a Python without the dependencies: one line, no traceback
+    if (missing.name or "").split(".")[0] in ("pipeline", "model"):  # e.g. `python -I`: cli.py's folder not on sys.path
+        sys.exit(f"error: cannot import the project's own {missing.name!r}; run `python cli.py` as it is, "
+                 "without -I or -P, or `pip install .` and run reconstruction-gb")
     sys.exit(f"error: this Python ({sys.executable}) lacks the module {missing.name!r}; run `make install` "
              "and use .venv/bin/python cli.py, or `pip install .` and run reconstruction-gb")
 
