@@ -6,22 +6,34 @@ import json
 import sys
 from pathlib import Path
 
-import click
+try:
+    import click
 
-from pipeline.config import ConfigError, GenerationConfig, TASKS
-from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-from pipeline.generate import GenerationError, generate as generate_library
-from pipeline.interchange import InterchangeError, export_pairs, import_pairs
-from pipeline.store import LibraryStore, StoreError
-from pipeline.verify import VerifyError, verify as verify_store
-from model import quiet_tensorflow  # TensorFlow itself is imported only by the commands that need it
+    from pipeline import __version__
+    from pipeline.config import ConfigError, GenerationConfig, TASKS
+    from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
+    from pipeline.generate import GenerationError, generate as generate_library
+    from pipeline.interchange import InterchangeError, export_pairs, import_pairs
+    from pipeline.store import LibraryStore, StoreError
+    from pipeline.verify import VerifyError, verify as verify_store
+    from model import quiet_tensorflow  # TensorFlow itself is imported only by the commands that need it
+except ModuleNotFoundError as missing:  # a Python without the dependencies: one line, no traceback
+    if (missing.name or "").split(".")[0] in ("pipeline", "model"):  # e.g. `python -I`: cli.py's folder not on sys.path
+        sys.exit(f"error: cannot import the project's own {missing.name!r}; run `python cli.py` as it is, "
+                 "without -I or -P, or `pip install .` and run reconstruction-gb")
+    sys.exit(f"error: this Python ({sys.executable}) lacks the module {missing.name!r}; run `make install` "
+             "and use .venv/bin/python cli.py, or `pip install .` and run reconstruction-gb")
 
 DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
 LIBRARY_ERRORS = (ConfigError, ExecutorError, GenerationError, StoreError)
 
 
 class OneLineErrors(click.Group):
-    """Usage errors print only `Error: ...` (no usage block): one clear line."""
+    """Usage errors print only `Error: ...` (no usage block): one clear line. Commands are listed
+    in the order of a first run (generate ... predict), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
@@ -38,9 +50,38 @@ class OneLineErrors(click.Group):
             raise
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="reconstruction-gb", message="%(prog)s %(version)s")
 def cli() -> None:
-    """Synthetic grain-boundary reconstruction library: generate, inspect, train, evaluate."""
+    """Reconstruction-GB: synthetic grain-boundary libraries and the Attention U-Net that restores them.
+
+    A first run: generate a small library, train the small model on it, then evaluate and predict
+    (README.md walks through it; `make demo` does the first two).
+    """
+
+
+def main() -> None:
+    """The `reconstruction-gb` console command (the same group as `python cli.py`)."""
+    cli()
+
+
+def _tensorflow(command: str) -> None:
+    """Import TensorFlow quietly, or stop with one line saying how to get it."""
+    try:
+        quiet_tensorflow()
+    except ModuleNotFoundError as missing:
+        raise click.ClickException(
+            f"{command} needs TensorFlow, and this Python lacks {missing.name!r}: run `make install` and use "
+            ".venv/bin/python, or `pip install \".[cpu]\"` (\".[gpu]\" on a GPU machine)") from None
+
+
+def _store_error(exc: Exception, path: Path | None) -> click.ClickException:
+    """A library error as one line; a folder of PNG pairs gets a pointer to `import`."""
+    message = str(exc)
+    if path is not None and (path / "micro").is_dir() and (path / "label").is_dir():
+        message += (f"; it holds micro/ and label/ PNGs: make a store of them with "
+                    f"`import {path} --out {path.name or 'library'}.zarr` and use that")
+    return click.ClickException(message)
 
 
 def _progress_bar(total: int, only_on_terminal: bool = False):  # type: ignore[no-untyped-def]
@@ -51,7 +92,26 @@ def _progress_bar(total: int, only_on_terminal: bool = False):  # type: ignore[n
                 disable=None if only_on_terminal else False)
 
 
-@cli.command()
+def _untrainable_size(size: int) -> str | None:
+    """One warning line when a model preset cannot train on `size` px (None if all can, or without TensorFlow)."""
+    try:
+        quiet_tensorflow()
+        from model.network.unet import PRESETS
+    except ModuleNotFoundError:
+        return None
+    divisors = {name: config.divisor for name, config in PRESETS.items()}
+    refused = [name for name, divisor in divisors.items() if size % divisor]
+    if not refused:
+        return None
+    step = max(divisors.values())  # powers of two: a multiple of the largest suits every preset
+    nearest = [n for n in (size // step * step, (size // step + 1) * step) if n >= 64]
+    return (f"warning: `train` refuses {size} px for the {' and '.join(refused)} preset"
+            f"{'s' * (len(refused) > 1)}: sizes must be multiples of 2^depth ("
+            + ", ".join(f"{divisor} for {name}" for name, divisor in divisors.items())
+            + f"), e.g. {' or '.join(map(str, nearest))}")
+
+
+@cli.command(short_help="Generate a library of fragmented/true boundary pairs.")
 @click.option("--task", type=click.Choice(TASKS), default="reconstruction", show_default=True,
               help="Library kind (the study's denoising library is not available).")
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of pairs.")
@@ -74,6 +134,9 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     """Generate COUNT fragmented/true boundary pairs into a Zarr store (continues an unfinished one)."""
     if workers is not None and scheduler is not None:
         raise click.UsageError("give either --workers or --scheduler, not both")
+    warning = _untrainable_size(size)
+    if warning:
+        click.echo(warning, err=True)
     try:
         config = GenerationConfig(size=size, task=task, nucleation_rate=nucleation_rate, growth_rate=growth_rate)
         executor = SerialExecutor() if workers == 0 else DaskExecutor(workers=workers, scheduler=scheduler)
@@ -86,14 +149,14 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     click.echo(report.summary())
 
 
-@cli.command()
+@cli.command(short_help="Describe a library store.")
 @click.argument("store", type=click.Path(path_type=Path))
 def info(store: Path) -> None:
-    """Describe a library store."""
+    """Describe the library store STORE: samples per split, size, seed, source, versions."""
     try:
         library = LibraryStore.open(store)
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _store_error(exc, store) from None
     attrs = library.attrs
     done = library.done()
     splits = library.metadata("split")[done]
@@ -111,21 +174,22 @@ def info(store: Path) -> None:
     click.echo(f"size:      {size} x {size}")
     click.echo(f"seed:      {library.seed}")
     click.echo(f"created:   {attrs['created']}")
-    click.echo(f"config:    {json.dumps(attrs['config'])}")
+    if library.source_kind != "import":  # an imported store's config made none of its pairs
+        click.echo(f"config:    {json.dumps(attrs['config'])}")
     click.echo(f"versions:  {json.dumps(attrs['versions'])}")
     if n_done:
         click.echo(f"bytes per pair: {pair_bytes / n_done:,.0f} (micro + label), "
                    f"{library.bytes_on_disk() / n_done:,.0f} (whole store)")
 
 
-@cli.command()
+@cli.command(short_help="Write a store's pairs as PNGs (the study's layout).")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for micro/<i>.png and label/<i>.png (created if missing; no file is overwritten).")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First sample index.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Samples from --start [default: to the end].")
 def export(store: Path, out: Path, start: int, count: int | None) -> None:
-    """Write the done pairs of a store as 8-bit gray PNGs (the published study's layout)."""
+    """Write the done pairs of STORE as 8-bit gray PNGs (the published study's layout)."""
     try:
         report = export_pairs(store, out, start=start, count=count)
     except (InterchangeError, StoreError) as exc:
@@ -135,7 +199,7 @@ def export(store: Path, out: Path, start: int, count: int | None) -> None:
     click.echo(report.summary())
 
 
-@cli.command("import")
+@cli.command("import", short_help="Make a store from micro/ and label/ PNG pairs.")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New Zarr store (never overwritten).")
 @click.option("--strict", is_flag=True, help="Import nothing if any file cannot be imported.")
@@ -152,14 +216,14 @@ def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
     click.echo(report.summary())
 
 
-@cli.command()
+@cli.command(short_help="Re-read and check every done sample of a store.")
 @click.argument("store", type=click.Path(path_type=Path))
 def verify(store: Path) -> None:
-    """Re-read every done sample and check it; exit status 1 if any is bad."""
+    """Re-read every done sample of STORE and check it; exit status 1 if any is bad."""
     try:
         report = verify_store(store, echo=click.echo)
     except (VerifyError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _store_error(exc, store) from None
     if report.not_done:
         click.echo(f"not checked: {report.not_done} samples not done")
     click.echo(report.summary())
@@ -167,24 +231,28 @@ def verify(store: Path) -> None:
         click.get_current_context().exit(1)
 
 
-@cli.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Library store to train from.  [required]")
+@cli.command(short_help="Train the Attention U-Net on a store (prints its run directory).")
+@click.option("--data", type=click.Path(path_type=Path), help="Library store to train from (not needed with --resume).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Most epochs (early stopping may end the run sooner).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Global batch size.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N done samples of the library (all splits).")
-@click.option("--preset", type=click.Choice(["paper", "medium", "small"]), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(["paper", "medium", "small"]), default="paper", show_default=True,
+              help="paper: the study's 157.6 M-parameter model (a GPU job); medium and small: train on a CPU.")
 @click.option("--filters", type=click.IntRange(min=1), default=None, help="Base width [default: preset's].")
 @click.option("--depth", type=click.IntRange(min=1), default=None, help="Pooling levels [default: preset's].")
 @click.option("--kernel-size", type=click.IntRange(min=1), default=None, help="Conv kernel side [default: preset's].")
-@click.option("--loss", type=click.Choice(["bce", "dice", "bce+dice", "bce+cldice"]), default="bce", show_default=True)
+@click.option("--loss", type=click.Choice(["bce", "dice", "bce+dice", "bce+cldice"]), default="bce", show_default=True,
+              help="Training loss (bce+cldice: a topology-aware clDice term beside BCE).")
 @click.option("--cldice-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Weight of the clDice term in --loss bce+cldice.")
 @click.option("--crop", type=click.IntRange(min=1), default=None,
               help="Train on random CROP x CROP crops (validation and test stay on whole images).")
 @click.option("--corrupt", is_flag=True, help="Add random dark specks and boundary holes to training inputs.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate.")
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
               help="Epochs without a lower validation loss before stopping.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random flips and quarter turns.")
@@ -196,7 +264,7 @@ def verify(store: Path) -> None:
 @click.pass_context
 def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) -> None:
     """Train the Attention U-Net on a library's train split (selection on val, score on test)."""
-    quiet_tensorflow()
+    _tensorflow("train")
     from model.training.train import TrainError, TrainOptions, resumed_options, train as train_model
 
     values = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
@@ -208,10 +276,13 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
             raise click.UsageError("Missing option '--data'.")
         else:
             run_options = TrainOptions(**values)
-        train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume,
-                    progress=lambda total: _progress_bar(total, only_on_terminal=True))
+        report = train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume,
+                             progress=lambda total: _progress_bar(total, only_on_terminal=True))
     except TrainError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _store_error(exc, options["data"]) from None
+    if report is not None:
+        written = sorted(p.name + "/" * p.is_dir() for p in report.run_dir.iterdir())
+        click.echo(f"wrote {report.run_dir}: {', '.join(written)}")
 
 
 RESTORE_OPTIONS = [
@@ -249,7 +320,7 @@ def restore_options(command):  # type: ignore[no-untyped-def]
     return command
 
 
-@cli.command()
+@cli.command(short_help="Choose a model's threshold and speck filter on validation.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help="A trained model (.keras); its settings are written beside it (M.settings.json).")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store (its val split is used).")
@@ -260,7 +331,7 @@ def restore_options(command):  # type: ignore[no-untyped-def]
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int, no_progress: bool) -> None:
     """Choose a model's threshold and speck filter on the validation split (never on test)."""
-    quiet_tensorflow()
+    _tensorflow("tune")
     from model.training.tune import TuneError, tune_saved
 
     try:
@@ -274,7 +345,7 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
                f"test-time augmentation {'on' if chosen.tta else 'off'} ({chosen.chosen_on})")
 
 
-@cli.command()
+@cli.command(short_help="Restore your own micrographs (bundled model, bridge or both).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the restored images.")
 @restore_options
@@ -283,8 +354,8 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
 @click.pass_context
 def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...], out: Path,
             save_probability: bool, no_progress: bool, **options: object) -> None:
-    """Restore the boundary network of your own micrographs (files or folders), any image size."""
-    quiet_tensorflow()
+    """Restore the boundary network of your own micrographs: INPUTS are image files or folders, any size."""
+    _tensorflow("predict")
     from model.inference.predict import PredictError, predict_files
 
     try:
@@ -300,7 +371,7 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
         ctx.exit(1)
 
 
-@cli.command()
+@cli.command(short_help="Grain counts, sizes and ASTM G of boundary images.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -318,7 +389,7 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
     from model.measure.run import MeasureError, MeasureOptions, measure_files
 
     if restore:
-        quiet_tensorflow()
+        _tensorflow("measure --restore")
         from model.inference.restore import RestoreOptions
 
         restore_with = RestoreOptions(model=model_path, **options)
@@ -340,10 +411,10 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
         ctx.exit(1)
 
 
-@cli.command()
+@cli.command(short_help="Score a model, predictions or a baseline on a split.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store.")
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
-              help="Which samples to score.")
+              help="Samples to score: the held-out test split, validation, or every done sample.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A trained model (.keras) [default: the bundled model, when no other method is given].")
 @click.option("--predictions", type=click.Path(path_type=Path),
@@ -377,7 +448,7 @@ def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path 
     if model_only and not use_model:
         raise click.UsageError(f"{', '.join(model_only)} apply only to a model")
     if use_model:
-        quiet_tensorflow()
+        _tensorflow("evaluate --model")
     from model.scoring import evaluate as evaluation
 
     try:
@@ -391,10 +462,10 @@ def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path 
         result = evaluation.evaluate(data, method, out, split, limit,
                                      progress=None if no_progress else _progress_bar)
     except evaluation.EvaluationError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _store_error(exc, data) from None
     click.echo(result.table())
     click.echo(f"{split} split, {int(result.results[method.name]['images'])} samples -> {out}")
 
 
 if __name__ == "__main__":  # Dask spawns worker processes: the guard is required
-    cli()
+    main()

@@ -7,14 +7,20 @@ import sys
 
 
 def quiet_tensorflow() -> None:
-    """Import TensorFlow with its native start-up notes (CPU features, oneDNN) kept off stderr.
+    """Import TensorFlow with its native log lines kept off stderr.
 
-    TF_CPP_MIN_LOG_LEVEL only works when set before the interpreter starts, so the CLI
-    instead discards file descriptor 2 while the native libraries load. Python errors raised
-    by the import still reach the user: they are reported after stderr is restored.
+    Two sources: notes printed while the native libraries load (CPU features, oneDNN), before
+    TensorFlow's logger reads any setting, so file descriptor 2 is discarded during the import;
+    and lines logged while graphs run, such as the once-per-run `E0000 ... oneDNN supports
+    DT_INT32 only on platforms with AVX-512` (a notice, not an error), which only
+    TF_CPP_MIN_LOG_LEVEL=3 silences. It is read when TensorFlow loads, so it is set here, unless
+    the environment already sets it (TF_CPP_MIN_LOG_LEVEL=0 shows everything). Turning oneDNN off
+    (TF_ENABLE_ONEDNN_OPTS=0) would also silence it but doubles a CPU training step. Python errors
+    raised by the import still reach the user: they are reported after stderr is restored.
     """
     if "tensorflow" in sys.modules:
         return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -18,7 +18,7 @@ R = TypeVar("R")
 # Dask settings for generation workers, the same file that docs/cluster.md gives to workers of
 # other clusters: Dask's default MALLOC_TRIM_THRESHOLD_ unset (it doubles the cost of writing
 # chunks, docs/benchmarks.md), one task per worker thread, no statistical profiler.
-DASK_SETTINGS = Path(__file__).resolve().parents[1] / "config" / "dask" / "reconstruction-gb.yaml"
+DASK_SETTINGS = Path(__file__).resolve().parent / "dask_config" / "reconstruction-gb.yaml"  # -> config/dask/ in a checkout
 
 
 def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -134,7 +134,8 @@ def _progress_bar(enabled: bool) -> Any:
     """A tqdm bar over tiles on stderr (its total grows as each image is read)."""
     from tqdm import tqdm
 
-    return tqdm(total=0, unit="tile", dynamic_ncols=True, file=sys.stderr, disable=not enabled)
+    # delay: nothing is drawn until the first image's tiles are counted (no empty `0tile` bar first).
+    return tqdm(total=0, unit="tile", dynamic_ncols=True, file=sys.stderr, disable=not enabled, delay=1e-9)
 
 
 def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[str | os.PathLike[str]],

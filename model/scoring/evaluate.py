@@ -231,7 +231,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                               **({"plus_bridge": evaluation.results[combined[0]]} if combined else {})}
     atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
     atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method.settings).encode())
-    _figure(panels, out_dir / FIGURE_FILE)
+    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}, {split} split")
     return evaluation
 
 
@@ -267,13 +267,30 @@ def _collect(scored: tuple, rows: list[str], meters: dict[str, MetricAccumulator
         bar.update(1)
 
 
+# One line per column of the report (it is read away from the source tree: docs/metrics.md is not at hand).
+GLOSSARY = (
+    "mIoU: mean of the boundary and background IoU, pooled over the images (as Keras MeanIoU)",
+    "boundary IoU: IoU of predicted and true boundary pixels",
+    "gap recall: share of the erased boundary (true boundary missing from the input) that is restored",
+    "spurious: share of true background predicted as boundary",
+    "boundary F1: F1 of boundary pixels within 2 px of the other image's boundary",
+    "grain count err: |grains predicted - true| / true grains, mean over images",
+    "grain ARI: adjusted Rand index of the two grain partitions, mean over images",
+    "ASTM G err: |G predicted - G true| of the ASTM E112 grain-size number, mean over images",
+)
+
+
 def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, settings: dict[str, Any] | None) -> str:
+    from pipeline import __version__
+
     chosen = ("" if not settings else
               f" Threshold {settings['threshold']:g}, speck filter {settings['min_speck']} px, "
               f"test-time augmentation {'on' if settings['tta'] else 'off'} ({settings['chosen_on']}).")
+    glossary = "\n".join(f"- {line}" for line in GLOSSARY)
     return (f"# Evaluation: {evaluation.method}\n\n"
             f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "
-            f"{samples} samples.{chosen} Metric definitions: docs/metrics.md.\n\n{evaluation.table()}\n")
+            f"{samples} samples.{chosen}\n\n{evaluation.table()}\n\n{glossary}\n\n"
+            f"Full definitions: docs/metrics.md in the Reconstruction-GB {__version__} source.\n")
 
 
 def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -288,10 +305,10 @@ def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.
     return image
 
 
-def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> None:
+def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], path: Path, title: str) -> None:
     panels = list(panels)
     rows = [(micro, label, prediction, overlay(micro, label, prediction)) for _, micro, label, prediction in panels]
     figures.panels(rows, ("input", "ground truth", "prediction",
                           "overlay\ngreen restored, red missed,\nblue spurious"), path,
-                   row_labels=[f"sample {index}" for index, *_ in panels])
+                   row_labels=[f"sample {index}" for index, *_ in panels], title=title)
 

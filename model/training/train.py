@@ -38,6 +38,7 @@ from model.scoring.evaluate import evaluate, model_method
 from model.training.tune import sweep
 from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
 from model.network.unet import ModelConfigError, build_unet, model_config
+from model.step_time import slow_step_warnings
 
 BEST_MODEL = "best_reconstruction_model.keras"
 CONFIG = "config.json"
@@ -163,8 +164,10 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
         params = build_unet(config, reader.size).count_params()
         echo(f"model: {options.preset} {config.to_dict()}, {params:,} parameters")
         return None
+    echo(f"run directory: {run_dir}")
     run = _Run(run_dir, options, reader, config, state, echo)
     run.progress = progress
+    run.callbacks = slow_step_warnings(options.preset, echo, options.batch, reader.size)
     run.fit()
     return TrainReport(run_dir, run.state, run.finish())
 
@@ -244,6 +247,7 @@ class _Run:
         # exported, for whole images of any side divisible by 2^depth.
         self.input_size = None if options.crop is not None else reader.size
         self.progress: Callable[[int], Any] | None = None
+        self.callbacks: list[keras.callbacks.Callback] = []
 
     def fit(self) -> None:
         options, state = self.options, self.state
@@ -275,7 +279,7 @@ class _Run:
                                             corrupt=options.corrupt)
                 # One epoch per call (each with its own order), counted against the whole run.
                 logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
-                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch()]).history
+                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
                 record = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()},
                           "seconds": round(time.perf_counter() - started, 3)}
                 if self._end_epoch(model, record):
@@ -304,7 +308,7 @@ class _Run:
             os.replace(partial, self.run_dir / BEST_MODEL)
         self._checkpoint(model)
         atomic_write(self.run_dir / HISTORY, _history_csv(state.history).encode())
-        figures.learning_curves(state.history, self.run_dir / CURVES)
+        figures.learning_curves(state.history, self.run_dir / CURVES, loss=self.options.loss)
         if state.stopped_early:
             self.echo(f"early stop: val_loss has not improved for {state.wait} epochs "
                       f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
