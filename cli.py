@@ -385,7 +385,8 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
 @click.pass_context
 def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float, min_grain: int,
             exclude_border: bool, pooled: bool, restore: bool, model_path: Path | None, **options: object) -> None:
-    """Grain counts, sizes and ASTM E112 G of restored boundary images (or raw micrographs with --restore)."""
+    """Grain counts, sizes and ASTM E112 G: INPUTS are restored boundary images (0 = boundary), files or
+    folders, or raw micrographs restored first with --restore."""
     from model.measure.run import MeasureError, MeasureOptions, measure_files
 
     if restore:
