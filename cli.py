@@ -93,12 +93,9 @@ def _progress_bar(total: int, only_on_terminal: bool = False):  # type: ignore[n
 
 
 def _untrainable_size(size: int) -> str | None:
-    """One warning line when a model preset cannot train on `size` px (None if all can, or without TensorFlow)."""
-    try:
-        quiet_tensorflow()
-        from model.network.unet import PRESETS
-    except ModuleNotFoundError:
-        return None
+    """One warning line when a model preset cannot train on `size` px (None if all can)."""
+    from model.network.presets import PRESETS
+
     divisors = {name: config.divisor for name, config in PRESETS.items()}
     refused = [name for name, divisor in divisors.items() if size % divisor]
     if not refused:

@@ -52,7 +52,8 @@ def synthetic_micrograph(size: int, seed: int = 0) -> np.ndarray:
 
 def stand_in(tile: int | None) -> Predictor:
     """An untrained fully convolutional Attention U-Net of the `small` preset."""
-    from model.network.unet import PRESETS, build_unet
+    from model.network.presets import PRESETS
+    from model.network.unet import build_unet
 
     return Predictor(build_unet(PRESETS["small"], size=None), tile)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.network.unet import PAPER_PARAMETERS, PRESETS, ModelConfig, ModelConfigError, attention_model, build_unet, model_config
+from model.network.presets import PAPER_PARAMETERS, PRESETS, ModelConfig, ModelConfigError, model_config
+from model.network.unet import attention_model, build_unet
 
 
 @pytest.mark.parametrize("size", [None, 256])

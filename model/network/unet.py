@@ -11,61 +11,10 @@ shape (S/2^(l-1), S/2^(l-1), 1)), `dec{l}_att_gated` (skip x coefficients), `dec
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
-
 import keras
 from keras import layers
 
-# The published model: 7x7 convolutions, 64..512 filters on 4 levels and a 1024 bridge.
-PAPER_PARAMETERS = 157_605_505
-
-
-class ModelConfigError(ValueError):
-    """A model configuration or input size that cannot be built."""
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of an Attention U-Net: base width, number of pooling levels, kernel size."""
-
-    filters: int = 64
-    depth: int = 4
-    kernel_size: int = 7
-
-    def __post_init__(self) -> None:
-        for name in ("filters", "depth", "kernel_size"):
-            if getattr(self, name) <= 0:
-                raise ModelConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-
-    @property
-    def divisor(self) -> int:
-        """Input sides must be a multiple of this (one halving per level)."""
-        return 2**self.depth
-
-    def check_size(self, size: int) -> None:
-        """Raise ModelConfigError unless `size` survives `depth` halvings exactly."""
-        if size <= 0 or size % self.divisor:
-            raise ModelConfigError(
-                f"input size {size} is not divisible by 2^depth = {self.divisor} (depth {self.depth})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(filters=64, depth=4, kernel_size=7),
-    "small": ModelConfig(filters=16, depth=3, kernel_size=3),
-    # CPU-trainable, one level deeper than small: a receptive field that spans the widest gaps.
-    "medium": ModelConfig(filters=16, depth=4, kernel_size=3),
-}
-
-
-def model_config(preset: str = "paper", **overrides: int | None) -> ModelConfig:
-    """A preset, with any of filters / depth / kernel_size replaced (None keeps the preset's)."""
-    if preset not in PRESETS:
-        raise ModelConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+from model.network.presets import ModelConfig
 
 
 def conv_block(x: keras.KerasTensor, filters: int, kernel_size: int, name: str) -> keras.KerasTensor:

@@ -37,7 +37,8 @@ from model.inference.settings import save_settings
 from model.scoring.evaluate import evaluate, model_method
 from model.training.tune import sweep
 from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
-from model.network.unet import ModelConfigError, build_unet, model_config
+from model.network.presets import ModelConfigError, model_config
+from model.network.unet import build_unet
 from model.step_time import slow_step_warnings
 
 BEST_MODEL = "best_reconstruction_model.keras"
