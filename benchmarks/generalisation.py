@@ -198,7 +198,7 @@ def make_sharp_cuts(source: Source, config: GenerationConfig, rng: np.random.Gen
     micro = source.label.copy()
     boundary = source.label == BOUNDARY
     ys, xs = np.nonzero(boundary)
-    for _ in range(int(rng.integers(*CUT_COUNT, endpoint=True))):
+    for _ in range(int(rng.integers(*CUT_COUNT, endpoint=True)) if len(ys) else 0):
         k = int(rng.integers(len(ys)))
         y, x = int(ys[k]), int(xs[k])
         if rng.random() < 0.5:
@@ -221,7 +221,7 @@ def make_faded(source: Source, config: GenerationConfig, rng: np.random.Generato
     along = (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) * math.sqrt(2) + 0.5  # 0..1 roughly
     contrast = 1 - (1 - rng.uniform(0.6, 1.0)) * np.clip(along, 0, 1)
     ys, xs = np.nonzero(thin == BOUNDARY)
-    for _ in range(int(rng.integers(*FADE_DIPS, endpoint=True))):
+    for _ in range(int(rng.integers(*FADE_DIPS, endpoint=True)) if len(ys) else 0):
         k = int(rng.integers(len(ys)))
         sigma, depth = rng.uniform(*FADE_SIGMA), rng.uniform(0.7, 1.0)
         r = int(3 * sigma)
