@@ -34,9 +34,10 @@ Targets are always the true boundaries of the image's own grain map, thickened l
 Every image k of set s draws from its own generator, SeedSequence(seed, spawn_key=(stream of s,
 k)): an image does not depend on N, on the other sets or on the order they are made in.
 
-Default 30 images per set: on the shared 2-core VM the sets and both baselines take about
-2 minutes (most of it polySim at 1024 px for `elongated` and `fine`, about 1 s a map), and a
-model adds about 0.5 s per image per set for the `small` preset at 512 px (times 8 with TTA).
+Default 30 images per set: on the shared 2-core VM (a training job beside it) the sets and both
+baselines took 1 min 47 s (most of it polySim at 1024 px for `elongated` and `fine`, about 1 s a
+map); with a `small`-preset model 4 min 52 s (about 0.4 s per image, plus the bridge on its
+output). TTA multiplies the model's share by 8: use --count or --sets then.
 
 Methods: `identity` and `bridge` (model.scoring.baselines), and, when a model is found (`--model`,
 else the bundled one), `model` (whole images, its stored inference settings: threshold, speck
