@@ -154,16 +154,18 @@ def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
 
 @cli.command()
 @click.argument("store", type=click.Path(path_type=Path))
-def verify(store: Path) -> None:
-    """Re-read every done sample and check it; exit status 1 if any is bad."""
+@click.option("--repair", is_flag=True,
+              help="Make the bad samples of a generated store again, in place (an imported one is left unchanged).")
+def verify(store: Path, repair: bool) -> None:
+    """Re-read every done sample and check it (checksums included); exit status 1 if any is bad."""
     try:
-        report = verify_store(store, echo=click.echo)
+        report = verify_store(store, echo=click.echo, repair=repair)
     except (VerifyError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     if report.not_done:
         click.echo(f"not checked: {report.not_done} samples not done")
     click.echo(report.summary())
-    if report.bad:
+    if not report.ok:
         click.get_current_context().exit(1)
 
 
