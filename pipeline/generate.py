@@ -16,7 +16,7 @@ from .executors import Executor, SerialExecutor
 from .plan import Block, Plan, default_block_size, make_plan
 from .resources import ResourceError, check_resources
 from .sample import SampleMeta, make_sample
-from .store import (LibraryStore, StoreError, check_creatable, creation_cut_short, is_store, shard_samples,
+from .store import (META_ARRAYS, LibraryStore, StoreError, check_creatable, creation_cut_short, is_store, shard_samples,
                     writer_lock)
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
@@ -183,6 +183,9 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         return False  # replaced (a store whose own creation marked it incomplete holds no sample yet)
     try:
         store = LibraryStore.open(out)
+        for name in META_ARRAYS:  # every per-sample array is rewritten by commits: all must be sound
+            store.metadata(name)
+        store.done()
     except StoreError as exc:  # damaged, or another format: never replaced unasked
         raise GenerationError(f"{exc}; nothing was changed (--overwrite replaces it)") from None
     if store.source_kind != "generate":
