@@ -45,11 +45,12 @@ def test_a_worker_killed_once_has_its_block_retried(tmp_path, reference):
 def test_a_block_that_always_kills_its_worker_ends_the_run_and_keeps_the_rest(tmp_path):
     out = tmp_path / "s.zarr"
     executor = KillingExecutor(23, tmp_path / "marker", once=False, workers=2)
-    with pytest.raises(ExecutorError, match=r"block of samples 20-24 failed: the worker process running it died"):
+    # 40 pairs: shards of 2 samples; blocks of 5 pairs are rounded up to 3 whole shards (6 samples).
+    with pytest.raises(ExecutorError, match=r"block of samples 18-23 failed: the worker process running it died"):
         generate(out, 40, GenerationConfig(size=64), executor=executor, block_size=5)
     done = store_arrays(out)["done"]
-    assert not done[20:25].any()
-    assert done.sum() <= 35  # every other block either finished (and is marked) or was cancelled
+    assert not done[18:24].any()
+    assert done.sum() <= 34  # every other block either finished (and is marked) or was cancelled
     report = generate(out, 40, GenerationConfig(size=64))  # the rest can be finished
     assert report.made == 40 - done.sum() and store_arrays(out)["done"].all()
 
