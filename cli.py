@@ -170,6 +170,20 @@ def verify(store: Path, repair: bool) -> None:
 
 
 @cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New format-2 store (never overwritten).")
+def upgrade(store: Path, out: Path) -> None:
+    """Rewrite a format-1 store as a new format-2 store, and verify it (STORE itself is not changed)."""
+    from pipeline.upgrade import UpgradeError, upgrade as upgrade_store
+
+    try:
+        report = upgrade_store(store, out, echo=click.echo)
+    except (UpgradeError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
+
+
+@cli.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Library store to train from.  [required]")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
