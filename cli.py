@@ -10,7 +10,7 @@ import click
 
 from pipeline.config import ConfigError, GenerationConfig, TASKS
 from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-from pipeline.generate import GenerationError, generate as generate_library
+from pipeline.generate import GenerationError, Interrupted, generate as generate_library
 from pipeline.interchange import InterchangeError, export_pairs, import_pairs
 from pipeline.store import LibraryStore, StoreError
 from pipeline.verify import VerifyError, verify as verify_store
@@ -83,6 +83,9 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
         )
     except LIBRARY_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
+    except Interrupted as exc:  # Ctrl-C: what finished is committed
+        click.echo(str(exc), err=True)
+        sys.exit(130)
     click.echo(report.summary())
 
 

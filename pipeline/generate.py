@@ -94,6 +94,22 @@ def generate(
     if block_size is not None and block_size <= 0:
         raise GenerationError(f"block must be > 0, got {block_size}")
     out = Path(out).absolute()
+    try:
+        return _generate(out, count, config, seed, executor, block_size, overwrite, progress, echo, commit_interval)
+    except KeyboardInterrupt:  # outside the run itself (start-up, creation): nothing or nothing new is done
+        raise Interrupted(_done_count(out), count) from None
+
+
+def _done_count(out: Path) -> int:
+    try:
+        return int(LibraryStore.open(out).done().sum())
+    except StoreError:
+        return 0
+
+
+def _generate(out: Path, count: int, config: GenerationConfig, seed: int, executor: Executor | None,
+              block_size: int | None, overwrite: bool, progress: Callable[[int], Progress] | None,
+              echo: Callable[[str], None], commit_interval: float) -> Report:
     resume = _check_target(out, config, seed, count, overwrite)
     executor = executor if executor is not None else SerialExecutor()
     started = time.perf_counter()
