@@ -95,11 +95,11 @@ def info(store: Path) -> None:
     """Describe a library store."""
     try:
         library = LibraryStore.open(store)
+        done = library.done()
+        splits = library.metadata("split")[done]
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     attrs = library.attrs
-    done = library.done()
-    splits = library.metadata("split")[done]
     n_done = int(done.sum())
     size = library.config.size
     pair_bytes = library.bytes_on_disk(["micro", "label"])
@@ -112,6 +112,7 @@ def info(store: Path) -> None:
     click.echo(f"samples:   {n_done} done / {library.count} planned "
                f"(train {int((splits == 0).sum())}, val {int((splits == 1).sum())}, test {int((splits == 2).sum())})")
     click.echo(f"size:      {size} x {size}")
+    click.echo(f"shards:    {library.shard} samples a shard file")
     click.echo(f"seed:      {library.seed}")
     click.echo(f"created:   {attrs['created']}")
     click.echo(f"config:    {json.dumps(attrs['config'])}")

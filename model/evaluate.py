@@ -179,18 +179,21 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         predictions = method.predict(reader, indices)
     tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES)
              for k, (index, prediction) in enumerate(predictions))
-    if workers == 1:
-        for task in tasks:
-            _collect(score_sample(*task), rows, meters, panels, bar)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending: deque[Future] = deque()
+    try:
+        if workers == 1:
             for task in tasks:
-                pending.append(pool.submit(score_sample, *task))
-                while len(pending) > 2 * workers or (pending and pending[0].done()):
+                _collect(score_sample(*task), rows, meters, panels, bar)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pending: deque[Future] = deque()
+                for task in tasks:
+                    pending.append(pool.submit(score_sample, *task))
+                    while len(pending) > 2 * workers or (pending and pending[0].done()):
+                        _collect(pending.popleft().result(), rows, meters, panels, bar)
+                while pending:
                     _collect(pending.popleft().result(), rows, meters, panels, bar)
-            while pending:
-                _collect(pending.popleft().result(), rows, meters, panels, bar)
+    except DataError as error:  # a sample absent or failing its checksum: named, never scored
+        raise EvaluationError(str(error)) from None
     if bar is not None:
         bar.close()
 
