@@ -35,8 +35,8 @@ def without_crc(data: bytes, what: str) -> bytes:
     """`data` less its trailing CRC32C, or ChunkError if the checksum does not match."""
     if len(data) < CRC:
         raise ChunkError(f"{what} is truncated ({len(data)} bytes)")
-    body, stored = data[:-CRC], struct.unpack("<I", data[-CRC:])[0]
-    if google_crc32c.value(body) != stored:
+    body = data[:-CRC]
+    if google_crc32c.value(body) != int.from_bytes(data[-CRC:], "little"):
         raise ChunkError(f"{what} fails its CRC32C checksum")
     return body
 
@@ -70,39 +70,48 @@ class ShardLayout:
     def index_bytes(self) -> int:
         return self.samples * 16 + CRC
 
+    @property
+    def image_bytes(self) -> int:
+        return self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
+
     def encode_image(self, image: np.ndarray) -> bytes:
         """One inner chunk: the Blosc frame of `image` and its CRC32C."""
         if image.dtype != self.dtype or image.shape != self.image_shape:
             raise ValueError(f"image {image.shape} {image.dtype} does not fit {self.image_shape} {self.dtype}")
         return with_crc(bytes(self.codec.encode(np.ascontiguousarray(image))))
 
-    def read_index(self, path: Path) -> np.ndarray:
-        """(B, 2) offsets and sizes of the shard at `path`; ChunkError if absent or damaged."""
+    def read_index(self, path: Path) -> list[tuple[int, int]]:
+        """(offset, nbytes) of each of the B inner chunks of the shard at `path`; ChunkError if absent or damaged."""
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < self.index_bytes:
-                    raise ChunkError(f"shard file {_name(path)} is truncated ({size} bytes)")
-                handle.seek(size - self.index_bytes)
-                raw = handle.read(self.index_bytes)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise ChunkError(f"shard file {_name(path)} is missing") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < self.index_bytes:
+                raise ChunkError(f"shard file {_name(path)} is truncated ({size} bytes)")
+            raw = os.pread(fd, self.index_bytes, size - self.index_bytes)
+        finally:
+            os.close(fd)
         index = np.frombuffer(without_crc(raw, f"index of shard file {_name(path)}"), "<u8").reshape(self.samples, 2)
         present = index[:, 0] != EMPTY
         if np.any(index[present].sum(axis=1) > size - self.index_bytes):
             raise ChunkError(f"index of shard file {_name(path)} points past its end")
-        return index
+        return [(int(offset), int(nbytes)) for offset, nbytes in index.tolist()]
 
-    def read_image(self, path: Path, index: np.ndarray, slot: int) -> np.ndarray:
+    def read_image(self, path: Path, index: list[tuple[int, int]], slot: int) -> np.ndarray:
         """Decode inner chunk `slot` of the shard at `path` (one byte-range read); ChunkError if unusable."""
-        offset, nbytes = (int(v) for v in index[slot])
+        offset, nbytes = index[slot]
         if offset == EMPTY:
             raise ChunkError(f"absent from shard file {_name(path)}")
         try:
-            with open(path, "rb") as handle:
-                data = os.pread(handle.fileno(), nbytes, offset)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise ChunkError(f"shard file {_name(path)} is missing") from None
+        try:
+            data = os.pread(fd, nbytes, offset)
+        finally:
+            os.close(fd)
         if len(data) != nbytes:
             raise ChunkError(f"shard file {_name(path)} is truncated")
         frame = without_crc(data, "chunk")
@@ -110,7 +119,6 @@ class ShardLayout:
             raw = self.codec.decode(frame)
         except Exception as exc:  # whatever Blosc raises on a frame that passed its checksum
             raise ChunkError(f"cannot decode ({type(exc).__name__}: {exc})") from None
-        expected = int(np.prod(self.image_shape)) * self.dtype.itemsize
-        if len(raw) != expected:
-            raise ChunkError(f"decodes to {len(raw)} bytes, expected {expected}")
+        if len(raw) != self.image_bytes:
+            raise ChunkError(f"decodes to {len(raw)} bytes, expected {self.image_bytes}")
         return np.frombuffer(raw, dtype=self.dtype).reshape(self.image_shape)

@@ -469,7 +469,7 @@ class ImageReader:
     def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
         self.store_path = path
         self.targets = [(array.basename, path / array.basename, array.metadata, _layout(array)) for array in arrays]
-        self._indices: dict[tuple[int, int], np.ndarray] = {}
+        self._indices: dict[tuple[int, int], tuple[Path, list[tuple[int, int]]]] = {}
 
     def read(self, index: int) -> tuple[np.ndarray, ...]:
         """The images of sample `index`, one per array, in the order the reader was made with."""
@@ -485,13 +485,12 @@ class ImageReader:
     def read_one(self, position: int, index: int) -> np.ndarray:
         """Image of sample `index` in the reader's array `position`; ChunkError says why it cannot be read."""
         _, root, metadata, layout = self.targets[position]
-        index = int(index)
-        shard, slot = divmod(index, layout.samples)
-        path = root / metadata.encode_chunk_key((shard, 0, 0))
-        offsets = self._indices.get((position, shard))
-        if offsets is None:
-            offsets = self._indices[(position, shard)] = layout.read_index(path)
-        return layout.read_image(path, offsets, slot)
+        shard, slot = divmod(int(index), layout.samples)
+        kept = self._indices.get((position, shard))
+        if kept is None:
+            path = root / metadata.encode_chunk_key((shard, 0, 0))
+            kept = self._indices[(position, shard)] = (path, layout.read_index(path))
+        return layout.read_image(kept[0], kept[1], slot)
 
     def forget(self) -> None:
         """Drop the kept shard indices (after shards were rewritten)."""
