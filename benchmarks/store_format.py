@@ -64,13 +64,16 @@ class Format1Reader:
                      for root, codec, shape in self.targets)
 
 
-def read_rate(make_reader, order: np.ndarray) -> float:
-    """Samples/s of reading micro + label of every sample of `order` with a fresh reader."""
+def read_rate(make_reader, order: np.ndarray) -> tuple[float, float]:
+    """Samples per wall second and per CPU second of reading micro + label of `order` with a fresh reader.
+
+    CPU seconds are the steadier figure on a shared machine: other users' load stretches wall time.
+    """
     reader = make_reader()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for index in order:
         reader.read(int(index))
-    return len(order) / (time.perf_counter() - started)
+    return len(order) / (time.perf_counter() - started), len(order) / (time.process_time() - cpu)
 
 
 def generate_rate(source: Path, out: Path, count: int, size: int) -> float:
@@ -109,10 +112,13 @@ def main() -> None:
         assert all(np.array_equal(x, y) for i in order[:50] for x, y in zip(a.read(int(i)), b.read(int(i))))
         read_rate(make, order[:200])  # warm-up: imports, page cache
     rates: dict[str, list[float]] = {name: [] for name in readers}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in readers}
     for run in range(args.repeats):
         for name, make in readers.items():
-            rates[name].append(read_rate(make, order))
-            log(f"reader {name} run {run + 1}: {rates[name][-1]:.0f} samples/s")
+            wall, cpu = read_rate(make, order)
+            rates[name].append(wall)
+            cpu_rates[name].append(cpu)
+            log(f"reader {name} run {run + 1}: {wall:.0f} samples/s, {cpu:.0f} samples per CPU second")
 
     generation: dict[str, list[float]] = {"format1": [], "format2": []}
     if args.generate:
@@ -135,6 +141,8 @@ def main() -> None:
         "files": {"format1": files(args.v1), "format2": files(args.v2)},
         "reader_samples_per_s_median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
         "reader_samples_per_s_runs": {k: [round(r, 1) for r in v] for k, v in rates.items()},
+        "reader_samples_per_cpu_s_median": {k: round(statistics.median(v), 1) for k, v in cpu_rates.items()},
+        "reader_samples_per_cpu_s_runs": {k: [round(r, 1) for r in v] for k, v in cpu_rates.items()},
         "generate_pairs": args.generate, "generate_size": args.size, "baseline_ref": args.baseline_ref,
         "generate_pairs_per_s_median": {k: round(statistics.median(v), 2) for k, v in generation.items() if v},
         "generate_pairs_per_s_runs": generation,

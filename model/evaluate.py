@@ -103,8 +103,14 @@ def saved_model(path: str | os.PathLike[str], batch: int) -> Method:
 
     try:
         model = load_model(path)
+        shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
     except PredictError as error:
         raise EvaluationError(str(error)) from None
+    except Exception:  # noqa: BLE001 - a model without defined inputs
+        shape = None
+    if shape is None or len(shape) != 4 or shape[3] not in (1, None):
+        raise EvaluationError(f"the model {Path(path).name} takes inputs of shape {shape}; a library's images are "
+                              "(batch, height, width, 1)")
     return model_method(model, batch, f"model {Path(path).name}")
 
 
@@ -113,6 +119,10 @@ def model_method(model: Any, batch: int, name: str) -> Method:
     from .predictions import predict_samples
 
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        rows, cols = tuple(model.inputs[0].shape)[1:3]
+        if (rows, cols) != (reader.size, reader.size) and not (rows is None and cols is None):
+            raise EvaluationError(f"the model takes {rows}x{cols} inputs; the library's images are "
+                                  f"{reader.size}x{reader.size}")
         yield from predict_samples(model, reader, indices, batch)
 
     return Method(name, predict)

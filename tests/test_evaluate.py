@@ -125,6 +125,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_for_three_channel_inputs_is_one_clear_line(run_cli, tmp_path, tiny_library):
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(tmp_path / "rgb.keras")
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", tmp_path / "rgb.keras",
+                                  "--out", tmp_path / "out", "--no-progress"))
+    assert "takes inputs of shape (None, 64, 64, 3); a library's images are (batch, height, width, 1)" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_scoring_in_worker_processes_gives_the_same_numbers(run_cli, tmp_path, tiny_library, monkeypatch):
     import model.evaluate
 
