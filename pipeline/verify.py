@@ -13,7 +13,7 @@ import numpy as np
 from .interchange import IMPORT_KIND
 from .sample import BACKGROUND, BOUNDARY, erased_fraction, make_sample, split_of
 from .shards import ChunkError
-from .store import SAMPLE_IMAGES, ImageReader, LibraryStore, StoreError, software_versions
+from .store import META_ARRAYS, SAMPLE_IMAGES, ImageReader, LibraryStore, StoreError, software_versions
 
 # Stored erased fractions are float32 of a value in [0, 1]: rounding moves them by at most half of this.
 TOLERANCE = float(np.finfo(np.float32).eps)
@@ -60,7 +60,7 @@ def verify(path: str | os.PathLike[str], echo: Callable[[str], None] = lambda li
     store = LibraryStore.open(path, mode="r+" if repair else "r")
     try:
         done = store.done()
-        meta = {name: store.metadata(name) for name in CHECKED_META}
+        meta = {name: store.metadata(name) for name in META_ARRAYS}  # every one: each chunk and its CRC32C
     except StoreError as exc:
         why = str(exc).split("; run `python cli.py verify")[0]
         raise VerifyError(f"{why}; no sample can be checked") from None

@@ -183,16 +183,20 @@ def test_repair_of_an_imported_store_names_the_bad_samples_and_changes_nothing(r
     ("broken.zarr", "cannot read the done markers"),
     ("lost-done.zarr", "the done markers of samples 0-11 are missing; no sample can be checked"),
     ("garbage-meta.zarr", "array 'split' is missing or its metadata cannot be read"),
+    ("garbage-seed.zarr", "cannot read the per-sample array 'seed'"),
     ("garbage-root.zarr", "garbage-root.zarr/zarr.json (JSONDecodeError): the store's metadata is damaged"),
     ("empty-root.zarr", "empty-root.zarr/zarr.json (JSONDecodeError): the store's metadata is damaged"),
 ])
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, library, target, message):
     (tmp_path / "plain").mkdir()
-    for name in ("broken", "lost-done", "garbage-meta", "garbage-root", "empty-root"):
+    for name in ("broken", "lost-done", "garbage-meta", "garbage-seed", "garbage-root", "empty-root"):
         shutil.copytree(library[0], tmp_path / f"{name}.zarr")
     (tmp_path / "broken.zarr" / "done" / "c.0").write_bytes(b"garbage")
     (tmp_path / "lost-done.zarr" / "done" / "c.0").unlink()  # verify used to say "verified 0 samples: all good"
     (tmp_path / "garbage-meta.zarr" / "split" / "zarr.json").write_bytes(b"{garbage")
+    data = bytearray((tmp_path / "garbage-seed.zarr" / "seed" / "c.0").read_bytes())
+    data[5] ^= 1  # one bit: caught by the chunk's CRC32C
+    (tmp_path / "garbage-seed.zarr" / "seed" / "c.0").write_bytes(bytes(data))
     (tmp_path / "garbage-root.zarr" / "zarr.json").write_bytes(b"\x00garbage")
     (tmp_path / "empty-root.zarr" / "zarr.json").write_bytes(b"")
     before = tree(tmp_path)
