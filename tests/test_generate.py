@@ -46,6 +46,10 @@ def test_stores_are_byte_identical_whatever_the_executor_or_block(run_cli, tmp_p
     out = tmp_path / "other.zarr"
     generate(run_cli, out, *options)
     assert_same_arrays(reference, out)
+    # The files themselves (shards and per-sample chunks), not only what they decode to.
+    chunks = sorted(p.relative_to(reference) for p in reference.rglob("c.*"))
+    assert chunks == sorted(p.relative_to(out) for p in out.rglob("c.*"))
+    assert all((reference / key).read_bytes() == (out / key).read_bytes() for key in chunks)
 
 
 def test_store_layout_and_contents(reference):
