@@ -12,7 +12,7 @@ try:
     from pipeline import __version__
     from pipeline.config import ConfigError, GenerationConfig, TASKS
     from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-    from pipeline.generate import GenerationError, generate as generate_library
+    from pipeline.generate import GenerationError, Interrupted, generate as generate_library
     from pipeline.interchange import InterchangeError, export_pairs, import_pairs
     from pipeline.store import LibraryStore, StoreError
     from pipeline.verify import VerifyError, verify as verify_store
@@ -143,6 +143,9 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
         )
     except LIBRARY_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
+    except Interrupted as exc:  # Ctrl-C: what finished is committed
+        click.echo(str(exc), err=True)
+        sys.exit(130)
     click.echo(report.summary())
 
 
@@ -152,11 +155,11 @@ def info(store: Path) -> None:
     """Describe the library store STORE: samples per split, size, seed, source, versions."""
     try:
         library = LibraryStore.open(store)
+        done = library.done()
+        splits = library.metadata("split")[done]
     except StoreError as exc:
         raise _store_error(exc, store) from None
     attrs = library.attrs
-    done = library.done()
-    splits = library.metadata("split")[done]
     n_done = int(done.sum())
     size = library.config.size
     pair_bytes = library.bytes_on_disk(["micro", "label"])
@@ -169,6 +172,7 @@ def info(store: Path) -> None:
     click.echo(f"samples:   {n_done} done / {library.count} planned "
                f"(train {int((splits == 0).sum())}, val {int((splits == 1).sum())}, test {int((splits == 2).sum())})")
     click.echo(f"size:      {size} x {size}")
+    click.echo(f"shards:    {library.shard} samples a shard file")
     click.echo(f"seed:      {library.seed}")
     click.echo(f"created:   {attrs['created']}")
     if library.source_kind != "import":  # an imported store's config made none of its pairs
@@ -215,17 +219,33 @@ def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
 
 @cli.command(short_help="Re-read and check every done sample of a store.")
 @click.argument("store", type=click.Path(path_type=Path))
-def verify(store: Path) -> None:
-    """Re-read every done sample of STORE and check it; exit status 1 if any is bad."""
+@click.option("--repair", is_flag=True,
+              help="Make the bad samples of a generated store again, in place (an imported one is left unchanged).")
+def verify(store: Path, repair: bool) -> None:
+    """Re-read every done sample of STORE and check it (checksums included); exit status 1 if any is bad."""
     try:
-        report = verify_store(store, echo=click.echo)
+        report = verify_store(store, echo=click.echo, repair=repair)
     except (VerifyError, StoreError) as exc:
         raise _store_error(exc, store) from None
     if report.not_done:
         click.echo(f"not checked: {report.not_done} samples not done")
     click.echo(report.summary())
-    if report.bad:
+    if not report.ok:
         click.get_current_context().exit(1)
+
+
+@cli.command(short_help="Rewrite a format-1 store as a verified format-2 store.")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New format-2 store (never overwritten).")
+def upgrade(store: Path, out: Path) -> None:
+    """Rewrite the format-1 store STORE as a new format-2 store, and verify it (STORE is not changed)."""
+    from pipeline.upgrade import UpgradeError, upgrade as upgrade_store
+
+    try:
+        report = upgrade_store(store, out, echo=click.echo)
+    except (UpgradeError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
 
 
 @cli.command(short_help="Train the Attention U-Net on a store (prints its run directory).")

@@ -165,11 +165,21 @@ except ImportError:  # pragma: no cover - distributed is a dependency
     _WorkerPlugin = object  # type: ignore[misc,assignment]
 
 
+def _ignore_sigint() -> None:
+    """Ctrl-C reaches the whole process group: only the driver reacts (it stops the cluster), no worker traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
     """Per worker process: polySim's scratch directory inside the worker's own directory."""
 
     def setup(self, worker: Any) -> None:
         from . import polysim
 
+        _ignore_sigint()
         quiet_native_threads()
         polysim.use_scratch_dir(os.path.join(worker.local_directory, "polysim-scratch"))

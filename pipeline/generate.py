@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from typing import Protocol
 from .config import GenerationConfig
 from .executors import Executor, SerialExecutor
 from .plan import Block, Plan, default_block_size, make_plan
+from .resources import ResourceError, check_resources
 from .sample import SampleMeta, make_sample
-from .store import LibraryStore, StoreError, check_creatable, is_complete, is_store, writer_lock
+from .store import (META_ARRAYS, LibraryStore, StoreError, check_creatable, creation_cut_short, is_store, shard_samples,
+                    writer_lock)
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
@@ -24,6 +27,14 @@ COMMIT_INTERVAL_S = 5.0
 
 class GenerationError(RuntimeError):
     """A generation request that cannot be carried out; nothing was written."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C / SIGINT during a run: what finished is committed."""
+
+    def __init__(self, done: int, count: int):
+        super().__init__(f"interrupted: {done} of {count} pairs done; run the same command to continue")
+        self.done, self.count = done, count
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,22 @@ def generate(
     if block_size is not None and block_size <= 0:
         raise GenerationError(f"block must be > 0, got {block_size}")
     out = Path(out).absolute()
+    try:
+        return _generate(out, count, config, seed, executor, block_size, overwrite, progress, echo, commit_interval)
+    except KeyboardInterrupt:  # outside the run itself (start-up, creation): nothing or nothing new is done
+        raise Interrupted(_done_count(out), count) from None
+
+
+def _done_count(out: Path) -> int:
+    try:
+        return int(LibraryStore.open(out).done().sum())
+    except StoreError:
+        return 0
+
+
+def _generate(out: Path, count: int, config: GenerationConfig, seed: int, executor: Executor | None,
+              block_size: int | None, overwrite: bool, progress: Callable[[int], Progress] | None,
+              echo: Callable[[str], None], commit_interval: float) -> Report:
     resume = _check_target(out, config, seed, count, overwrite)
     executor = executor if executor is not None else SerialExecutor()
     started = time.perf_counter()
@@ -94,19 +121,44 @@ def generate(
             if done.all() and count == store.count:
                 store.remove_partials()
                 return _report(store, 0, started)  # nothing to do: no cluster to start
+            pending = int((~done).sum()) + count - store.count
+            _check_resources(out, pending, count, config.size, executor, block_size, store.shard)
             with executor:
                 echo(f"running on {executor.description}")
                 made = _execute(store, count, block_size, executor, progress, commit_interval)
         return _report(store, made, started)
+    _check_resources(out, count, count, config.size, executor, block_size, shard_samples(count))
     with executor:  # connect first: an unreachable cluster must not leave a store behind
         echo(f"running on {executor.description}")
         if is_store(out):  # --overwrite, or a creation cut short
             with writer_lock(out):
                 LibraryStore.remove(out)
-        store = LibraryStore.create(out, config, seed, count)
+        store = _create(out, config, seed, count)
         with store.writer_lock():
             made = _execute(store, count, block_size, executor, progress, commit_interval)
     return _report(store, made, started)
+
+
+def _check_resources(out: Path, pairs: int, count: int, size: int, executor: Executor, block_size: int | None,
+                     shard: int) -> None:
+    try:
+        check_resources(out, pairs, count, size, executor.workers, max(block_size or 1, shard))
+    except ResourceError as exc:
+        raise GenerationError(f"{exc}; nothing was written") from None
+
+
+def _create(out: Path, config: GenerationConfig, seed: int, count: int) -> LibraryStore:
+    """A new store at `out` (absent or an empty folder); on failure, nothing of it is left."""
+    existed = out.exists()
+    try:
+        return LibraryStore.create(out, config, seed, count)
+    except OSError as exc:
+        if existed:  # the empty folder the user gave: keep it, empty
+            for child in out.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+        raise GenerationError(f"cannot create {out}: {exc.strerror or exc}; nothing was written") from None
 
 
 def _execute(store: LibraryStore, count: int, block_size: int | None, executor: Executor,
@@ -116,7 +168,15 @@ def _execute(store: LibraryStore, count: int, block_size: int | None, executor: 
     if count > store.count:
         store.resize(count)  # in the driver, before any task runs
     size = block_size or default_block_size(count, executor.workers)
-    return _run(make_plan(store.config, store.seed, store.done(), size), store, executor, progress, commit_interval)
+    plan = make_plan(store.config, store.seed, store.done(), size, store.shard)
+    try:
+        return _run(plan, store, executor, progress, commit_interval)
+    except KeyboardInterrupt:
+        raise Interrupted(int(store.done().sum()), store.count) from None
+    except OSError as exc:  # disk full, or the store's filesystem gone: shards are whole or absent
+        raise GenerationError(f"cannot write {store.path} ({exc.strerror or exc}); {int(store.done().sum())} of "
+                              f"{store.count} pairs are done and kept: free space and run the same command "
+                              "to continue") from None
 
 
 def _report(store: LibraryStore, made: int, started: float) -> Report:
@@ -135,12 +195,15 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         if any(out.iterdir()):
             raise GenerationError(f"{out} exists and is not a Reconstruction-GB store; choose another --out")
         return False  # an empty directory is a place for a new store
-    if overwrite or not is_complete(out):
-        return False  # replaced (a store whose creation was cut short holds no sample yet)
+    if overwrite or creation_cut_short(out):
+        return False  # replaced (a store whose own creation marked it incomplete holds no sample yet)
     try:
         store = LibraryStore.open(out)
-    except StoreError as exc:
-        raise GenerationError(f"{exc}; use --overwrite to replace it") from None
+        for name in META_ARRAYS:  # every per-sample array is rewritten by commits: all must be sound
+            store.metadata(name)
+        store.done()
+    except StoreError as exc:  # damaged, or another format: never replaced unasked
+        raise GenerationError(f"{exc}; nothing was changed (--overwrite replaces it)") from None
     if store.source_kind != "generate":
         raise GenerationError(f"{out} was built by {store.source_kind}, not generated: generate cannot add to it; "
                               "choose another --out")
@@ -180,8 +243,15 @@ def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable
 
     try:
         executor.map(task, plan.blocks, on_result)
+    except BaseException:
+        try:
+            commit()  # whatever finished is kept, even when a task failed or the run was interrupted
+        except OSError:
+            pass  # disk full: those samples stay not done, and the next run makes them again
+        raise
+    else:
+        commit()
     finally:
-        commit()  # whatever finished is kept, even when a task failed
         bar.close()
     return made
 

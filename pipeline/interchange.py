@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import MIN_SIZE, GenerationConfig
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore, atomic_write, check_creatable
+from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -82,12 +82,12 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
             raise InterchangeError(f"{clash} exists; export into a new folder or one without these samples")
     for name in IMAGE_ARRAYS:
         (out / name).mkdir(parents=True, exist_ok=True)
+    reader = store.image_reader(IMAGE_ARRAYS)
     for written, i in enumerate(indices):
         try:
-            pair = [store.read(name, i) for name in IMAGE_ARRAYS]
-        except Exception as exc:  # whatever a damaged chunk raises; `verify` lists every one
-            raise InterchangeError(f"cannot read sample {i} ({type(exc).__name__}: {exc}); {written} pairs "
-                                   "were exported before it; run `verify` on the store") from None
+            pair = reader.read(i)
+        except StoreError as exc:  # absent or failing its checksum; `verify` lists every one
+            raise InterchangeError(f"{exc}; {written} pairs were exported before it") from None
         for name, image in zip(IMAGE_ARRAYS, pair):
             _write_png(out / name / f"{i}.png", image)
     return ExportReport(out, len(indices), (stop - start) - len(indices))
@@ -162,12 +162,13 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
     """Write every pair into a private `.partial` store, then rename it to `out`: never half an import."""
     partial = out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
     try:
-        store = LibraryStore.create(partial, GenerationConfig(size=size), seed, len(names))
-        store.group.attrs["source"] = {"kind": IMPORT_KIND, "directory": str(directory), "threshold": THRESHOLD,
-                                       "files": names, "skipped": list(skipped)}
+        source = {"kind": IMPORT_KIND, "directory": str(directory), "threshold": THRESHOLD,
+                  "files": names, "skipped": list(skipped)}
+        store = LibraryStore.create(partial, GenerationConfig(size=size), seed, len(names), extra={"source": source})
         writer = store.image_writer()
         no_grain_map = np.zeros((size, size), np.uint16)  # the grains fill value
         metas = []
+        shard: list[Sample] = []  # a shard is written whole, once its samples are read
         with _quiet_opencv():
             for index, file in enumerate(names):
                 try:
@@ -178,8 +179,11 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
                 meta = SampleMeta(seed=0, nucleation_rate=0, growth_rate=0, num_grains=0,
                                   avrami_exponent=float("nan"), dilation=0, gap_patches=0,
                                   erased_fraction=float(erased_fraction(micro, label)), split=split_of(seed, index))
-                writer.write([Sample(index, micro, label, no_grain_map, meta)])
+                shard.append(Sample(index, micro, label, no_grain_map, meta))
                 metas.append(meta)
+                if len(shard) == store.shard or index == len(names) - 1:
+                    writer.write(shard)
+                    shard = []
         store.commit(list(range(len(names))), metas)
         if out.exists():
             raise InterchangeError(f"{out} appeared while importing; nothing written")

@@ -49,18 +49,28 @@ def default_block_size(count: int, workers: int) -> int:
     return max(1, min(MAX_DEFAULT_BLOCK, count // (TASKS_PER_WORKER * max(1, workers))))
 
 
-def make_plan(config: GenerationConfig, seed: int, done: np.ndarray, block_size: int) -> Plan:
-    """Cover every sample not marked done with blocks of at most `block_size` samples.
+def make_plan(config: GenerationConfig, seed: int, done: np.ndarray, block_size: int, shard: int = 1) -> Plan:
+    """Cover every sample not marked done with blocks of whole shards, about `block_size` samples each.
 
-    Blocks never cross a run of done samples, so every block is a contiguous index range.
+    A shard holding any sample not done is made again whole (its done samples come out the same
+    bytes: a sample is a pure function of (config, seed, i)), since one task writes whole shards.
+    A block is `ceil(block_size / shard)` consecutive pending shards, never crossing a done shard,
+    so every block is a contiguous index range starting on a shard boundary.
     """
-    if block_size <= 0:
-        raise ValueError(f"block size must be > 0, got {block_size}")
-    pending = np.flatnonzero(~np.asarray(done, dtype=bool))
+    if block_size <= 0 or shard <= 0:
+        raise ValueError(f"block size and shard must be > 0, got {block_size} and {shard}")
+    done = np.asarray(done, dtype=bool)
+    count = len(done)
+    shards = -(-count // shard)
+    padded = np.ones(shards * shard, dtype=bool)
+    padded[:count] = done
+    pending = np.flatnonzero(~padded.reshape(shards, shard).all(axis=1))
+    per_block = -(-block_size // shard)
     blocks: list[Block] = []
     if pending.size:
         run_starts = np.flatnonzero(np.diff(pending) != 1) + 1
         for run in np.split(pending, run_starts):
             first, last = int(run[0]), int(run[-1]) + 1
-            blocks.extend(Block(s, min(s + block_size, last)) for s in range(first, last, block_size))
-    return Plan(config=config, seed=seed, count=len(done), blocks=tuple(blocks))
+            blocks.extend(Block(s * shard, min(min(s + per_block, last) * shard, count))
+                          for s in range(first, last, per_block))
+    return Plan(config=config, seed=seed, count=count, blocks=tuple(blocks))

@@ -1,14 +1,17 @@
 """The library's Zarr store: the only module that knows its layout (see docs/store.md).
 
-Writers: each generation task writes the image chunks of its own samples (one sample per chunk,
-so exactly one writer per chunk); only the driver creates, resizes and writes the per-sample
-arrays and the `done` marker, after the images of those samples are in place.
+Writers: each generation task writes whole shards of the image arrays (B consecutive samples a
+shard, B fixed in the store at creation), so exactly one writer per file; only the driver
+creates, resizes and writes the per-sample arrays and the `done` marker, after the images of
+those samples are in place. Every image chunk and every per-sample chunk carries a CRC32C.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import json
+import math
 import os
 import platform
 import secrets
@@ -16,7 +19,7 @@ import shutil
 import sys
 import warnings
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -24,16 +27,17 @@ from typing import Any, Iterable, Iterator, Sequence
 import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 
 from . import __version__
 from .config import GenerationConfig
 from .sample import Sample, SampleMeta
+from .shards import ChunkError, ShardLayout, encode_shard
 
 FORMAT = "reconstruction-gb"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 IMAGE_ARRAYS = ("micro", "label")
-# The (N, S, S) arrays: one chunk per sample, written by the task that makes the sample.
+# The (N, S, S) arrays: one inner chunk per sample, B samples a shard, written by the task that makes them.
 SAMPLE_IMAGES = (*IMAGE_ARRAYS, "grains")
 # Per-sample arrays: name -> (dtype, fill value for samples not (yet) generated).
 META_ARRAYS: dict[str, tuple[str, Any]] = {
@@ -48,14 +52,39 @@ META_ARRAYS: dict[str, tuple[str, Any]] = {
     "split": ("uint8", 0),
 }
 DONE = "done"
+ALL_ARRAYS = (*SAMPLE_IMAGES, *META_ARRAYS, DONE)
 # Samples per chunk of the per-sample arrays (written by the driver alone).
 META_CHUNK = 4096
-# Chunk files sit side by side (`micro/c.12.0.0`): no directory per sample to create.
+# Largest shard, in samples: about 0.5 MB of micro at 512 px, and the work a kill can lose.
+MAX_SHARD = 32
+# A library gets at least about this many shards (tasks) before shards grow to MAX_SHARD.
+MIN_SHARDS = 16
+# Chunk files sit side by side (`micro/c.12.0.0`): no directory per shard to create.
 CHUNK_KEYS = {"name": "default", "separator": "."}
 # Binary images: bitshuffle turns 0/255 bytes into one bit plane repeated eight times.
 IMAGE_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 # Grain maps are not part of the size target: a low level keeps the workers' CPU for polySim.
 GRAINS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+# What each array holds, in the short attributes xarray shows (docs/store.md).
+ARRAY_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "micro": {"meaning": "fragmented boundary image (model input)", "convention": "0 = boundary, 255 = background",
+              "units": "1"},
+    "label": {"meaning": "true boundary image (ground truth)", "convention": "0 = boundary, 255 = background",
+              "units": "1"},
+    "grains": {"meaning": "polySim grain id map", "convention": "ids 1..num_grains; all 0 when imported",
+               "units": "1"},
+    "seed": {"meaning": "libc srand value before polySim", "units": "1"},
+    "nucleation_rate": {"meaning": "polySim nucleation rate drawn", "units": "1"},
+    "growth_rate": {"meaning": "polySim growth rate drawn", "units": "1"},
+    "num_grains": {"meaning": "grains in the grain map", "units": "1"},
+    "avrami_exponent": {"meaning": "polySim Avrami exponent fit", "units": "1"},
+    "dilation": {"meaning": "side of the square dilation kernel", "units": "pixel"},
+    "gap_patches": {"meaning": "blurred patches applied to micro", "units": "1"},
+    "erased_fraction": {"meaning": "share of label boundary pixels that are background in micro",
+                        "units": "1"},
+    "split": {"meaning": "0 train, 1 val, 2 test", "units": "1"},
+    DONE: {"meaning": "sample complete; only done samples are valid", "units": "1"},
+}
 
 
 class StoreError(RuntimeError):
@@ -66,17 +95,33 @@ class StoreBusy(StoreError):
     """Another live run is writing the store."""
 
 
+class StoreDamaged(StoreError):
+    """A store of this project with missing or unreadable parts; `verify` names them."""
+
+
+def verify_hint(path: Path) -> str:
+    return f"run `python cli.py verify {path}`"
+
+
 def _project_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | None:
-    """The root group at `path` if it is a store of this project (any format version), else None."""
-    try:
-        group = zarr.open_group(str(path), mode=mode)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+    """The root group at `path` if it is a store of this project (any format version), else None.
+
+    StoreDamaged when `path/zarr.json` exists but cannot be read: it may be a store of ours.
+    """
+    root = Path(path) / "zarr.json"
+    if not root.is_file():
         return None
-    return group if group.attrs.get("format") == FORMAT else None
-
-
-def _has_every_array(group: zarr.Group) -> bool:
-    return set(group.array_keys()) >= {*SAMPLE_IMAGES, *META_ARRAYS, DONE}
+    try:
+        attributes = json.loads(root.read_bytes()).get("attributes", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise StoreDamaged(f"cannot read {root} ({type(exc).__name__}): the store's metadata is damaged; "
+                           "restore it from a copy, or delete the folder yourself") from None
+    if not isinstance(attributes, dict) or attributes.get("format") != FORMAT:
+        return None
+    try:
+        return zarr.open_group(str(path), mode=mode)
+    except Exception as exc:  # noqa: BLE001 - a group zarr cannot open is a damaged store
+        raise StoreDamaged(f"cannot open {path} ({type(exc).__name__}: {exc})") from None
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
@@ -93,10 +138,22 @@ def check_creatable(path: Path) -> None:
         raise StoreError(f"cannot create {path}: {ancestor} is not writable")
 
 
-def is_complete(path: str | os.PathLike[str]) -> bool:
-    """True if the store at `path` has every array (its creation was not cut short)."""
+def creation_cut_short(path: str | os.PathLike[str]) -> bool:
+    """True only for a format-2 store that its own creation marked incomplete (holds no sample yet)."""
     group = _project_group(path)
-    return group is not None and _has_every_array(group)
+    return (group is not None and group.attrs.get("format_version") == FORMAT_VERSION
+            and group.attrs.get("complete") is False)
+
+
+def shard_samples(count: int) -> int:
+    """Samples per shard for a store created for `count` samples: at least MIN_SHARDS shards, at most MAX_SHARD."""
+    return max(1, min(MAX_SHARD, count // MIN_SHARDS))
+
+
+def file_count(count: int, shard: int) -> int:
+    """Files of a complete store of `count` samples: shards of 3 image arrays, per-sample chunks, metadata."""
+    return (len(SAMPLE_IMAGES) * math.ceil(count / shard) + (len(META_ARRAYS) + 1) * math.ceil(count / META_CHUNK)
+            + 1 + len(ALL_ARRAYS))
 
 
 def software_versions() -> dict[str, str]:
@@ -133,49 +190,65 @@ def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _writable(array: zarr.Array) -> zarr.Array:
+    # A chunk equal to the fill value must still be written: a missing chunk file means damage.
+    return array.with_config({"write_empty_chunks": True})
+
+
 @dataclass(frozen=True)
 class LibraryStore:
     """An opened library store."""
 
     path: Path
     group: zarr.Group
+    arrays: dict[str, zarr.Array]
+    _readers: dict[str, ImageReader] = field(default_factory=dict, compare=False, repr=False)
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike[str], config: GenerationConfig, seed: int, count: int) -> LibraryStore:
+    def create(cls, path: str | os.PathLike[str], config: GenerationConfig, seed: int, count: int,
+               shard: int | None = None, extra: dict[str, Any] | None = None) -> LibraryStore:
         """Create an empty store for `count` samples; nothing but an empty directory may be there.
 
-        The attributes come first, so that a creation cut short is recognised as this project's
-        store, missing arrays (see `is_complete`), and can be removed and made again.
+        The attributes come first with `complete: false`, which is set true last: a creation cut
+        short is recognised as such and may be made again; nothing else is ever replaced unasked.
+        `extra` attributes (an import's `source`) are written with the first ones.
         """
         path = Path(path).absolute()
         size = config.size
+        shard = shard or shard_samples(count)
         group = zarr.open_group(str(path), mode="w-", zarr_format=3, attributes={
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "complete": False,
             "config": config.to_dict(),
             "seed": seed,
             "count": count,
+            "shard_samples": shard,
             "versions": software_versions(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
         })
-        for name in IMAGE_ARRAYS:
+        for name, dtype, fill, codec in (("micro", "uint8", 255, IMAGE_CODEC), ("label", "uint8", 255, IMAGE_CODEC),
+                                         ("grains", "uint16", 0, GRAINS_CODEC)):
             group.create_array(
-                name, shape=(count, size, size), chunks=(1, size, size), dtype="uint8",
-                fill_value=255, compressors=IMAGE_CODEC, chunk_key_encoding=CHUNK_KEYS,
+                name, shape=(count, size, size), chunks=(1, size, size), shards=(shard, size, size), dtype=dtype,
+                fill_value=fill, serializer=BytesCodec(), compressors=(codec, Crc32cCodec()),
+                chunk_key_encoding=CHUNK_KEYS, dimension_names=("sample", "y", "x"), attributes=ARRAY_ATTRIBUTES[name],
             )
-        group.create_array(
-            "grains", shape=(count, size, size), chunks=(1, size, size), dtype="uint16",
-            fill_value=0, compressors=GRAINS_CODEC, chunk_key_encoding=CHUNK_KEYS,
-        )
         for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
-            group.create_array(name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill,
-                               chunk_key_encoding=CHUNK_KEYS)
-        return cls(path, group)
+            array = group.create_array(
+                name, shape=(count,), chunks=(META_CHUNK,), dtype=dtype, fill_value=fill,
+                compressors=(ZstdCodec(), Crc32cCodec()), chunk_key_encoding=CHUNK_KEYS,
+                dimension_names=("sample",), attributes=ARRAY_ATTRIBUTES[name],
+            )
+            _writable(array)[:] = np.full(count, fill, dtype=dtype)  # every chunk file exists from the start
+        group.attrs["complete"] = True  # last
+        return cls.open(path, mode="r+")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], mode: str = "r") -> LibraryStore:
-        """Open an existing store of this project (mode 'r' or 'r+')."""
+        """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not."""
         path = Path(path).absolute()
         if not path.exists():
             raise StoreError(f"{path} does not exist")
@@ -183,12 +256,27 @@ class LibraryStore:
         if group is None:
             raise StoreError(f"{path} is not a Reconstruction-GB store")
         found = group.attrs.get("format_version")
+        if found == 1:
+            raise StoreError(f"{path} has store format version 1; rewrite it as format {FORMAT_VERSION} with "
+                             f"`python cli.py upgrade {path} --out NEW`")
         if found != FORMAT_VERSION:
             raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
-        if not _has_every_array(group):
+        if group.attrs.get("complete") is not True:
             raise StoreError(f"{path} was never completely created (its creation was cut short); "
                              "run generate again to make it afresh")
-        return cls(path, group)
+        arrays = {}
+        for name in ALL_ARRAYS:
+            try:
+                arrays[name] = _writable(group[name])
+            except Exception as exc:  # noqa: BLE001 - missing or garbage zarr.json of one array
+                raise StoreDamaged(f"{path} is damaged: array {name!r} is missing or its metadata cannot be read "
+                                   f"({type(exc).__name__}); {verify_hint(path)}") from None
+        count = int(group.attrs.get("count", -1))
+        short = [name for name, array in arrays.items() if array.shape[0] < count]
+        if short:
+            raise StoreDamaged(f"{path} is damaged: array {short[0]!r} holds fewer than the {count} planned samples; "
+                               f"{verify_hint(path)}")
+        return cls(path, group, arrays)
 
     @staticmethod
     def remove(path: str | os.PathLike[str]) -> None:
@@ -212,6 +300,11 @@ class LibraryStore:
         return int(self.group.attrs["count"])
 
     @property
+    def shard(self) -> int:
+        """Samples per shard of the image arrays (fixed at creation)."""
+        return int(self.arrays["micro"].shards[0])
+
+    @property
     def source_kind(self) -> str:
         """'generate' for a library made by polySim, 'import' for one built from PNG folders."""
         return str(self.group.attrs.get("source", {}).get("kind", "generate"))
@@ -221,14 +314,28 @@ class LibraryStore:
         return dict(self.group.attrs)
 
     def done(self) -> np.ndarray:
-        """Boolean mask of the samples whose data and metadata are complete."""
-        return np.asarray(self.group[DONE][: self.count], dtype=bool)
+        """Boolean mask of the samples whose data and metadata are complete (StoreDamaged if unreadable)."""
+        return np.asarray(self._per_sample(DONE), dtype=bool)
 
     def metadata(self, name: str) -> np.ndarray:
-        """One per-sample array, whole."""
+        """One per-sample array, whole (StoreDamaged if a chunk is missing or fails its checksum)."""
         if name not in META_ARRAYS:
             raise KeyError(f"no per-sample array {name!r}")
-        return self.group[name][:]
+        return self._per_sample(name)
+
+    def _per_sample(self, name: str) -> np.ndarray:
+        array = self.arrays[name]
+        what = "done markers" if name == DONE else f"per-sample array {name!r}"
+        for chunk in range(math.ceil(self.count / META_CHUNK)):
+            if not (self.path / name / array.metadata.encode_chunk_key((chunk,))).is_file():
+                first = chunk * META_CHUNK
+                raise StoreDamaged(f"{self.path} is damaged: the {what} of samples {first}-"
+                                   f"{min(first + META_CHUNK, self.count) - 1} are missing; {verify_hint(self.path)}")
+        try:
+            return array[: self.count]
+        except Exception as exc:  # noqa: BLE001 - a checksum mismatch or garbage chunk, whatever the codec raises
+            raise StoreDamaged(f"{self.path} is damaged: cannot read the {what} ({type(exc).__name__}: {exc}); "
+                               f"{verify_hint(self.path)}") from None
 
     def bytes_on_disk(self, arrays: Iterable[str] | None = None) -> int:
         """Bytes of the stored files of the given arrays (all of the store by default)."""
@@ -237,21 +344,23 @@ class LibraryStore:
 
     # --- reading ---------------------------------------------------------------------------
     def read(self, name: str, index: int) -> np.ndarray:
-        """Image `name` ('micro', 'label' or 'grains') of sample `index`."""
-        return self.group[name][index]
+        """Image `name` ('micro', 'label' or 'grains') of sample `index`; StoreDamaged if absent or corrupt."""
+        if name not in self._readers:
+            self._readers[name] = self.image_reader((name,))
+        return self._readers[name].read(index)[0]
 
     def image_reader(self, names: Sequence[str] = IMAGE_ARRAYS) -> ImageReader:
         """Fast whole-sample reads of the given image arrays (for streaming training data)."""
-        return ImageReader(self.path, [self.group[name] for name in names])
+        return ImageReader(self.path, [self.arrays[name] for name in names])
 
-    def chunk_file(self, name: str, index: int) -> Path:
-        """The file holding image `name` of sample `index` (zarr reads a missing one as the fill value)."""
-        return self.path / name / self.group[name].metadata.encode_chunk_key((index, 0, 0))
+    def shard_file(self, name: str, index: int) -> Path:
+        """The shard file holding image `name` of sample `index`."""
+        return self.path / name / self.arrays[name].metadata.encode_chunk_key((index // self.shard, 0, 0))
 
     # --- writing (tasks) ---------------------------------------------------------------------
     def image_writer(self) -> ImageWriter:
-        """Handles on the image arrays for a task that writes whole samples."""
-        return ImageWriter(self.path, [self.group[name] for name in SAMPLE_IMAGES])
+        """Handles on the image arrays for a task that writes whole shards."""
+        return ImageWriter(self.path, [self.arrays[name] for name in SAMPLE_IMAGES])
 
     # --- writing (driver only) -------------------------------------------------------------
     def writer_lock(self) -> AbstractContextManager[None]:
@@ -269,8 +378,11 @@ class LibraryStore:
         """Grow the store to `count` planned samples (existing samples are untouched)."""
         if count < self.count:
             raise StoreError(f"{self.path} plans {self.count} pairs; it cannot shrink to {count}")
-        for name, array in self.group.arrays():
+        old = self.count
+        for name, array in self.arrays.items():
             array.resize((count, *array.shape[1:]))
+        for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
+            self.arrays[name][old:count] = np.full(count - old, fill, dtype=dtype)  # new chunk files exist
         self.group.attrs["count"] = count  # last: a kill before this leaves the old plan valid
 
     def commit(self, indices: Sequence[int], metas: Sequence[SampleMeta]) -> None:
@@ -285,72 +397,104 @@ class LibraryStore:
         for name, (dtype, _) in META_ARRAYS.items():
             values = np.array([row[name] for row in rows], dtype=dtype)
             for run in runs:
-                self.group[name][index[run[0]] : index[run[-1]] + 1] = values[run]
+                self.arrays[name][index[run[0]] : index[run[-1]] + 1] = values[run]
         for run in runs:
-            self.group[DONE][index[run[0]] : index[run[-1]] + 1] = True
+            self.arrays[DONE][index[run[0]] : index[run[-1]] + 1] = True
+
+
+def _layout(array: zarr.Array) -> ShardLayout:
+    """The shard layout of an image array whose codecs are exactly format 2's (else StoreError)."""
+    codecs = array.metadata.codecs
+    sharding = codecs[0] if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec) else None
+    inner = sharding.codecs if sharding is not None else ()
+    index_codecs = sharding.index_codecs if sharding is not None else ()
+    if (sharding is None or len(inner) != 3 or not isinstance(inner[0], BytesCodec)
+            or not isinstance(inner[1], BloscCodec) or not isinstance(inner[2], Crc32cCodec)
+            or sharding.index_location.value != "end" or len(index_codecs) != 2
+            or not isinstance(index_codecs[1], Crc32cCodec) or tuple(sharding.chunk_shape)[0] != 1):
+        raise StoreError(f"array {array.basename!r} does not have the codecs of format {FORMAT_VERSION}")
+    if array.dtype.itemsize > 1 and inner[0].endian is not None and inner[0].endian.value != sys.byteorder:
+        raise StoreError(f"array {array.basename!r} is not stored in this machine's byte order")
+    blosc = inner[1]
+    shuffle = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
+               "bitshuffle": numcodecs.Blosc.BITSHUFFLE}[blosc.shuffle.value]
+    codec = numcodecs.Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle,
+                            blocksize=blosc.blocksize, typesize=array.dtype.itemsize)
+    return ShardLayout(samples=int(array.shards[0]), image_shape=tuple(array.shape[1:]),
+                       dtype=np.dtype(array.dtype), codec=codec)
 
 
 class ImageWriter:
-    """Writes whole image chunks of the store, one file per sample and array.
+    """Writes whole shards of the image arrays, one file per shard and array.
 
-    Each chunk is encoded here with the array's own Blosc settings and renamed into place, as
-    zarr's LocalStore does (write `<key>.<random>.partial`, then rename: atomic against a kill),
-    without zarr's event-loop and thread-pool hops, which cost more than the encoding itself
-    (see docs/benchmarks.md). Tests check that the bytes equal what zarr writes.
+    Each image is encoded here with the array's own Blosc settings and CRC32C, the shard is
+    assembled in zarr's sharding layout and renamed into place, as zarr's LocalStore does (write
+    `<key>.<random>.partial`, then rename: atomic against a kill), without zarr's event-loop
+    and thread-pool hops, which cost more than the encoding itself (see docs/benchmarks.md).
+    Tests check that the bytes equal what zarr writes.
     """
 
     def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
-        self.targets = [(array.basename, path / array.basename, array.metadata, _chunk_codec(array))
-                        for array in arrays]
+        self.targets = [(array.basename, path / array.basename, array.metadata, _layout(array)) for array in arrays]
 
     def write(self, samples: Sequence[Sample]) -> None:
-        """Write the images of the given samples (each into its own chunks)."""
-        for sample in samples:
-            for name, root, metadata, codec in self.targets:
-                image = getattr(sample, name)
-                if image.dtype != metadata.dtype.to_native_dtype() or image.shape != metadata.chunk_grid.chunk_shape[1:]:
-                    raise ValueError(f"{name} of sample {sample.index} does not fit the store")
-                key = metadata.encode_chunk_key((sample.index, 0, 0))
-                atomic_write(root / key, codec.encode(np.ascontiguousarray(image)))
+        """Write the shards holding the given samples; a shard holds exactly the given samples that fall in it.
+
+        Callers give whole shards (every sample of each shard touched), since a shard is replaced whole.
+        """
+        by_shard: dict[int, list[Sample]] = {}
+        for _, _, _, layout in self.targets[:1]:
+            for sample in samples:
+                by_shard.setdefault(sample.index // layout.samples, []).append(sample)
+        for shard, members in sorted(by_shard.items()):
+            for name, root, metadata, layout in self.targets:
+                chunks: list[bytes | None] = [None] * layout.samples
+                for sample in members:
+                    try:
+                        chunks[sample.index % layout.samples] = layout.encode_image(getattr(sample, name))
+                    except ValueError as exc:
+                        raise ValueError(f"{name} of sample {sample.index} does not fit the store: {exc}") from None
+                atomic_write(root / metadata.encode_chunk_key((shard, 0, 0)), encode_shard(chunks))
 
 
 class ImageReader:
-    """Reads whole image chunks of the store, decoding each file with the array's own codec.
+    """Reads whole-sample images of the store: one byte-range read and one Blosc decode per image.
 
-    The mirror of ImageWriter: one file read and one Blosc decode per image, without zarr's
-    per-call overhead (about 1 ms), which would dominate at the rates a training run reads.
-    A chunk file that is absent reads as the array's fill value, as zarr would read it.
+    The mirror of ImageWriter, without zarr's per-call overhead (about 1 ms), which would
+    dominate at the rates a training run reads. Each shard's index (16 bytes a sample) is read
+    once and kept. An image that is absent, or whose CRC32C does not match, raises StoreDamaged
+    naming the sample: a done sample never reads as the fill value.
     """
 
     def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
-        self.targets = [(path / array.basename, array.metadata, _chunk_codec(array),
-                         array.dtype, array.chunks[1:], array.fill_value) for array in arrays]
+        self.store_path = path
+        self.targets = [(array.basename, path / array.basename, array.metadata, _layout(array)) for array in arrays]
+        self._indices: dict[tuple[int, int], tuple[Path, list[tuple[int, int]]]] = {}
 
     def read(self, index: int) -> tuple[np.ndarray, ...]:
         """The images of sample `index`, one per array, in the order the reader was made with."""
         images = []
-        for root, metadata, codec, dtype, shape, fill in self.targets:
+        for position in range(len(self.targets)):
             try:
-                data = (root / metadata.encode_chunk_key((int(index), 0, 0))).read_bytes()
-            except FileNotFoundError:
-                images.append(np.full(shape, fill, dtype=dtype))
-                continue
-            images.append(np.frombuffer(codec.decode(data), dtype=dtype).reshape(shape))
+                images.append(self.read_one(position, index))
+            except ChunkError as exc:
+                raise StoreDamaged(f"sample {index}: {self.targets[position][0]}: {exc}; "
+                                   f"{verify_hint(self.store_path)}") from None
         return tuple(images)
 
+    def read_one(self, position: int, index: int) -> np.ndarray:
+        """Image of sample `index` in the reader's array `position`; ChunkError says why it cannot be read."""
+        _, root, metadata, layout = self.targets[position]
+        shard, slot = divmod(int(index), layout.samples)
+        kept = self._indices.get((position, shard))
+        if kept is None:
+            path = root / metadata.encode_chunk_key((shard, 0, 0))
+            kept = self._indices[(position, shard)] = (path, layout.read_index(path))
+        return layout.read_image(kept[0], kept[1], slot)
 
-def _chunk_codec(array: zarr.Array) -> numcodecs.Blosc:
-    """The numcodecs Blosc equivalent of an array whose codecs are exactly [bytes, blosc]."""
-    codecs = array.metadata.codecs
-    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
-        raise StoreError(f"array {array.basename!r} does not have the codecs of format {FORMAT_VERSION}")
-    if array.dtype.itemsize > 1 and codecs[0].endian is not None and codecs[0].endian.value != sys.byteorder:
-        raise StoreError(f"array {array.basename!r} is not stored in this machine's byte order")
-    blosc = codecs[1]
-    shuffle = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
-               "bitshuffle": numcodecs.Blosc.BITSHUFFLE}[blosc.shuffle.value]
-    return numcodecs.Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle,
-                           blocksize=blosc.blocksize, typesize=array.dtype.itemsize)
+    def forget(self) -> None:
+        """Drop the kept shard indices (after shards were rewritten)."""
+        self._indices.clear()
 
 
 def atomic_write(target: Path, data: bytes) -> None:

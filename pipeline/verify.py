@@ -4,79 +4,133 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from .interchange import IMPORT_KIND
-from .sample import BACKGROUND, BOUNDARY, erased_fraction, split_of
-from .store import SAMPLE_IMAGES, LibraryStore
+from .sample import BACKGROUND, BOUNDARY, erased_fraction, make_sample, split_of
+from .shards import ChunkError
+from .store import META_ARRAYS, SAMPLE_IMAGES, ImageReader, LibraryStore, StoreError, software_versions
 
 # Stored erased fractions are float32 of a value in [0, 1]: rounding moves them by at most half of this.
 TOLERANCE = float(np.finfo(np.float32).eps)
 CHECKED_META = ("num_grains", "erased_fraction", "split")
+# The software whose versions decide a sample's bytes (a repair elsewhere could differ).
+SAMPLE_SOFTWARE = ("polySim", "numpy", "opencv")
+LISTED = 10  # samples named in one line
 
 
 class VerifyError(RuntimeError):
-    """A store whose per-sample arrays cannot be read at all: no sample can be checked."""
+    """A store whose structure (metadata, done markers, per-sample arrays) cannot be read: no sample can be checked."""
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What one `verify` call found."""
+    """What one `verify` call found (and repaired)."""
 
     path: Path
     checked: int  # done samples
     not_done: int
     bad: tuple[int, ...]  # indices of the samples with at least one problem
+    repaired: tuple[int, ...] = ()  # bad samples made again, and found good
+
+    @property
+    def ok(self) -> bool:
+        """Every done sample is good now."""
+        return set(self.bad) <= set(self.repaired)
 
     def summary(self) -> str:
         """The one-line summary the CLI prints last."""
         verdict = f"{len(self.bad)} bad" if self.bad else "all good"
+        if self.repaired:
+            verdict += f", {len(self.repaired)} repaired"
         return f"verified {self.checked} samples: {verdict}"
 
 
-def verify(path: str | os.PathLike[str], echo: Callable[[str], None] = lambda line: None) -> VerifyReport:
-    """Check every done sample of the store at `path`; `echo` gets one line per bad sample as it is found."""
-    store = LibraryStore.open(path)
-    has_grain_map = store.source_kind != IMPORT_KIND
+def verify(path: str | os.PathLike[str], echo: Callable[[str], None] = lambda line: None,
+           repair: bool = False) -> VerifyReport:
+    """Check every done sample of the store at `path`; `echo` gets one line per bad sample as it is found.
+
+    With `repair`, the shards of bad samples of a generated store are made again (each sample is a
+    pure function of (config, seed, i)) and checked again; an imported store is left unchanged.
+    """
+    store = LibraryStore.open(path, mode="r+" if repair else "r")
     try:
         done = store.done()
-        meta = {name: store.metadata(name) for name in CHECKED_META}
-    except Exception as exc:  # a damaged chunk of a per-sample array: whatever its codec raises
-        raise VerifyError(f"cannot read the per-sample arrays of {store.path} ({type(exc).__name__}: {exc}); "
-                          "no sample can be checked") from None
-    indices = np.flatnonzero(done)
+        meta = {name: store.metadata(name) for name in META_ARRAYS}  # every one: each chunk and its CRC32C
+    except StoreError as exc:
+        why = str(exc).split("; run `python cli.py verify")[0]
+        raise VerifyError(f"{why}; no sample can be checked") from None
+    bad = _check(store, np.flatnonzero(done), meta, echo)
+    report = VerifyReport(store.path, int(done.sum()), store.count - int(done.sum()), tuple(bad))
+    if not (repair and bad):
+        return report
+    if store.source_kind == IMPORT_KIND:
+        echo(f"not repaired: an imported store cannot make its pairs again (samples {_listed(bad)}); "
+             "nothing was changed")
+        return report
+    return replace(report, repaired=tuple(_repair(store, bad, echo)))
+
+
+def _check(store: LibraryStore, indices: Iterable[int], meta: dict[str, np.ndarray],
+           echo: Callable[[str], None]) -> list[int]:
+    """Indices of the given samples that break the contract, each named through `echo` with why."""
+    has_grain_map = store.source_kind != IMPORT_KIND
     size, seed = store.config.size, store.seed
+    reader = store.image_reader(SAMPLE_IMAGES)
     bad = []
     for index in (int(i) for i in indices):
-        images, problems = _read_sample(store, index)
+        images, problems = _read_sample(reader, index)
         problems += check_sample(size, has_grain_map, *images, num_grains=int(meta["num_grains"][index]),
                                  erased=float(meta["erased_fraction"][index]), split=int(meta["split"][index]),
                                  expected_split=split_of(seed, index))
         if problems:
             echo(f"sample {index}: {'; '.join(problems)}")
             bad.append(index)
-    return VerifyReport(store.path, len(indices), store.count - len(indices), tuple(bad))
+    return bad
 
 
-def _read_sample(store: LibraryStore, index: int) -> tuple[list[np.ndarray | None], list[str]]:
+def _read_sample(reader: ImageReader, index: int) -> tuple[list[np.ndarray | None], list[str]]:
     """micro, label and grains of one sample (None where unreadable), and why they are not."""
     images: list[np.ndarray | None] = []
     problems = []
-    for name in SAMPLE_IMAGES:
-        image = None
-        # zarr reads a missing chunk as the fill value: only the file tells a lost image from a blank one.
-        if not store.chunk_file(name, index).is_file():
-            problems.append(f"{name}: chunk file missing")
-        else:
-            try:
-                image = store.read(name, index)
-            except Exception as exc:  # whatever a garbage chunk makes the codec raise
-                problems.append(f"{name}: cannot decode ({type(exc).__name__}: {exc})")
-        images.append(image)
+    for position, name in enumerate(SAMPLE_IMAGES):
+        try:
+            images.append(reader.read_one(position, index))
+        except ChunkError as exc:  # absent, failing its checksum, or not decodable
+            images.append(None)
+            problems.append(f"{name}: {exc}")
     return images, problems
+
+
+def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) -> list[int]:
+    """Make the shards of `bad` samples again, commit them, check them again; the indices now good."""
+    made_with = {k: v for k, v in store.attrs.get("versions", {}).items() if k in SAMPLE_SOFTWARE}
+    here = {k: v for k, v in software_versions().items() if k in SAMPLE_SOFTWARE}
+    if made_with != here:
+        echo(f"not repaired: the store was made with {made_with}, this environment has {here}; "
+             "samples made here could differ; nothing was changed")
+        return []
+    config, seed, shard, count = store.config, store.seed, store.shard, store.count
+    with store.writer_lock():
+        writer = store.image_writer()
+        for first in sorted({i // shard * shard for i in bad}):
+            samples = [make_sample(config, seed, i) for i in range(first, min(first + shard, count))]
+            writer.write(samples)
+            store.commit([s.index for s in samples], [s.meta for s in samples])
+    meta = {name: store.metadata(name) for name in CHECKED_META}
+    still_bad = set(_check(store, bad, meta, echo))
+    repaired = [i for i in bad if i not in still_bad]
+    for index in repaired:
+        echo(f"repaired sample {index}")
+    return repaired
+
+
+def _listed(indices: list[int]) -> str:
+    return ", ".join(map(str, indices[:LISTED])) + (f" and {len(indices) - LISTED} more" if len(indices) > LISTED else "")
 
 
 def check_sample(size: int, has_grain_map: bool, micro: np.ndarray | None, label: np.ndarray | None,

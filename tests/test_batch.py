@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -45,11 +46,12 @@ def test_a_worker_killed_once_has_its_block_retried(tmp_path, reference):
 def test_a_block_that_always_kills_its_worker_ends_the_run_and_keeps_the_rest(tmp_path):
     out = tmp_path / "s.zarr"
     executor = KillingExecutor(23, tmp_path / "marker", once=False, workers=2)
-    with pytest.raises(ExecutorError, match=r"block of samples 20-24 failed: the worker process running it died"):
+    # 40 pairs: shards of 2 samples; blocks of 5 pairs are rounded up to 3 whole shards (6 samples).
+    with pytest.raises(ExecutorError, match=r"block of samples 18-23 failed: the worker process running it died"):
         generate(out, 40, GenerationConfig(size=64), executor=executor, block_size=5)
     done = store_arrays(out)["done"]
-    assert not done[20:25].any()
-    assert done.sum() <= 35  # every other block either finished (and is marked) or was cancelled
+    assert not done[18:24].any()
+    assert done.sum() <= 34  # every other block either finished (and is marked) or was cancelled
     report = generate(out, 40, GenerationConfig(size=64))  # the rest can be finished
     assert report.made == 40 - done.sum() and store_arrays(out)["done"].all()
 
@@ -115,6 +117,28 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_store(tmp_p
     assert not list(out.rglob("*.partial"))
     assert_same_arrays(reference, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_ctrl_c_during_a_two_worker_run_is_one_line_exit_130_and_resumable(tmp_path):
+    command = [*CLI, "generate", "--count", "400", "--size", "64", "--out", "s.zarr", "--workers", "2", "--no-progress"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert process.stdout.readline().startswith("running on local Dask cluster")
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in out + err, err
+    match = re.fullmatch(r"interrupted: (\d+) of 400 pairs done; run the same command to continue", err.strip())
+    assert match, err
+    assert int(match.group(1)) == int(store_arrays(tmp_path / "s.zarr")["done"].sum())
+    final = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert f"resuming: {match.group(1)} of 400 pairs done" in final.stdout
+    assert store_arrays(tmp_path / "s.zarr")["done"].all()
 
 
 @pytest.fixture

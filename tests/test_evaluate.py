@@ -80,15 +80,23 @@ def test_a_trained_model_scores_as_its_training_run_did(run_cli, tmp_path, tiny_
 
 
 @pytest.fixture
-def damaged(tmp_path, exported):
-    """Copies of the label folder with one file missing, one of the wrong size."""
+def damaged(tmp_path, exported, tiny_library):
+    """Copies of the label folder with one file missing, one of the wrong size; damaged copies of the library."""
     import shutil
 
     missing = shutil.copytree(exported / "label", tmp_path / "missing")
     (missing / "15.png").unlink()
     resized = shutil.copytree(exported / "label", tmp_path / "resized")
     cv2.imwrite(str(resized / "17.png"), cv2.imread(str(resized / "17.png"), cv2.IMREAD_UNCHANGED)[:32])
-    return {"missing": missing, "resized": resized}
+    lost = shutil.copytree(tiny_library, tmp_path / "lost.zarr")
+    (lost / "label" / "c.7.0.0").unlink()  # samples 14 and 15 (2 a shard); 15 is a test sample
+    flipped = shutil.copytree(tiny_library, tmp_path / "flipped.zarr")
+    data = bytearray((flipped / "micro" / "c.10.0.0").read_bytes())  # samples 20 and 21
+    data[30] ^= 4
+    (flipped / "micro" / "c.10.0.0").write_bytes(bytes(data))
+    garbage = shutil.copytree(tiny_library, tmp_path / "garbage.zarr")
+    (garbage / "split" / "c.0").write_bytes(b"garbage")
+    return {"missing": missing, "resized": resized, "lost": lost, "flipped": flipped, "garbage": garbage}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -101,6 +109,10 @@ def damaged(tmp_path, exported):
     (["--baseline", "identity", "--predictions", "{missing}"], "give one of --model, --predictions, --baseline"),
     (["--baseline", "identity", "--threshold", "0.6", "--tta"], "--threshold, --tta apply only to a model"),
     (["--model", "{tmp}/none.keras"], "none.keras"),
+    # A done sample's lost image used to be scored as all white (mIoU 0.9507 -> 0.9092), exit 0.
+    (["--baseline", "identity", "--data", "{lost}"], "sample 15: label: shard file label/c.7.0.0 is missing"),
+    (["--baseline", "identity", "--data", "{flipped}"], "sample 20: micro: chunk fails its CRC32C checksum"),
+    (["--baseline", "identity", "--data", "{garbage}"], "cannot read the per-sample array 'split'"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, damaged, args, message):
     LibraryStore.create(tmp_path / "empty.zarr", GenerationConfig(size=64), seed=0, count=5)
@@ -110,6 +122,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
         args += ["--data", str(tiny_library)]
     line = one_error_line(run_cli("evaluate", *args, "--out", tmp_path / "out", "--no-progress"))
     assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_for_three_channel_inputs_is_one_clear_line(run_cli, tmp_path, tiny_library):
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(tmp_path / "rgb.keras")
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", tmp_path / "rgb.keras",
+                                  "--out", tmp_path / "out", "--no-progress"))
+    assert "takes inputs of shape (None, 64, 64, 3); a library's images are (batch, height, width, 1)" in line
     assert not (tmp_path / "out").exists()
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-from conftest import REPO, assert_same_arrays, store_arrays, tree
+from conftest import REPO, assert_same_arrays, one_error_line, store_arrays, tree
 from pipeline.store import FORMAT_VERSION
 
 SUMMARY = re.compile(r"(\d+) pairs in [\d.]+ s \([\d.]+ pairs/s\) -> (\S+) \(([\d.]+) MB\)$", re.MULTILINE)
@@ -43,6 +46,10 @@ def test_stores_are_byte_identical_whatever_the_executor_or_block(run_cli, tmp_p
     out = tmp_path / "other.zarr"
     generate(run_cli, out, *options)
     assert_same_arrays(reference, out)
+    # The files themselves (shards and per-sample chunks), not only what they decode to.
+    chunks = sorted(p.relative_to(reference) for p in reference.rglob("c.*"))
+    assert chunks == sorted(p.relative_to(out) for p in out.rglob("c.*"))
+    assert all((reference / key).read_bytes() == (out / key).read_bytes() for key in chunks)
 
 
 def test_store_layout_and_contents(reference):
@@ -147,6 +154,9 @@ def test_info_describes_the_store(run_cli, reference):
         (["--task", "denoising"], "Invalid value for '--task'"),
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "either --workers or --scheduler"),
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+        # Used to raise MemoryError and leave an empty store behind that `info` could not read.
+        (["--count", "1000000000000"], "need about"),
+        (["--count", "1", "--size", "100000", "--workers", "0"], "of memory;"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, args, message):
@@ -177,3 +187,42 @@ def test_info_on_something_that_is_not_a_store(run_cli, tmp_path):
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "not a Reconstruction-GB store" in result.output
     result = run_cli("info", tmp_path / "missing.zarr")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_an_unwritable_place_is_one_line_and_leaves_nothing(run_cli, tmp_path):
+    result = run_cli("generate", "--count", 2, "--size", 64, "--out", "/proc/x.zarr", "--workers", 0, "--no-progress")
+    line = one_error_line(result)
+    assert "/proc" in line and not Path("/proc/x.zarr").exists()
+
+
+class DiskFull:
+    """atomic_write that fails with ENOSPC after `allowed` writes, as a full disk does."""
+
+    def __init__(self, real, allowed):
+        self.real, self.allowed = real, allowed
+
+    def __call__(self, target, data):
+        if self.allowed <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.allowed -= 1
+        return self.real(target, data)
+
+
+def test_disk_full_mid_run_is_one_line_the_store_stays_consistent_and_resumes(run_cli, tmp_path, reference,
+                                                                              monkeypatch):
+    import pipeline.store
+
+    out = tmp_path / "full.zarr"
+    monkeypatch.setattr(pipeline.store, "atomic_write", DiskFull(pipeline.store.atomic_write, allowed=3 * 5))
+    result = generate(run_cli, out, "--workers", "0", "--block", "1", check=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[:-1] == ["running on serial (this process)"], result.output
+    line = result.output.splitlines()[-1]
+    assert line.startswith("Error: cannot write") and "No space left on device" in line and "pairs are done and kept" in line
+    assert "run the same command to continue" in line
+    monkeypatch.undo()
+    done = store_arrays(out)["done"]
+    assert 0 < done.sum() < 24 and not list(out.rglob("*.partial"))
+    result = generate(run_cli, out, "--workers", "0")
+    assert f"resuming: {done.sum()} of 24 pairs done" in result.output
+    assert_same_arrays(reference, out)

@@ -9,9 +9,10 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import zarr
 
-from conftest import REPO, assert_same_arrays, store_arrays
+from conftest import REPO, assert_same_arrays, one_error_line, store_arrays
 from pipeline.store import LibraryStore
 
 
@@ -109,10 +110,33 @@ def test_the_lock_dies_with_a_killed_holder(run_cli, tmp_path):
 def test_a_store_whose_creation_was_cut_short_is_made_afresh(run_cli, tmp_path):
     out = tmp_path / "s.zarr"
     generate(run_cli, out, 4, "--workers", "0")
-    for name in ("done", "split"):  # what a kill during creation leaves: some arrays missing
+    # What a kill during creation leaves: `complete` still false (it is written last), some arrays missing.
+    zarr.open_group(str(out), mode="r+").attrs["complete"] = False
+    for name in ("done", "split"):
         shutil.rmtree(out / name)
     result = run_cli("info", out)
     assert result.exit_code == 1 and "was never completely created" in result.output
     output = generate(run_cli, out, 4, "--workers", "0")
     assert "resuming" not in output and "4 pairs in" in output
     assert store_arrays(out)["done"].all()
+
+
+def files(path):
+    return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda out: (out / "micro" / "zarr.json").unlink(), "array 'micro' is missing or its metadata cannot be read"),
+    (lambda out: (out / "done" / "c.0").unlink(), "the done markers of samples 0-3 are missing"),
+    (lambda out: (out / "split" / "c.0").write_bytes(b"garbage"), "cannot read the per-sample array 'split'"),
+    (lambda out: (out / "zarr.json").write_bytes(b"{"), "zarr.json (JSONDecodeError): the store's metadata is damaged"),
+])
+def test_a_damaged_finished_store_is_never_replaced_without_overwrite(run_cli, tmp_path, damage, message):
+    out = tmp_path / "s.zarr"
+    generate(run_cli, out, 4, "--workers", "0")
+    damage(out)
+    before = files(out)
+    result = run_cli("generate", "--count", 4, "--size", 64, "--out", out, "--workers", 0, "--no-progress")
+    line = one_error_line(result)
+    assert message in line, line
+    assert files(out) == before  # the whole store used to be deleted, exit 0

@@ -1,4 +1,4 @@
-"""The store module: chunk bytes, commit order, refusal of foreign directories; the planner."""
+"""The store module: shard bytes against zarr's own, checksums, file count, xarray, commit order, refusals; the planner."""
 
 from __future__ import annotations
 
@@ -9,45 +9,119 @@ import zarr
 from pipeline.config import GenerationConfig
 from pipeline.plan import default_block_size, make_plan
 from pipeline.sample import make_sample
-from pipeline.store import SAMPLE_IMAGES, LibraryStore, StoreError, is_store
+from pipeline.store import (SAMPLE_IMAGES, LibraryStore, StoreDamaged, StoreError, file_count, is_store,
+                            shard_samples)
 
 
 @pytest.fixture(scope="module")
 def samples():
     config = GenerationConfig(size=64)
-    return config, [make_sample(config, 4, i) for i in range(5)]
+    return config, [make_sample(config, 4, i) for i in range(10)]
 
 
-def test_image_chunks_are_byte_for_byte_what_zarr_itself_writes(tmp_path, samples):
+def zarr_store(path, config, count, shard, made):
+    """The same store written by zarr's own ShardingCodec (every chunk written, even a blank one)."""
+    store = LibraryStore.create(path, config, 4, count, shard=shard)
+    for name in SAMPLE_IMAGES:
+        store.group[name].with_config({"write_empty_chunks": True})[: len(made)] = np.stack(
+            [getattr(s, name) for s in made])
+    return store
+
+
+@pytest.mark.parametrize("count, shard", [(10, 4), (10, 1), (9, 3)])
+def test_shards_are_byte_for_byte_what_zarr_itself_writes(tmp_path, samples, count, shard):
     config, made = samples
-    ours = LibraryStore.create(tmp_path / "ours.zarr", config, 4, 5)
+    made = made[:count]
+    ours = LibraryStore.create(tmp_path / "ours.zarr", config, 4, count, shard=shard)
     ours.image_writer().write(made)
-    theirs = LibraryStore.create(tmp_path / "zarr.zarr", config, 4, 5)
-    for name in SAMPLE_IMAGES:
-        theirs.group[name].with_config({"write_empty_chunks": True})[:] = np.stack([getattr(s, name) for s in made])
-    for name in SAMPLE_IMAGES:
-        for s in made:
-            key = f"{name}/c.{s.index}.0.0"
-            assert (tmp_path / "ours.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
-            assert np.array_equal(ours.read(name, s.index), getattr(s, name))
+    zarr_store(tmp_path / "zarr.zarr", config, count, shard, made)
+    files = sorted(p.relative_to(tmp_path / "zarr.zarr") for p in (tmp_path / "zarr.zarr").rglob("c.*.0.0"))
+    assert len(files) == 3 * -(-count // shard)
+    for key in files:
+        assert (tmp_path / "ours.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes(), key
     assert not list((tmp_path / "ours.zarr").rglob("*.partial"))
 
 
-def test_image_reader_returns_what_zarr_reads_including_unwritten_chunks(tmp_path, samples):
+def test_our_reader_and_zarr_read_each_others_shards_identically(tmp_path, samples):
     config, made = samples
-    store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 7)  # samples 5 and 6 never written
+    ours = LibraryStore.create(tmp_path / "ours.zarr", config, 4, 10, shard=4)
+    ours.image_writer().write(made)
+    theirs = zarr_store(tmp_path / "zarr.zarr", config, 10, 4, made)
+    for store in (ours, theirs):
+        reader = LibraryStore.open(store.path).image_reader(SAMPLE_IMAGES)
+        group = zarr.open_group(str(store.path), mode="r")
+        for s in made:
+            for name, image in zip(SAMPLE_IMAGES, reader.read(s.index)):
+                assert image.dtype == getattr(s, name).dtype and np.array_equal(image, getattr(s, name))
+                assert np.array_equal(group[name][s.index], image)  # zarr's generic path
+
+
+def test_a_sample_absent_from_its_shard_is_an_error_naming_it_never_the_fill_value(tmp_path, samples):
+    config, made = samples
+    store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 12, shard=4)
+    store.image_writer().write(made[:6])  # shard 1 holds samples 4 and 5 only; shard 2 was never written
+    assert np.array_equal(store.read("micro", 5), made[5].micro)
+    with pytest.raises(StoreDamaged, match=r"sample 6: micro: absent from shard file micro/c\.1\.0\.0"):
+        store.read("micro", 6)
+    with pytest.raises(StoreDamaged, match=r"sample 9: micro: shard file micro/c\.2\.0\.0 is missing"):
+        store.image_reader().read(9)
+
+
+def test_every_single_bit_flip_of_a_shard_is_caught(tmp_path, samples):
+    config, made = samples
+    store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 2, shard=2)
+    store.image_writer().write(made[:2])
+    shard = store.shard_file("micro", 0)
+    original = shard.read_bytes()
+    caught = 0
+    for bit in range(len(original) * 8):
+        flipped = bytearray(original)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        shard.write_bytes(bytes(flipped))
+        reader = store.image_reader(("micro",))  # a fresh reader: no shard index kept
+        try:
+            images = [reader.read(i)[0] for i in range(2)]
+        except StoreDamaged:
+            caught += 1
+            continue
+        assert all(np.array_equal(image, s.micro) for image, s in zip(images, made)), f"bit {bit} read wrong"
+    # Bits of a chunk or of the index are all caught; none of the file's bytes is unchecked.
+    assert caught == len(original) * 8
+
+
+def test_a_small_store_has_the_files_of_the_formula(tmp_path):
+    from pipeline.executors import SerialExecutor
+    from pipeline.generate import generate
+
+    generate(tmp_path / "s.zarr", 32, GenerationConfig(size=64), executor=SerialExecutor())
+    files = [p for p in (tmp_path / "s.zarr").rglob("*") if p.is_file()]
+    assert shard_samples(32) == 2
+    # 16 shards of 3 image arrays, one chunk of each of 10 per-sample arrays, 14 zarr.json (one per sample: 96).
+    assert len(files) == file_count(32, 2) == 3 * 16 + 10 * 1 + 14
+    assert file_count(14999, shard_samples(14999)) == 3 * 469 + 10 * 4 + 14 == 1461  # the study's library
+
+
+def test_xarray_opens_the_library_as_a_dataset(tmp_path, samples):
+    import xarray
+
+    config, made = samples
+    store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 10, shard=4)
     store.image_writer().write(made)
-    reader = store.image_reader(SAMPLE_IMAGES)
-    for index in range(7):
-        images = reader.read(index)
-        for name, image in zip(SAMPLE_IMAGES, images):
-            expected = store.read(name, index)
-            assert image.dtype == expected.dtype and np.array_equal(image, expected), (name, index)
-    assert np.all(reader.read(6)[0] == 255) and np.all(reader.read(6)[2] == 0)  # the fill values
+    store.commit(list(range(10)), [s.meta for s in made])
+    with pytest.warns(RuntimeWarning, match="consolidated"):  # no consolidated metadata: the store grows
+        dataset = xarray.open_zarr(store.path)
+    assert dataset["micro"].dims == ("sample", "y", "x") and dataset["done"].dims == ("sample",)
+    assert dataset["micro"].dtype == np.uint8 and dataset["grains"].dtype == np.uint16
+    assert np.array_equal(dataset["micro"][7].values, made[7].micro)
+    assert np.array_equal(dataset["num_grains"].values, [s.meta.num_grains for s in made])
+    assert dataset["label"].attrs["convention"] == "0 = boundary, 255 = background"
+    assert {"meaning", "units"} <= set(dataset["erased_fraction"].attrs)
+    assert dataset.attrs["format_version"] == 2
 
 
 def test_commit_writes_metadata_then_done_for_any_set_of_indices(tmp_path, samples):
     config, made = samples
+    made = made[:5]
     store = LibraryStore.create(tmp_path / "s.zarr", config, 4, 5)
     store.image_writer().write(made)
     chosen = [4, 0, 1]  # out of order and not contiguous
@@ -72,6 +146,9 @@ def test_foreign_and_newer_stores_are_refused(tmp_path):
     store.group.attrs["format_version"] = 99
     with pytest.raises(StoreError, match="format version 99"):
         LibraryStore.open(tmp_path / "new.zarr")
+    store.group.attrs["format_version"] = 1
+    with pytest.raises(StoreError, match=r"format version 1; rewrite it as format 2 with `python cli.py upgrade"):
+        LibraryStore.open(tmp_path / "new.zarr")
 
 
 @pytest.mark.parametrize("done, size, expected", [
@@ -84,6 +161,17 @@ def test_plan_covers_exactly_the_samples_not_done(done, size, expected):
     plan = make_plan(GenerationConfig(size=64), 0, np.array(done), size)
     assert [(b.start, b.stop) for b in plan.blocks] == expected
     assert plan.pending == done.count(False) and plan.count == len(done)
+
+
+@pytest.mark.parametrize("done, block, shard, expected", [
+    ([False] * 10, 1, 4, [(0, 4), (4, 8), (8, 10)]),  # a block is at least one shard; the last is partial
+    ([False] * 10, 5, 2, [(0, 6), (6, 10)]),  # 5 samples -> 3 whole shards
+    ([True] * 4 + [False] + [True] * 3 + [True] * 2, 1, 4, [(4, 8)]),  # one sample not done: its shard again
+    ([True] * 8 + [False] * 2, 8, 4, [(8, 10)]),  # a grown store: the partial last shard is made whole
+])
+def test_plan_blocks_are_whole_shards(done, block, shard, expected):
+    plan = make_plan(GenerationConfig(size=64), 0, np.array(done), block, shard)
+    assert [(b.start, b.stop) for b in plan.blocks] == expected
 
 
 def test_default_block_size_gives_many_more_tasks_than_workers():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -149,16 +150,33 @@ def empty_store(tmp_path):
     (["--data", "{tiny}", "--out", "{tiny}"], "is not empty; use --resume"),
     (["--out", "{tmp}", "--resume"], "holds no run to resume"),
     ([], "Missing option '--data'"),
+    (["--data", "{garbage}"], "cannot read the per-sample array 'split'"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, empty_store, args,
                                                          message):
-    names = {"missing": tmp_path / "missing.zarr", "tmp": tmp_path, "empty": empty_store, "tiny": tiny_library}
+    import shutil
+
+    garbage = shutil.copytree(tiny_library, tmp_path / "garbage.zarr")
+    (garbage / "split" / "c.0").write_bytes(b"garbage")
+    names = {"missing": tmp_path / "missing.zarr", "tmp": tmp_path, "empty": empty_store, "tiny": tiny_library,
+             "garbage": garbage}
     args = [a.format(**names) for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "run")]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert message in one_error_line(run_cli("train", "--preset", "small", *args))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_lost_training_image_stops_the_run_naming_the_sample(run_cli, tmp_path, tiny_library):
+    import shutil
+
+    lost = shutil.copytree(tiny_library, tmp_path / "lost.zarr")
+    (lost / "micro" / "c.0.0.0").unlink()  # samples 0 and 1, both in the train split
+    result = run_cli("train", "--data", lost, "--out", tmp_path / "run", "--epochs", "1", *SMALL)
+    line = result.output.strip().splitlines()[-1]  # after the line naming the splits
+    assert result.exit_code == 1 and line.startswith("Error: ") and "Traceback" not in result.output
+    assert re.search(r"sample [01]: micro: shard file micro/c\.0\.0\.0 is missing; run `python cli.py verify", line)
 
 
 def test_resume_refuses_options_that_would_change_the_run(run_cli, tmp_path, trained_run):

@@ -11,7 +11,7 @@ import zarr
 from click.testing import CliRunner
 
 from cli import cli
-from conftest import tree
+from conftest import one_error_line, tree
 
 COUNT = 12
 
@@ -55,7 +55,7 @@ def test_a_garbage_chunk_and_a_wrong_num_grains_are_exactly_the_bad_samples(run_
     assert result.exit_code == 1, result.output
     bad = bad_samples(result.output)
     assert sorted(bad) == [3, 7], result.output
-    assert bad[3].startswith("micro: cannot decode (RuntimeError")
+    assert bad[3] == "micro: index of shard file micro/c.3.0.0 fails its CRC32C checksum"
     assert re.fullmatch(r"num_grains \d+, but the grain map has \d+ ids", bad[7])
     assert result.output.strip().splitlines()[-1] == f"verified {COUNT} samples: 2 bad"
     assert "Traceback" not in result.output
@@ -84,7 +84,7 @@ def grain_id_zero(store, group):
 
 
 @pytest.mark.parametrize("damage, reason", [
-    (erase_label_chunk, "label: chunk file missing"),
+    (erase_label_chunk, "label: shard file label/c.5.0.0 is missing"),
     (gray_pixel, "micro: 1 pixels are neither 0 nor 255"),
     (gap_in_grain_ids, "grains: largest id"),
     (grain_id_zero, "grains: smallest id 0, expected 1"),
@@ -132,15 +132,73 @@ def test_an_imported_store_must_have_no_grain_map(run_cli, tmp_path, library):
     }
 
 
+def flip_bit(path, bit):
+    data = bytearray(path.read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
+
+
+def test_a_single_bit_flip_in_an_image_chunk_is_a_bad_sample(run_cli, store):
+    flip_bit(store / "label" / "c.6.0.0", 8 * 20 + 3)  # inside the Blosc frame: it may well still decode
+    result = run_cli("verify", store)
+    assert result.exit_code == 1, result.output
+    assert bad_samples(result.output) == {6: "label: chunk fails its CRC32C checksum"}
+
+
+def test_a_bad_sample_is_an_error_naming_it_in_export(run_cli, store, tmp_path):
+    (store / "micro" / "c.4.0.0").unlink()  # a done sample's image lost: never the all-white fill value
+    result = run_cli("export", store, "--out", tmp_path / "png")
+    line = one_error_line(result)
+    assert "sample 4: micro: shard file micro/c.4.0.0 is missing" in line and "verify" in line
+
+
+def test_repair_remakes_bad_samples_byte_identical_and_names_them(run_cli, store, library):
+    (store / "micro" / "c.3.0.0").write_bytes(b"garbage")
+    flip_bit(store / "grains" / "c.8.0.0", 100)
+    (store / "label" / "c.10.0.0").unlink()
+    result = run_cli("verify", store, "--repair")
+    assert result.exit_code == 0, result.output
+    assert "repaired sample 3\nrepaired sample 8\nrepaired sample 10\n" in result.output
+    assert result.output.strip().splitlines()[-1] == f"verified {COUNT} samples: 3 bad, 3 repaired"
+    assert tree(store) == tree(library[0])
+    for path in library[0].rglob("*"):
+        if path.is_file() and path.name != "zarr.json":
+            assert (store / path.relative_to(library[0])).read_bytes() == path.read_bytes(), path
+    assert run_cli("verify", store).exit_code == 0
+
+
+def test_repair_of_an_imported_store_names_the_bad_samples_and_changes_nothing(run_cli, tmp_path, library):
+    store = shutil.copytree(library[1], tmp_path / "imported.zarr")
+    (store / "micro" / "c.2.0.0").write_bytes(b"garbage")
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    result = run_cli("verify", store, "--repair")
+    assert result.exit_code == 1, result.output
+    assert "not repaired: an imported store cannot make its pairs again (samples 2); nothing was changed" in result.output
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("target, message", [
     ("missing.zarr", "does not exist"),
     ("plain", "is not a Reconstruction-GB store"),
-    ("broken.zarr", "cannot read the per-sample arrays of"),
+    ("broken.zarr", "cannot read the done markers"),
+    ("lost-done.zarr", "the done markers of samples 0-11 are missing; no sample can be checked"),
+    ("garbage-meta.zarr", "array 'split' is missing or its metadata cannot be read"),
+    ("garbage-seed.zarr", "cannot read the per-sample array 'seed'"),
+    ("garbage-root.zarr", "garbage-root.zarr/zarr.json (JSONDecodeError): the store's metadata is damaged"),
+    ("empty-root.zarr", "empty-root.zarr/zarr.json (JSONDecodeError): the store's metadata is damaged"),
 ])
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, library, target, message):
     (tmp_path / "plain").mkdir()
-    shutil.copytree(library[0], tmp_path / "broken.zarr")
+    for name in ("broken", "lost-done", "garbage-meta", "garbage-seed", "garbage-root", "empty-root"):
+        shutil.copytree(library[0], tmp_path / f"{name}.zarr")
     (tmp_path / "broken.zarr" / "done" / "c.0").write_bytes(b"garbage")
+    (tmp_path / "lost-done.zarr" / "done" / "c.0").unlink()  # verify used to say "verified 0 samples: all good"
+    (tmp_path / "garbage-meta.zarr" / "split" / "zarr.json").write_bytes(b"{garbage")
+    data = bytearray((tmp_path / "garbage-seed.zarr" / "seed" / "c.0").read_bytes())
+    data[5] ^= 1  # one bit: caught by the chunk's CRC32C
+    (tmp_path / "garbage-seed.zarr" / "seed" / "c.0").write_bytes(bytes(data))
+    (tmp_path / "garbage-root.zarr" / "zarr.json").write_bytes(b"\x00garbage")
+    (tmp_path / "empty-root.zarr" / "zarr.json").write_bytes(b"")
     before = tree(tmp_path)
     result = run_cli("verify", tmp_path / target)
     lines = result.output.strip().splitlines()

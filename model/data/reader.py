@@ -64,10 +64,13 @@ class LibraryReader:
         self.path = self.store.path
         self.size = self.store.config.size
         self.limit = limit
-        done = np.flatnonzero(self.store.done())
-        self._done = done[:limit] if limit is not None else done
-        self._split = self.store.metadata("split")[self._done]
-        self._images = self.store.image_reader(("micro", "label"))
+        try:
+            done = np.flatnonzero(self.store.done())
+            self._done = done[:limit] if limit is not None else done
+            self._split = self.store.metadata("split")[self._done]
+            self._images = self.store.image_reader(("micro", "label"))
+        except StoreError as error:  # damaged done markers or per-sample arrays
+            raise DataError(str(error)) from None
 
     def indices(self, split: str) -> np.ndarray:
         """Sample indices of `split` ('train', 'val' or 'test') that are done, ascending."""
@@ -106,8 +109,11 @@ class LibraryReader:
         return EpochPlan(np.asarray(order, np.int64), np.asarray(transforms, np.int64), corners, noise)
 
     def read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(micro, label) of sample `index` as stored: uint8 (S, S)."""
-        micro, label = self._images.read(int(index))
+        """(micro, label) of sample `index` as stored: uint8 (S, S); DataError naming it if absent or corrupt."""
+        try:
+            micro, label = self._images.read(int(index))
+        except StoreError as error:
+            raise DataError(str(error)) from None
         return micro, label
 
     def read_transformed(self, index: int, transform: int, corner: tuple[int, int] | None = None,

@@ -128,6 +128,10 @@ def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_b
     _check_single_channel(model)
 
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        rows, cols = tuple(model.inputs[0].shape)[1:3]
+        if (rows, cols) != (reader.size, reader.size) and not (rows is None and cols is None):
+            raise EvaluationError(f"the model takes {rows}x{cols} inputs; the library's images are "
+                                  f"{reader.size}x{reader.size}")
         yield from predict_samples(model, reader, indices, batch, settings)
 
     chosen = {"threshold": settings.threshold, "min_speck": settings.min_speck, "tta": settings.tta,
@@ -206,18 +210,21 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES,
               method.plus_bridge)
              for k, (index, prediction) in enumerate(predictions))
-    if workers == 1:
-        for task in tasks:
-            _collect(score_sample(*task), rows, meters, panels, bar)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending: deque[Future] = deque()
+    try:
+        if workers == 1:
             for task in tasks:
-                pending.append(pool.submit(score_sample, *task))
-                while len(pending) > 2 * workers or (pending and pending[0].done()):
+                _collect(score_sample(*task), rows, meters, panels, bar)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pending: deque[Future] = deque()
+                for task in tasks:
+                    pending.append(pool.submit(score_sample, *task))
+                    while len(pending) > 2 * workers or (pending and pending[0].done()):
+                        _collect(pending.popleft().result(), rows, meters, panels, bar)
+                while pending:
                     _collect(pending.popleft().result(), rows, meters, panels, bar)
-            while pending:
-                _collect(pending.popleft().result(), rows, meters, panels, bar)
+    except DataError as error:  # a sample absent or failing its checksum: named, never scored
+        raise EvaluationError(str(error)) from None
     if bar is not None:
         bar.close()
 

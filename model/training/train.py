@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -49,6 +50,10 @@ CHECKPOINTS = "checkpoints"
 # Options a resumed run may change; any other must match the run's config.json. The run
 # directory is wherever it is now, and a moved store is accepted if it is the same library.
 RESUMABLE_CHANGES = ("epochs", "patience", "out")
+
+
+# A sample the reader could not read (absent, or failing its checksum), as pipeline/store.py words it.
+STORE_PROBLEM = re.compile(r"sample \d+: [^\n]*?; run `python cli\.py verify [^`]*`")
 
 
 class TrainError(ValueError):
@@ -279,8 +284,14 @@ class _Run:
                                             shuffle=True, augment=options.augment, crop=options.crop,
                                             corrupt=options.corrupt)
                 # One epoch per call (each with its own order), counted against the whole run.
-                logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
-                                 shuffle=False, verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
+                try:
+                    logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
+                                     shuffle=False, verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
+                except Exception as error:  # noqa: BLE001 - TensorFlow wraps the reader's error in its own
+                    problem = STORE_PROBLEM.search(str(error))
+                    if problem is None:
+                        raise
+                    raise TrainError(problem.group(0)) from None
                 record = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()},
                           "seconds": round(time.perf_counter() - started, 3)}
                 if self._end_epoch(model, record):

@@ -1,0 +1,63 @@
+"""Up-front checks of a generation request against the machine: disk space and memory (no I/O but queries)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .store import META_ARRAYS
+
+# Stored bytes of one pair (micro + label + grains, compressed), per pixel of the image: measured
+# at most 0.17 at 64 px, 0.10 at 128 px, 0.085 at 512 px (docs/store.md); rounded up.
+STORED_BYTES_PER_PIXEL = 0.2
+# Peak memory of making one sample, per pixel (polySim's map, Laplacian, blur, dilation): about
+# 22 measured at 512 px; rounded up.
+WORKING_BYTES_PER_PIXEL = 40
+# The driver holds every per-sample array (and `done`) whole: bytes per planned sample.
+DRIVER_BYTES_PER_SAMPLE = 8 * (len(META_ARRAYS) + 1)
+
+
+class ResourceError(RuntimeError):
+    """A request the machine cannot carry out; nothing was written."""
+
+
+def stored_bytes(pairs: int, size: int) -> int:
+    """Disk space `pairs` pairs of side `size` will take at most (estimate)."""
+    return int(pairs * (STORED_BYTES_PER_PIXEL * size * size + 64))
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_resources(out: Path, pairs: int, count: int, size: int, workers: int, block: int) -> None:
+    """Raise ResourceError if `pairs` new pairs of a `count`-sample store cannot fit on disk or in memory."""
+    ancestor = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(ancestor).free
+    need = stored_bytes(pairs, size)
+    if need > free:
+        raise ResourceError(f"{pairs:,} pairs of {size} x {size} need about {_human(need)} on disk; "
+                            f"{ancestor} has {_human(free)} free")
+    memory = available_memory()
+    if memory is None:
+        return
+    per_worker = WORKING_BYTES_PER_PIXEL * size * size + block * size * size * 4  # a block held as it is written
+    need = max(1, workers) * per_worker + count * DRIVER_BYTES_PER_SAMPLE
+    if need > memory:
+        raise ResourceError(f"{count:,} pairs of {size} x {size} on {workers} worker(s) need about {_human(need)} "
+                            f"of memory; {_human(memory)} is available")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} PB"

@@ -1,0 +1,156 @@
+"""`upgrade`: rewrite a format-1 store as a new format-2 store, verify it, and only then give it its name.
+
+Format 1 (one chunk file per sample and image array, no checksums) is read here and nowhere
+else: every other reader of the project reads format 2 only. The old store is never changed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec
+
+from .config import GenerationConfig
+from .sample import Sample
+from .store import DONE, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, _project_group, check_creatable
+from .verify import verify
+
+OLD_FORMAT = 1
+LISTED = 10
+
+
+class UpgradeError(RuntimeError):
+    """A store that cannot be upgraded; nothing was written."""
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    """What one `upgrade` call did."""
+
+    old: Path
+    new: Path
+    count: int
+    done: int
+    files_before: int
+    files_after: int
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints last."""
+        return (f"upgraded {self.old} (format {OLD_FORMAT}, {self.files_before:,} files) -> {self.new} (format 2, "
+                f"{self.files_after:,} files): {self.done} of {self.count} pairs done, verified")
+
+
+def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
+            echo: Callable[[str], None] = lambda line: None) -> UpgradeReport:
+    """Write the format-1 store `old` as the format-2 store `new` (which must not exist), verified."""
+    old, new = Path(old).absolute(), Path(new).absolute()
+    group = _format1_group(old)
+    if new.exists() or new.is_symlink():
+        raise UpgradeError(f"{new} already exists; upgrade never overwrites, choose another --out")
+    try:
+        check_creatable(new)
+    except StoreError as exc:
+        raise UpgradeError(str(exc)) from None
+    used = sum(p.stat().st_size for p in old.rglob("*") if p.is_file())
+    ancestor = next(p for p in new.parents if p.exists())
+    if used > shutil.disk_usage(ancestor).free:
+        raise UpgradeError(f"{new} needs about {used / 1e9:.2f} GB (the size of {old}); "
+                           f"{ancestor} has {shutil.disk_usage(ancestor).free / 1e9:.2f} GB free")
+    attrs = dict(group.attrs)
+    count = int(attrs["count"])
+    partial = new.with_name(f"{new.name}.{secrets.token_hex(8)}.partial")
+    try:
+        _write(group, old, partial, attrs, count, echo)
+        report = verify(partial)
+        if report.bad:
+            listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
+            raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
+        os.rename(partial, new)
+    except BaseException:  # Ctrl-C included: leave no half-written store behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    done = int(report.checked)
+    return UpgradeReport(old, new, count, done, sum(1 for p in old.rglob("*") if p.is_file()),
+                         sum(1 for p in new.rglob("*") if p.is_file()))
+
+
+def _format1_group(old: Path) -> zarr.Group:
+    """The root group of the format-1 store at `old`, or UpgradeError saying why it is not one."""
+    if not old.exists():
+        raise UpgradeError(f"{old} does not exist")
+    try:
+        group = _project_group(old)
+    except StoreError as exc:
+        raise UpgradeError(str(exc)) from None
+    if group is None:
+        raise UpgradeError(f"{old} is not a Reconstruction-GB store")
+    version = group.attrs.get("format_version")
+    if version != OLD_FORMAT:
+        raise UpgradeError(f"{old} has store format version {version}; upgrade reads format {OLD_FORMAT} only")
+    missing = [name for name in (*SAMPLE_IMAGES, *META_ARRAYS, DONE) if name not in set(group.array_keys())]
+    if missing:
+        raise UpgradeError(f"{old} lacks the array(s) {', '.join(missing)}: it cannot be upgraded")
+    return group
+
+
+def _write(group: zarr.Group, old: Path, partial: Path, attrs: dict, count: int, echo: Callable[[str], None]) -> None:
+    """Every done sample of the format-1 `group` into a new format-2 store at `partial`."""
+    keep = {key: attrs[key] for key in ("source", "versions", "created") if key in attrs}
+    keep["upgraded_from"] = {"path": str(old), "format_version": OLD_FORMAT,
+                             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    store = LibraryStore.create(partial, GenerationConfig.from_dict(attrs["config"]), int(attrs["seed"]), count,
+                                extra=keep)
+    done = np.asarray(group[DONE][:count], dtype=bool)
+    codecs = {name: _format1_codec(group[name]) for name in SAMPLE_IMAGES}
+    shape = tuple(group["micro"].shape[1:])
+    writer = store.image_writer()
+    for first in range(0, count, store.shard):
+        samples = []
+        for index in (int(i) for i in np.flatnonzero(done[first : first + store.shard]) + first):
+            images = {name: _read_format1(old, group, name, index, codecs[name], shape) for name in SAMPLE_IMAGES}
+            samples.append(Sample(index, images["micro"], images["label"], images["grains"], meta=None))  # type: ignore[arg-type]
+        if samples:
+            writer.write(samples)
+    for name in (*META_ARRAYS, DONE):  # `done` last
+        store.arrays[name][:count] = group[name][:count]
+    echo(f"wrote {int(done.sum())} done samples of {count} into {partial.name}; verifying")
+
+
+def _read_format1(old: Path, group: zarr.Group, name: str, index: int, codec: numcodecs.Blosc,
+                  shape: tuple[int, ...]) -> np.ndarray:
+    """One image of a done sample of a format-1 store; UpgradeError naming it if absent or undecodable."""
+    path = old / name / group[name].metadata.encode_chunk_key((index, 0, 0))
+    try:
+        raw = codec.decode(path.read_bytes())
+    except FileNotFoundError:
+        raise UpgradeError(f"sample {index}: {name}: chunk file {name}/{path.name} is missing in {old} "
+                           "(the sample is marked done); nothing written") from None
+    except Exception as exc:  # noqa: BLE001 - whatever Blosc raises on a garbage chunk
+        raise UpgradeError(f"sample {index}: {name}: cannot decode {name}/{path.name} ({type(exc).__name__}); "
+                           "nothing written") from None
+    dtype = np.dtype(group[name].dtype)
+    if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+        raise UpgradeError(f"sample {index}: {name}: {name}/{path.name} has the wrong size; nothing written")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def _format1_codec(array: zarr.Array) -> numcodecs.Blosc:
+    """The numcodecs Blosc of a format-1 image array (codecs exactly [bytes, blosc])."""
+    codecs = array.metadata.codecs
+    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
+        raise UpgradeError(f"array {array.basename!r} does not have the codecs of format {OLD_FORMAT}")
+    blosc = codecs[1]
+    shuffle = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
+               "bitshuffle": numcodecs.Blosc.BITSHUFFLE}[blosc.shuffle.value]
+    return numcodecs.Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle,
+                           blocksize=blosc.blocksize, typesize=array.dtype.itemsize)
+

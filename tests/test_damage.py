@@ -1,0 +1,42 @@
+"""A damaged store gives every command one clear line naming the damage, exit 1, and changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import one_error_line
+
+DAMAGE = {
+    "garbage root zarr.json": (lambda s: (s / "zarr.json").write_bytes(b"\x00garbage"),
+                               "zarr.json (JSONDecodeError): the store's metadata is damaged"),
+    "empty root zarr.json": (lambda s: (s / "zarr.json").write_bytes(b""),
+                             "zarr.json (JSONDecodeError): the store's metadata is damaged"),
+    "garbage array zarr.json": (lambda s: (s / "micro" / "zarr.json").write_bytes(b"{"),
+                                "array 'micro' is missing or its metadata cannot be read"),
+    "garbage per-sample chunk": (lambda s: (s / "done" / "c.0").write_bytes(b"garbage"),
+                                 "cannot read the done markers"),
+    "lost done markers": (lambda s: (s / "done" / "c.0").unlink(), "the done markers of samples 0-31 are missing"),
+}
+COMMANDS = {
+    "info": lambda s, tmp: ["info", s],
+    "export": lambda s, tmp: ["export", s, "--out", tmp / "png"],
+    "verify": lambda s, tmp: ["verify", s],
+    "generate": lambda s, tmp: ["generate", "--count", 32, "--size", 64, "--out", s, "--workers", 0, "--no-progress"],
+    "evaluate": lambda s, tmp: ["evaluate", "--data", s, "--baseline", "identity", "--out", tmp / "eval",
+                                "--no-progress"],
+    "train": lambda s, tmp: ["train", "--data", s, "--out", tmp / "run", "--preset", "small", "--dry-run"],
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_names_the_damage_in_one_line(run_cli, tmp_path, tiny_library, damage, command):
+    store = shutil.copytree(tiny_library, tmp_path / "lib.zarr")
+    damage_store, message = DAMAGE[damage]
+    damage_store(store)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    line = one_error_line(run_cli(*COMMANDS[command](store, tmp_path)))
+    assert message in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
