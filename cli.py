@@ -78,7 +78,8 @@ def _tensorflow(command: str) -> None:
 def _store_error(exc: Exception, path: Path | None) -> click.ClickException:
     """A library error as one line; a folder of PNG pairs gets a pointer to `import`."""
     message = str(exc)
-    if path is not None and (path / "micro").is_dir() and (path / "label").is_dir():
+    if (path is not None and not (path / "zarr.json").exists()
+            and any((path / "micro").glob("*.png")) and any((path / "label").glob("*.png"))):
         message += (f"; it holds micro/ and label/ PNGs: make a store of them with "
                     f"`import {path} --out {path.name or 'library'}.zarr` and use that")
     return click.ClickException(message)

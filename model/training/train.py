@@ -36,6 +36,7 @@ from model import figures
 from model.data import DataError, LibraryReader
 from model.inference.settings import save_settings
 from model.scoring.evaluate import evaluate, model_method
+from model.training.batchnorm import BATCHES as BN_BATCHES, recalibrate_batchnorm
 from model.training.tune import sweep
 from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
 from model.network.presets import ModelConfigError, model_config
@@ -283,17 +284,25 @@ class _Run:
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
                                             shuffle=True, augment=options.augment, crop=options.crop,
                                             corrupt=options.corrupt)
-                # One epoch per call (each with its own order), counted against the whole run.
+                # One epoch per call (each with its own order), counted against the whole run; then
+                # batch-norm statistics re-estimated at the epoch's final weights, then validation.
                 try:
-                    logs = model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=options.epochs,
-                                     shuffle=False, verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
+                    logs = model.fit(train, initial_epoch=epoch, epochs=options.epochs, shuffle=False,
+                                     verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
+                    recalibrate_batchnorm(model, self.reader.dataset(
+                        "train", options.batch, epoch=epoch, seed=options.seed, shuffle=True, augment=options.augment,
+                        crop=options.crop).take(BN_BATCHES))
+                    scores = model.evaluate(validation, verbose=0, return_dict=True)
                 except Exception as error:  # noqa: BLE001 - TensorFlow wraps the reader's error in its own
                     problem = STORE_PROBLEM.search(str(error))
                     if problem is None:
                         raise
                     raise TrainError(problem.group(0)) from None
                 record = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()},
+                          **{f"val_{k}": float(v) for k, v in scores.items()},
                           "seconds": round(time.perf_counter() - started, 3)}
+                self.echo(f"epoch {epoch + 1}: val_loss {record['val_loss']:.4f}, val_miou {record['val_miou']:.4f} "
+                          "(batch-norm statistics re-estimated)")
                 if self._end_epoch(model, record):
                     break
         finally:
