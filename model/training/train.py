@@ -289,9 +289,7 @@ class _Run:
                 try:
                     logs = model.fit(train, initial_epoch=epoch, epochs=options.epochs, shuffle=False,
                                      verbose=verbose, callbacks=[_OneEpoch(), *self.callbacks]).history
-                    recalibrate_batchnorm(model, self.reader.dataset(
-                        "train", options.batch, epoch=epoch, seed=options.seed, shuffle=True, augment=options.augment,
-                        crop=options.crop).take(BN_BATCHES))
+                    recalibrate_batchnorm(model, self._bn_batches(epoch))
                     scores = model.evaluate(validation, verbose=0, return_dict=True)
                 except Exception as error:  # noqa: BLE001 - TensorFlow wraps the reader's error in its own
                     problem = STORE_PROBLEM.search(str(error))
@@ -307,6 +305,13 @@ class _Run:
                     break
         finally:
             keras.mixed_precision.set_global_policy(policy)
+
+    def _bn_batches(self, epoch: int) -> Any:
+        """The first training batches of `epoch` (0-based), uncorrupted: what batch-norm statistics
+        are re-estimated on."""
+        options = self.options
+        return self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed, shuffle=True,
+                                   augment=options.augment, crop=options.crop).take(BN_BATCHES)
 
     def _model(self) -> keras.Model:
         checkpoint = last_checkpoint(self.run_dir)
@@ -369,6 +374,13 @@ class _Run:
             self.echo("no epoch had a finite validation loss: there is no best model to evaluate")
             return None
         model = keras.models.load_model(best)
+        # Its batch-norm statistics re-estimated on the batches of its own epoch: the values it
+        # already has for a run of this version, and the fix for a model saved before epochs
+        # ended with this step (its statistics lagged behind its weights).
+        recalibrate_batchnorm(model, self._bn_batches(self.state.best_epoch - 1))
+        partial = self.run_dir / f"{BEST_MODEL}.partial.keras"
+        model.save(partial)
+        os.replace(partial, best)
         self.echo(f"choosing the threshold and speck filter of {best.name} on the validation split")
         settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
         written = save_settings(best, settings)
