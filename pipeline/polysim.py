@@ -167,9 +167,10 @@ def fprintf_muted() -> bool:
 def mute_fprintf() -> str | None:
     """Make libpolySim's fprintf a no-op in this process; None on success, else why not."""
     global _fprintf_state
+    scratch = _scratch_dir()  # before taking the lock: use_scratch_dir takes it too
     with _LOCK:
         if not isinstance(_fprintf_state, FprintfPatch):
-            _fprintf_state = _patch(_scratch_dir())
+            _fprintf_state = _patch(scratch)
         return None if isinstance(_fprintf_state, FprintfPatch) else _fprintf_state
 
 
