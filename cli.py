@@ -10,6 +10,7 @@ try:
     import click
 
     from pipeline import __version__
+    from pipeline.batch import DEFAULT_JOBS, SCHEDULERS, BatchExecutor
     from pipeline.config import ConfigError, GenerationConfig, TASKS
     from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
     from pipeline.generate import GenerationError, Interrupted, generate as generate_library
@@ -119,6 +120,10 @@ def _untrainable_size(size: int) -> str | None:
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local Dask worker processes [default: number of cores]; 0 runs serially in this process.")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--cluster", type=click.Choice(list(SCHEDULERS)), default=None,
+              help="Start the workers as batch jobs through dask-jobqueue (see docs/cluster.md).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help=f"With --cluster: jobs to submit, each of the configured cores [default: {DEFAULT_JOBS}].")
 @click.option("--block", type=click.IntRange(min=1), default=None, help="Pairs per task [default: ~50 tasks per worker, at most 32].")
 @click.option("--nucleation-rate", type=(int, int), default=(10, 20), show_default=True, metavar="MIN MAX",
               help="polySim nucleation rate range (integers, inclusive).")
@@ -127,17 +132,22 @@ def _untrainable_size(size: int) -> str | None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of this project.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def generate(task: str, count: int, size: int, out: Path, seed: int, workers: int | None, scheduler: str | None,
-             block: int | None, nucleation_rate: tuple[int, int], growth_rate: tuple[int, int],
+             cluster: str | None, jobs: int | None, block: int | None, nucleation_rate: tuple[int, int], growth_rate: tuple[int, int],
              overwrite: bool, no_progress: bool) -> None:
     """Generate COUNT fragmented/true boundary pairs into a Zarr store (continues an unfinished one)."""
-    if workers is not None and scheduler is not None:
-        raise click.UsageError("give either --workers or --scheduler, not both")
+    if sum(option is not None for option in (workers, scheduler, cluster)) > 1:
+        raise click.UsageError("give only one of --workers, --scheduler, --cluster")
+    if jobs is not None and cluster is None:
+        raise click.UsageError("--jobs goes with --cluster")
     warning = _untrainable_size(size)
     if warning:
         click.echo(warning, err=True)
     try:
         config = GenerationConfig(size=size, task=task, nucleation_rate=nucleation_rate, growth_rate=growth_rate)
-        executor = SerialExecutor() if workers == 0 else DaskExecutor(workers=workers, scheduler=scheduler)
+        if cluster is not None:
+            executor = BatchExecutor(cluster, jobs or DEFAULT_JOBS)
+        else:
+            executor = SerialExecutor() if workers == 0 else DaskExecutor(workers=workers, scheduler=scheduler)
         report = generate_library(
             out, count, config, seed=seed, executor=executor, block_size=block, overwrite=overwrite,
             progress=None if no_progress else _progress_bar, echo=click.echo,

@@ -1,4 +1,4 @@
-"""Benchmark: polySim alone vs. the CLI serially and on a local Dask cluster of 1 and 2 workers.
+"""Benchmark: polySim alone (plain and with its fprintf muted) vs. the CLI serially and on 1 and 2 workers.
 
 Run from the repo root: `.venv/bin/python benchmarks/generate.py [--count N] [--size S]`.
 The last printed line is one JSON object with all figures.
@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 
+from pipeline import polysim  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
-from pipeline.polysim import simulate  # noqa: E402
+from pipeline.polysim import NO_PATCH_ENV, simulate  # noqa: E402
 from pipeline.sample import draw  # noqa: E402
 
 SEED = 0
@@ -38,8 +39,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def time_polysim(count: int, size: int) -> float:
-    """Seconds spent in polySim for samples 0..count-1, with the pipeline's exact parameters."""
+def time_polysim(count: int, size: int, muted: bool) -> float:
+    """Seconds spent in polySim for samples 0..count-1, with the pipeline's exact parameters.
+
+    muted: with polySim's fprintf made a no-op (what the pipeline does), else polySim as shipped.
+    """
+    if muted:
+        reason = polysim.mute_fprintf()
+        if reason:
+            sys.exit(f"cannot mute polySim's fprintf here: {reason}")
+    else:
+        polysim.unmute_fprintf()
     config = GenerationConfig(size=size)
     total = 0.0
     for i in range(count):
@@ -75,12 +85,13 @@ def time_polysim_side_by_side(count: int, size: int, processes: int = 2) -> floa
         return time.perf_counter() - start
 
 
-def time_cli(count: int, size: int, workers: int, store: Path, cwd: Path) -> float:
+def time_cli(count: int, size: int, workers: int, store: Path, cwd: Path, muted: bool = True) -> float:
     """Wall-clock seconds of one `cli.py generate` subprocess, interpreter start-up included."""
     command = [sys.executable, str(CLI), "generate", "--count", str(count), "--size", str(size),
                "--seed", str(SEED), "--out", str(store), "--workers", str(workers), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != NO_PATCH_ENV} | ({} if muted else {NO_PATCH_ENV: "1"})
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"cli.py failed (workers={workers}, rc={result.returncode}):\n{result.stderr}")
@@ -122,10 +133,13 @@ def main() -> None:
     args = parser.parse_args()
     count, size = args.count, args.size
 
-    log(f"polySim alone, {count} samples at {size} px ...")
-    polysim_rate = count / time_polysim(count, size)
-    log(f"  {polysim_rate:.2f} pairs/s")
-    log("polySim alone, the same samples over 2 processes side by side ...")
+    log(f"polySim alone as shipped, {count} samples at {size} px ...")
+    plain_rate = count / time_polysim(count, size, muted=False)
+    log(f"  {plain_rate:.2f} pairs/s")
+    log("polySim alone with its fprintf muted, the same samples ...")
+    polysim_rate = count / time_polysim(count, size, muted=True)
+    log(f"  {polysim_rate:.2f} pairs/s ({polysim_rate / plain_rate:.2f}x)")
+    log("polySim alone (muted), the same samples over 2 processes side by side ...")
     side_by_side_rate = count / time_polysim_side_by_side(count, size)
     log(f"  {side_by_side_rate:.2f} pairs/s ({side_by_side_rate / (2 * polysim_rate):.2f} of twice the serial rate)")
 
@@ -133,17 +147,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     try:
         stores = []
-        for label, workers in (("serial", 0), ("dask_1", 1), ("dask_2", 2)):
+        runs = (("serial", 0, True), ("dask_1", 1, True), ("dask_2", 2, True), ("dask_2_plain_polysim", 2, False))
+        for label, workers, muted in runs:
             store = tmp / f"{label}.zarr"
-            log(f"cli.py --workers {workers} ...")
-            seconds = time_cli(count, size, workers, store, tmp)
+            log(f"cli.py --workers {workers}{'' if muted else f' with {NO_PATCH_ENV}=1'} ...")
+            seconds = time_cli(count, size, workers, store, tmp, muted)
             rate = count / seconds
             figures[label] = {"workers": workers, "seconds": round(seconds, 3), "pairs_per_s": round(rate, 3),
-                              "efficiency": round(rate / (max(workers, 1) * polysim_rate), 3)}
-            log(f"  {seconds:.1f} s, {rate:.2f} pairs/s, efficiency {figures[label]['efficiency']:.2f}")
+                              "efficiency": round(rate / (max(workers, 1) * polysim_rate), 3),
+                              "x_plain_polysim": round(rate / plain_rate, 3)}
+            log(f"  {seconds:.1f} s, {rate:.2f} pairs/s, efficiency {figures[label]['efficiency']:.2f}, "
+                f"{figures[label]['x_plain_polysim']:.2f}x plain polySim")
             stores.append(store)
         same = identical(stores)
-        last = stores[-1]
+        last = stores[2]
         pair_bytes = (disk_bytes(last / "micro") + disk_bytes(last / "label")) / count
         store_bytes = disk_bytes(last) / count
     finally:
@@ -153,7 +170,9 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "count": count, "size": size, "seed": SEED,
+        "polysim_plain_pairs_per_s": round(plain_rate, 3),
         "polysim_pairs_per_s": round(polysim_rate, 3),
+        "polysim_muted_speedup": round(polysim_rate / plain_rate, 3),
         "polysim_2_processes_pairs_per_s": round(side_by_side_rate, 3),
         "polysim_2_processes_efficiency": round(side_by_side_rate / (2 * polysim_rate), 3),
         **figures,

@@ -152,7 +152,7 @@ def test_info_describes_the_store(run_cli, reference):
         (["--growth-rate", "0", "2"], "growth rate must be >= 1"),
         (["--growth-rate", "3", "1"], "growth rate min 3 is greater than max 1"),
         (["--task", "denoising"], "Invalid value for '--task'"),
-        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "either --workers or --scheduler"),
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "only one of --workers, --scheduler, --cluster"),
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
         # Used to raise MemoryError and leave an empty store behind that `info` could not read.
         (["--count", "1000000000000"], "need about"),

@@ -1,0 +1,121 @@
+"""Dask workers as jobs of a batch scheduler (SLURM, PBS, SGE, LSF), through dask-jobqueue.
+
+Jobs are described the way dask-jobqueue's users already describe them: `jobqueue.<kind>.*` in
+their `jobqueue.yaml` (~/.config/dask/ or DASK_CONFIG): cores, memory, queue, account, walltime,
+job-script-prologue, interface... This module adds only what generation needs: every job runs
+`cores` worker processes of one thread each (polySim is not thread-safe), with the project's
+Dask settings and its worker plugin, and the dashboard listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted
+
+REPO = Path(__file__).resolve().parents[1]
+# --cluster value -> (dask-jobqueue class, job submission command, job cancellation command).
+SCHEDULERS = {
+    "slurm": ("SLURMCluster", "sbatch", "scancel"),
+    "pbs": ("PBSCluster", "qsub", "qdel"),
+    "sge": ("SGECluster", "qsub", "qdel"),
+    "lsf": ("LSFCluster", "bsub", "bkill"),
+}
+DEFAULT_JOBS = 1
+
+
+class BatchExecutor(DaskExecutor):
+    """Tasks on workers that dask-jobqueue submits as `jobs` batch jobs; the scheduler runs here."""
+
+    def __init__(self, kind: str, jobs: int = DEFAULT_JOBS):
+        if kind not in SCHEDULERS:
+            raise ExecutorError(f"unknown batch scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
+        if jobs < 1:
+            raise ExecutorError(f"jobs must be >= 1, got {jobs}")
+        super().__init__(workers=None)
+        self.kind, self.jobs = kind, jobs
+        self.cores = 1
+
+    @property
+    def description(self) -> str:
+        link = self.client.dashboard_link if self.client is not None else None
+        where = (f"{self.kind.upper()} cluster through dask-jobqueue, {self.jobs} job(s) of {self.cores} "
+                 "single-thread workers")
+        return f"{where} (dashboard: {link})" if link else where
+
+    @property
+    def workers(self) -> int:
+        """Workers asked for (they join as the jobs start)."""
+        return self.jobs * self.cores
+
+    def __enter__(self) -> BatchExecutor:
+        import dask
+        import yaml
+        from distributed import Client
+
+        class_name, submit, cancel = SCHEDULERS[self.kind]
+        for command in (submit, cancel):
+            if shutil.which(command) is None:
+                raise ExecutorError(f"--cluster {self.kind} needs the `{command}` command, which is not on PATH "
+                                    "(run generate on a login node of the cluster)")
+        try:
+            import dask_jobqueue
+        except ImportError:
+            raise ExecutorError("--cluster needs dask-jobqueue (pip install -r requirements.txt)") from None
+        config = f"jobqueue.{self.kind}"
+        cores, memory = dask.config.get(f"{config}.cores", None), dask.config.get(f"{config}.memory", None)
+        if not cores or not memory:
+            raise ExecutorError(f"set {config}.cores and {config}.memory in your jobqueue.yaml "
+                                "(~/.config/dask/ or $DASK_CONFIG; see docs/cluster.md)")
+        self.cores = int(cores)
+        prologue = [*(dask.config.get(f"{config}.job-script-prologue", None) or []),
+                    f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
+                    f"export DASK_CONFIG={shlex.quote(str(DASK_SETTINGS.parent))}"]
+        scheduler_options = {**(dask.config.get(f"{config}.scheduler-options", None) or {}),
+                             "dashboard_address": "127.0.0.1:0"}
+        try:
+            with dask.config.set(_dotted(yaml.safe_load(DASK_SETTINGS.read_text()))):
+                self.cluster = getattr(dask_jobqueue, class_name)(
+                    processes=self.cores, job_script_prologue=prologue, scheduler_options=scheduler_options)
+            self.cluster.sync(_submit, self.cluster, self.jobs)
+            self.client = Client(self.cluster)
+        except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
+            self.__exit__()
+            raise ExecutorError(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}") from None
+        self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
+        return self
+
+
+async def _submit(cluster: Any, jobs: int) -> None:
+    """Submit `jobs` jobs and wait until each is submitted; raises if a submission fails.
+
+    (`cluster.scale(jobs=...)` would submit in the background and only log a failure, leaving
+    generate waiting forever for workers that will never come.)
+    """
+    from distributed.core import Status
+
+    for _ in range(jobs):
+        cluster.worker_spec.update(cluster.new_worker_spec())
+    try:
+        await cluster._correct_state()
+    except Exception:
+        for name, job in list(cluster.workers.items()):
+            if job.job_id is None:  # never submitted: nothing to cancel when the cluster closes
+                job.status = Status.failed
+                del cluster.workers[name]
+                cluster.worker_spec.pop(name, None)
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    """The gist of an error from dask-jobqueue: the submission command's stderr, if it has one."""
+    text = str(exc)
+    if "stderr:" in text:
+        lines = [line.strip() for line in text.split("stderr:", 1)[1].splitlines() if line.strip()]
+        exit_code = next((line for line in text.splitlines() if line.startswith("Exit code:")), "")
+        return f"{lines[-1] if lines else 'no message'} ({exit_code.lower() or 'failed'})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
