@@ -125,7 +125,12 @@ def test_ctrl_c_during_a_two_worker_run_is_one_line_exit_130_and_resumable(tmp_p
                                start_new_session=True)
     try:
         assert process.stdout.readline().startswith("running on local Dask cluster")
-        time.sleep(1.0)
+        # Interrupt the run proper: once the workers have written their first shards (on a loaded
+        # machine a fixed delay could land in the cluster's start-up instead).
+        shards = tmp_path / "s.zarr" / "micro"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [p for p in shards.glob("c*") if not p.name.endswith(".partial")]:
+            time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
         out, err = process.communicate(timeout=120)
     finally:
