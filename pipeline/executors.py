@@ -6,6 +6,7 @@ An executor is a context manager (connect / start on enter, release on exit) wit
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -181,5 +182,8 @@ class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
         from . import polysim
 
         _ignore_sigint()
+        # Ctrl-C cancels the running tasks; each would log "Async instruction ... ended with
+        # CancelledError" on this worker, where the user is owed a single line.
+        logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
         quiet_native_threads()
         polysim.use_scratch_dir(os.path.join(worker.local_directory, "polysim-scratch"))
