@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, assert_same_arrays, one_error_line, tree
+from pipeline.executors import DASK_SETTINGS
 
 STANDINS = REPO / "tests" / "standins"
 JOBQUEUE_YAML = """
@@ -91,7 +92,7 @@ def test_generate_on_slurm_through_dask_jobqueue_matches_the_serial_store(tmp_pa
     assert len(scripts) == 2
     script = scripts[0].read_text()
     assert "#SBATCH -t 00:10:00" in script and "--nthreads 1" in script and "--nworkers 2" in script
-    assert f"export DASK_CONFIG={REPO / 'config' / 'dask'}" in script
+    assert f"export DASK_CONFIG={DASK_SETTINGS.parent}" in script  # the project's worker settings
     # ...and every job was cancelled at the end, its processes gone.
     assert sorted((jobs / "cancelled").read_text().split()) == ["1000", "1001"]
     assert _running_jobs(jobs) == []
