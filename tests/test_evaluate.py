@@ -132,7 +132,7 @@ def test_a_model_for_three_channel_inputs_is_one_clear_line(run_cli, tmp_path, t
     keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(tmp_path / "rgb.keras")
     line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", tmp_path / "rgb.keras",
                                   "--out", tmp_path / "out", "--no-progress"))
-    assert "takes inputs of shape (None, 64, 64, 3); a library's images are (batch, height, width, 1)" in line
+    assert "the model maps (64, 64, 3) to (64, 64, 1); a restoration model takes (S, S, 1)" in line
     assert not (tmp_path / "out").exists()
 
 

@@ -116,14 +116,3 @@ def test_no_model_and_no_bundled_model_is_one_line(run_cli, tmp_path, tiny_libra
     assert "no --model given and no bundled model" in line
     assert not (tmp_path / "out").exists()
 
-
-def test_a_three_channel_model_is_refused_in_one_line(run_cli, tmp_path, tiny_library):
-    import keras
-
-    inputs = keras.Input((None, None, 3))
-    path = tmp_path / "rgb.keras"
-    keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs)).save(path)
-    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", path, "--out", tmp_path / "out",
-                                  "--no-progress"))
-    assert "a restoration model takes (S, S, 1) boundary images" in line
-    assert not (tmp_path / "out").exists()

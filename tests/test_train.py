@@ -13,6 +13,8 @@ import pytest
 import model.training.train
 from conftest import SMALL_RUN as SMALL, one_error_line
 from model.data import LibraryReader
+from model.inference.postprocess import probability_to_mask
+from model.inference.settings import load_settings
 from pipeline.config import GenerationConfig
 from pipeline.store import LibraryStore
 
@@ -49,13 +51,17 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
     best = keras.models.load_model(run_dir / "best_reconstruction_model.keras")
     assert best.predict(np.zeros((2, 64, 64, 1), np.float32), verbose=0).shape == (2, 64, 64, 1)
 
-    # The printed test mIoU is Keras' MeanIoU over every test pixel, computed here independently.
+    # The printed test mIoU is Keras' MeanIoU over every test pixel, computed here independently,
+    # with the threshold and speck filter the run chose on the validation split and stored.
+    settings = load_settings(run_dir / "best_reconstruction_model.keras")
+    assert settings.chosen_on.startswith("val split of")
     reader = LibraryReader(tiny_library, limit=20)
     meter = keras.metrics.MeanIoU(num_classes=2)
     for index in reader.indices("test"):
         micro, label = reader.read_pair(index)
         probability = best.predict(micro[None, ..., None] / np.float32(255), verbose=0)
-        meter.update_state((label > 127).astype(np.int32), (probability[0, ..., 0] >= 0.5).astype(np.int32))
+        mask = probability_to_mask(probability[0, ..., 0], settings.threshold, settings.min_speck)
+        meter.update_state((label > 127).astype(np.int32), (mask == 255).astype(np.int32))
     scored = json.loads((run_dir / "metrics.json").read_text())
     assert scored["samples"] == 4 and scored["split"] == "test"
     assert scored["miou"] == pytest.approx(float(meter.result()), abs=1e-6)
