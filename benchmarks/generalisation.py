@@ -285,15 +285,13 @@ class Restorer:
 
     def restore(self, micros: list[np.ndarray]) -> list[np.ndarray]:
         """Masks (0 boundary, 255 background) of whole images, BATCH at a time, under the stored settings."""
-        from model.inference.postprocess import dihedral_mean, probability_to_mask
+        from model.inference.postprocess import batch_probabilities, probability_to_mask
 
         masks = []
         for start in range(0, len(micros), BATCH):
             batch = np.stack(micros[start:start + BATCH]).astype(np.float32)[..., None] / 255.0
-            answer = dihedral_mean(self.model.predict_on_batch, batch) if self.settings.tta \
-                else self.model.predict_on_batch(batch)
             masks += [probability_to_mask(p, self.settings.threshold, self.settings.min_speck)
-                      for p in np.asarray(answer, np.float32)[..., 0]]
+                      for p in batch_probabilities(self.model, batch, self.settings.tta)[..., 0]]
         return masks
 
 

@@ -6,7 +6,7 @@ the same way.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -58,3 +58,10 @@ def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
         answer = np.asarray(predict(moved), np.float64)
         total += np.stack([undo_dihedral(image, transform) for image in answer])
     return (total / TRANSFORMS).astype(np.float32)
+
+
+def batch_probabilities(model: Any, batch: np.ndarray, tta: bool = False) -> np.ndarray:
+    """A Keras model's P(background) for a (B, S, S, 1) float32 batch as float32, with or without
+    test-time augmentation."""
+    answer = dihedral_mean(model.predict_on_batch, batch) if tta else model.predict_on_batch(batch)
+    return np.asarray(answer, np.float32)

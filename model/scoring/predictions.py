@@ -25,14 +25,12 @@ def predict_probabilities(model: keras.Model, reader: LibraryReader, indices: np
                           tta: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(sample index, P(background) as float32 (S, S)) for the given samples, in order; one batch in
     memory at a time. With `tta`, the mean over the 8 dihedral transforms of each batch."""
-    from model.inference.postprocess import dihedral_mean
+    from model.inference.postprocess import batch_probabilities
 
     indices = np.asarray(indices, np.int64)
     position = 0
     for inputs, _ in reader.batches(indices, batch):
-        inputs = np.asarray(inputs)
-        answer = dihedral_mean(model.predict_on_batch, inputs) if tta else model.predict_on_batch(inputs)
-        for probability in np.asarray(answer, np.float32)[..., 0]:
+        for probability in batch_probabilities(model, np.asarray(inputs), tta)[..., 0]:
             yield int(indices[position]), probability
             position += 1
 
