@@ -287,6 +287,8 @@ def upgrade(store: Path, out: Path) -> None:
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (for GPUs with tensor cores).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Weight initialisation, shuffling and augmentation.")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from this trained model's weights (fine-tuning; same preset and sizes).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its own options.")
 @click.option("--dry-run", is_flag=True, help="Print the model's size and the samples per split, then exit.")
 @click.pass_context
@@ -313,6 +315,9 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
         click.echo(f"wrote {report.run_dir}: {', '.join(written)}")
 
 
+LINK_HELP = ("Centre line of the reading at this background probability joins the boundary (closes gaps one "
+             "pixel wide; at or below the threshold: off) [default: the model's settings, else off].")
+
 RESTORE_OPTIONS = [
     click.option("--method", type=click.Choice(["model", "bridge", "model+bridge", "none"]), default="model",
                  show_default=True, help="model: the network; bridge: the classical gap closer; model+bridge: both; "
@@ -321,6 +326,7 @@ RESTORE_OPTIONS = [
                  help="A trained model (.keras) [default: the bundled model]."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=None,
                  help="Background probability at or above which a pixel is background [default: the model's settings, else 0.5]."),
+    click.option("--link-threshold", type=click.FloatRange(0, 1), default=None, help=LINK_HELP),
     click.option("--min-speck", type=click.IntRange(min=0), default=None,
                  help="Remove boundary specks smaller than N px touching no other boundary [default: the model's settings, else 30]."),
     click.option("--tta/--no-tta", default=None,
@@ -337,7 +343,7 @@ RESTORE_OPTIONS = [
     click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles [default: tile / 4]."),
     click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call."),
 ]
-RESTORE_KEYS = ("method", "threshold", "min_speck", "tta", "binarize", "denoise", "scale", "invert", "tile",
+RESTORE_KEYS = ("method", "threshold", "link_threshold", "min_speck", "tta", "binarize", "denoise", "scale", "invert", "tile",
                 "overlap", "batch")
 
 
@@ -358,7 +364,7 @@ def restore_options(command):  # type: ignore[no-untyped-def]
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int, no_progress: bool) -> None:
-    """Choose a model's threshold and speck filter on the validation split (never on test)."""
+    """Choose a model's thresholds and speck filter on the validation split (never on test)."""
     _tensorflow("tune")
     from model.training.tune import TuneError, tune_saved
 
@@ -368,9 +374,7 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
                             progress=None if no_progress else _progress_bar)
     except TuneError as exc:
         raise click.ClickException(str(exc)) from None
-    chosen = tuning.settings
-    click.echo(f"threshold {chosen.threshold:g}, speck filter {chosen.min_speck} px, "
-               f"test-time augmentation {'on' if chosen.tta else 'off'} ({chosen.chosen_on})")
+    click.echo(f"{tuning.settings.describe()} ({tuning.settings.chosen_on})")
 
 
 @cli.command(short_help="Restore your own micrographs (bundled model, bridge or both).")
@@ -452,6 +456,8 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Model methods: background probability at or above which a pixel is background "
                    "[default: the model's validation-chosen value, else 0.5].")
+@click.option("--link-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Model methods only. " + LINK_HELP)
 @click.option("--min-speck", type=click.IntRange(min=0), default=None,
               help="Model methods: remove boundary specks smaller than this (px) [default: the model's].")
 @click.option("--tta/--no-tta", default=None,
@@ -464,7 +470,8 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path | None, baseline: str | None,
-             threshold: float | None, min_speck: int | None, tta: bool | None, plus_bridge: bool,
+             threshold: float | None, link_threshold: float | None, min_speck: int | None, tta: bool | None,
+             plus_bridge: bool,
              limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
     """Score a model, a folder of predictions or a baseline on a split, beside the baselines."""
     chosen = [name for name, value in (("--model", model_path), ("--predictions", predictions),
@@ -472,7 +479,8 @@ def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path 
     if len(chosen) > 1:
         raise click.UsageError(f"give one of --model, --predictions, --baseline (got {', '.join(chosen)})")
     use_model = not chosen or model_path is not None
-    model_only = [name for name, value in (("--threshold", threshold), ("--min-speck", min_speck),
+    model_only = [name for name, value in (("--threshold", threshold), ("--link-threshold", link_threshold),
+                                           ("--min-speck", min_speck),
                                            ("--tta", tta), ("--plus-bridge", plus_bridge or None)) if value is not None]
     if model_only and not use_model:
         raise click.UsageError(f"{', '.join(model_only)} apply only to a model")
@@ -482,8 +490,8 @@ def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path 
 
     try:
         if use_model:
-            method = evaluation.saved_model(model_path, batch, {"threshold": threshold, "min_speck": min_speck,
-                                                                "tta": tta}, plus_bridge)
+            overrides = {"threshold": threshold, "link_threshold": link_threshold, "min_speck": min_speck, "tta": tta}
+            method = evaluation.saved_model(model_path, batch, overrides, plus_bridge)
         elif predictions is not None:
             method = evaluation.prediction_folder(predictions)
         else:

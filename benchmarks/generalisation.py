@@ -290,7 +290,8 @@ class Restorer:
         masks = []
         for start in range(0, len(micros), BATCH):
             batch = np.stack(micros[start:start + BATCH]).astype(np.float32)[..., None] / 255.0
-            masks += [probability_to_mask(p, self.settings.threshold, self.settings.min_speck)
+            masks += [probability_to_mask(p, self.settings.threshold, self.settings.min_speck,
+                                          self.settings.link_threshold)
                       for p in batch_probabilities(self.model, batch, self.settings.tta)[..., 0]]
         return masks
 

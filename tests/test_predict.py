@@ -291,7 +291,8 @@ def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_
         assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
         probability = read(tmp_path / "out" / f"{name}{PROBABILITY_SUFFIX}")
         assert probability.shape == shape and probability.dtype == np.float32
-        assert np.array_equal(mask, probability_to_mask(probability, stored.threshold, min_speck))
+        assert np.array_equal(mask, probability_to_mask(probability, stored.threshold, min_speck,
+                                                                   stored.link_threshold))
 
 
 # --- methods, preparation and settings ---------------------------------------------------------
@@ -321,11 +322,12 @@ def test_settings_file_gives_the_defaults_and_options_override_it(models, tmp_pa
     save_settings(model, InferenceSettings(threshold=0.7, min_speck=10, tta=True, chosen_on="val"))
     report = predict_files(model, [source], tmp_path / "a", tile=32, overlap=8, progress=False)
     assert report.used == (f"method model ({model}): threshold 0.7 (from m.settings.json), "
-                           "min-speck 10 (from m.settings.json), tta True (from m.settings.json)")
+                           "link-threshold off (from m.settings.json), min-speck 10 (from m.settings.json), tta True (from m.settings.json)")
     assert (read(tmp_path / "a" / "s.png")[40:43, 40:43] == 255).all()  # the settings' speck filter ran
     report = predict_files(model, [source], tmp_path / "b", tile=32, overlap=8, threshold=0.5, min_speck=0,
                            tta=False, progress=False)
-    assert "threshold 0.5 (option), min-speck 0 (option), tta False (option)" in report.used
+    assert "threshold 0.5 (option), link-threshold off (from m.settings.json), min-speck 0 (option), " \
+        "tta False (option)" in report.used
     assert np.array_equal(read(tmp_path / "b" / "s.png"), specked_lines())
 
 
@@ -382,5 +384,6 @@ def test_cli_prints_the_values_used(run_cli, models, tmp_path) -> None:
                      "--no-progress", "--denoise", "median")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == (f"method model ({models['free']}): threshold 0.5 (from "
-                                             "free.settings.json), min-speck 0 (from free.settings.json), "
+                                             "free.settings.json), link-threshold off (from free.settings.json), "
+                                             "min-speck 0 (from free.settings.json), "
                                              "tta False (from free.settings.json)")

@@ -67,7 +67,7 @@ def test_evaluate_uses_the_stored_threshold_unless_told_otherwise(run_cli, tmp_p
     assert stored["boundary_iou"] < 0.2  # all boundary
     for key in COLUMNS:  # 0.5 gives back the input exactly
         assert override[key] == identity[key], key
-    assert "Threshold 0.9" in (tmp_path / "stored" / "report.md").read_text()
+    assert "Settings: threshold 0.9, link threshold off" in (tmp_path / "stored" / "report.md").read_text()
 
 
 def test_tta_of_a_symmetric_model_and_plus_bridge_rows(run_cli, tmp_path, tiny_library, linear_model):
@@ -95,7 +95,11 @@ def test_tune_chooses_on_val_and_evaluate_then_uses_it(run_cli, tmp_path, tiny_l
     # only 0.4 .. 0.8 give back the input, the best grains this model can give.
     assert 0.4 <= chosen.threshold <= 0.8
     assert chosen.chosen_on.startswith("val split of") and "first 3 samples" in chosen.chosen_on
-    assert len(chosen.details["sweep"]) == 7 * 3
+    # No link line: this model's P(background) is below every link threshold everywhere, so the
+    # line would be the skeleton of the whole image.
+    assert chosen.link_threshold is None
+    # 6 thresholds up to 0.8 with 4 link choices, 0.9 with 3 (off, 0.95, 0.98), each with 3 speck filters
+    assert len(chosen.details["sweep"]) == (6 * 4 + 3) * 3
     assert f"threshold {chosen.threshold:g}" in result.output
 
 

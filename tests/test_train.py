@@ -60,7 +60,8 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
     for index in reader.indices("test"):
         micro, label = reader.read_pair(index)
         probability = best.predict(micro[None, ..., None] / np.float32(255), verbose=0)
-        mask = probability_to_mask(probability[0, ..., 0], settings.threshold, settings.min_speck)
+        mask = probability_to_mask(probability[0, ..., 0], settings.threshold, settings.min_speck,
+                                   settings.link_threshold)
         meter.update_state((label > 127).astype(np.int32), (mask == 255).astype(np.int32))
     scored = json.loads((run_dir / "metrics.json").read_text())
     assert scored["samples"] == 4 and scored["split"] == "test"
@@ -157,6 +158,7 @@ def empty_store(tmp_path):
     (["--out", "{tmp}", "--resume"], "holds no run to resume"),
     ([], "Missing option '--data'"),
     (["--data", "{garbage}"], "cannot read the per-sample array 'split'"),
+    (["--data", "{tiny}", "--init", "{missing}"], "no such model file"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, empty_store, args,
                                                          message):
@@ -233,3 +235,29 @@ def test_a_half_written_checkpoint_is_ignored_on_resume(run_cli, tmp_path, train
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 3" in result.output and "Epoch 4/4" in result.output
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0004"]
+
+
+def test_init_starts_from_a_trained_models_weights(run_cli, tmp_path, trained_run, tiny_library):
+    start = trained_run[0] / "best_reconstruction_model.keras"
+    run_dir = tmp_path / "tuned"
+    # A learning rate this small leaves the weights where --init put them.
+    result = run_cli("train", "--data", tiny_library, "--out", run_dir, "--epochs", "1", *SMALL,
+                     "--init", start, "--lr", "1e-12")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "config.json").read_text())["options"]["init"] == str(start.absolute())
+    tuned = keras.models.load_model(run_dir / "best_reconstruction_model.keras")
+    source = keras.models.load_model(start)
+    kernels = [(a, b) for a, b in zip(source.get_weights(), tuned.get_weights()) if a.ndim == 4]
+    assert kernels and all(np.allclose(a, b, atol=1e-6) for a, b in kernels)
+    fresh = keras.models.load_model(trained_run[0] / "checkpoints" / "epoch-0003" / "model.keras")
+    assert all(a.shape == b.shape for a, b in zip(fresh.get_weights(), tuned.get_weights()))
+
+
+def test_init_from_a_model_of_another_size_is_one_line(run_cli, tmp_path, trained_run, tiny_library):
+    start = trained_run[0] / "best_reconstruction_model.keras"
+    result = run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--epochs", "1", *SMALL,
+                     "--filters", "3", "--init", start)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: --init ") and "its layers differ from this run's network" in last
+    assert not (tmp_path / "run").exists()

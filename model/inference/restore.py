@@ -18,7 +18,7 @@ import numpy as np
 from model.pretrained import NoModelError, resolve_model
 from model.scoring.baselines import bridge
 from model.scoring.predictions import to_mask
-from .postprocess import remove_specks
+from .postprocess import probability_to_mask, remove_specks
 from .predictor import PredictError, default_overlap, load_predictor
 from .prepare import PrepareError, check_prepare, prepare, restore_size
 from .settings import SettingsError, load_settings, settings_path
@@ -38,6 +38,7 @@ class RestoreOptions:
     method: str = "model"
     model: str | os.PathLike[str] | None = None  # None: the bundled model (model methods only)
     threshold: float | None = None  # None: the model's settings
+    link_threshold: float | None = None  # None: the model's settings (off without them)
     min_speck: int | None = None  # None: the model's settings, else DEFAULT_MIN_SPECK
     tta: bool | None = None  # None: the model's settings
     binarize: str = "none"
@@ -70,6 +71,8 @@ def check_options(options: RestoreOptions) -> None:
         raise PredictError(f"--tile ({options.tile}) must be larger than --overlap ({options.overlap})")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
         raise PredictError(f"--threshold must be in [0, 1], got {options.threshold}")
+    if options.link_threshold is not None and not 0.0 <= options.link_threshold <= 1.0:
+        raise PredictError(f"--link-threshold must be in [0, 1], got {options.link_threshold}")
     if options.min_speck is not None and options.min_speck < 0:
         raise PredictError(f"--min-speck must be >= 0, got {options.min_speck}")
     if options.batch <= 0:
@@ -105,6 +108,8 @@ class Restorer:
         origin = f"from {settings_path(self.model_path).name}" if has_file else "default"
         self.used: dict[str, tuple[object, str]] = {}
         self.threshold = self._settle("threshold", options.threshold, stored.threshold if stored else 0.5, origin)
+        self.link_threshold = self._settle("link_threshold", options.link_threshold,
+                                           stored.link_threshold if stored else None, origin)
         fallback = stored.min_speck if has_file and stored else DEFAULT_MIN_SPECK
         self.min_speck = int(self._settle("min_speck", options.min_speck, fallback, origin))
         self.tta = bool(self._settle("tta", options.tta, stored.tta if stored else False, origin))
@@ -131,7 +136,8 @@ class Restorer:
 
     def describe(self) -> str:
         """One line: the method and the values used, e.g. `method model: threshold 0.6 (from M.settings.json), ...`."""
-        parts = [f"{name.replace('_', '-')} {value} ({source})" for name, (value, source) in self.used.items()]
+        parts = [f"{name.replace('_', '-')} {'off' if value is None else value} ({source})"
+                 for name, (value, source) in self.used.items()]
         model = f" ({self.model_path})" if self.model_path else ""
         return f"method {self.options.method}{model}: " + ", ".join(parts)
 
@@ -156,11 +162,12 @@ class Restorer:
             working = self.predictor.predict(ready, self.overlap, options.batch, progress=progress)
         probability = None if working is None else restore_size(working, shape)
         if options.method == "model":
-            mask = to_mask(probability, self.threshold)
+            mask = probability_to_mask(probability, self.threshold, 0, self.link_threshold)
         elif options.method == "none":
             mask = to_mask(restore_size(ready, shape), 0.5)
         else:
-            start = to_mask(ready, 0.5) if working is None else to_mask(working, self.threshold)
+            start = (to_mask(ready, 0.5) if working is None
+                     else probability_to_mask(working, self.threshold, 0, self.link_threshold))
             linked = bridge(remove_specks(start, speck_here))
             mask = linked if linked.shape == shape else to_mask(restore_size(linked, shape) / np.float32(255), 0.5)
         return remove_specks(mask, self.min_speck), probability

@@ -104,7 +104,7 @@ def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict
                 plus_bridge: bool = False) -> Method:
     """A saved Keras model (loaded in safe mode; the bundled model when `path` is None), run on the
     split in batches under the inference settings stored beside it, with `overrides` (threshold,
-    min_speck, tta) replacing any of them."""
+    link_threshold, min_speck, tta) replacing any of them."""
     from model.inference.predict import PredictError, load_model
     from model.inference.settings import SettingsError, load_settings
     from model.pretrained import NoModelError, resolve_model
@@ -134,8 +134,9 @@ def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_b
                                   f"{reader.size}x{reader.size}")
         yield from predict_samples(model, reader, indices, batch, settings)
 
-    chosen = {"threshold": settings.threshold, "min_speck": settings.min_speck, "tta": settings.tta,
-              "chosen_on": settings.chosen_on}
+    chosen = {"threshold": settings.threshold, "link_threshold": settings.link_threshold,
+              "min_speck": settings.min_speck, "tta": settings.tta, "chosen_on": settings.chosen_on,
+              "description": settings.describe()}
     return Method(name, predict, plus_bridge=plus_bridge, settings=chosen)
 
 
@@ -291,8 +292,7 @@ def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, setting
     from pipeline import __version__
 
     chosen = ("" if not settings else
-              f" Threshold {settings['threshold']:g}, speck filter {settings['min_speck']} px, "
-              f"test-time augmentation {'on' if settings['tta'] else 'off'} ({settings['chosen_on']}).")
+              f" Settings: {settings['description']} ({settings['chosen_on']}).")
     glossary = "\n".join(f"- {line}" for line in GLOSSARY)
     return (f"# Evaluation: {evaluation.method}\n\n"
             f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "

@@ -38,10 +38,10 @@ def predict_probabilities(model: keras.Model, reader: LibraryReader, indices: np
 def predict_samples(model: keras.Model, reader: LibraryReader, indices: np.ndarray, batch: int,
                     settings: InferenceSettings | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(sample index, predicted mask) for the given samples, in order, under `settings`
-    (threshold, speck filter, test-time augmentation; the defaults when None)."""
+    (threshold, link threshold, speck filter, test-time augmentation; the defaults when None)."""
     from model.inference.postprocess import probability_to_mask
     from model.inference.settings import InferenceSettings
 
     settings = settings or InferenceSettings()
     for index, probability in predict_probabilities(model, reader, indices, batch, settings.tta):
-        yield index, probability_to_mask(probability, settings.threshold, settings.min_speck)
+        yield index, probability_to_mask(probability, settings.threshold, settings.min_speck, settings.link_threshold)

@@ -83,6 +83,7 @@ class TrainOptions:
     augment: bool = True
     mixed_precision: bool = False
     seed: int = 0
+    init: str | None = None  # a trained model whose weights start the run (fine-tuning)
 
     def check(self) -> None:
         """Raise TrainError for option values no run can use."""
@@ -101,6 +102,8 @@ class TrainOptions:
             raise TrainError(f"--cldice-weight must be >= 0, got {self.cldice_weight}")
         if self.crop is not None and self.crop <= 0:
             raise TrainError(f"--crop must be > 0, got {self.crop}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise TrainError(f"--init {self.init}: no such model file")
 
 
 @dataclass
@@ -228,6 +231,8 @@ def _options_record(options: TrainOptions) -> dict[str, Any]:
     record = dataclasses.asdict(options)
     record["data"] = str(Path(options.data).absolute())
     record["out"] = str(Path(options.out).absolute())
+    if options.init is not None:
+        record["init"] = str(Path(options.init).absolute())
     return record
 
 
@@ -319,6 +324,8 @@ class _Run:
             # Weights, optimizer state and step count, as they were after the last finished epoch.
             return keras.models.load_model(checkpoint / "model.keras")
         model = build_unet(self.config, self.input_size)
+        if self.options.init is not None:
+            _load_init_weights(model, self.options.init)
         loss = LOSSES[self.options.loss](self.options.cldice_weight)
         model.compile(optimizer=keras.optimizers.Adam(self.options.lr), loss=loss,
                       metrics=[keras.metrics.BinaryIoU(target_class_ids=[0, 1], threshold=0.5, name="miou")])
@@ -381,10 +388,10 @@ class _Run:
         partial = self.run_dir / f"{BEST_MODEL}.partial.keras"
         model.save(partial)
         os.replace(partial, best)
-        self.echo(f"choosing the threshold and speck filter of {best.name} on the validation split")
+        self.echo(f"choosing the inference settings of {best.name} on the validation split")
         settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
         written = save_settings(best, settings)
-        self.echo(f"threshold {settings.threshold:g}, speck filter {settings.min_speck} px -> {written.name}")
+        self.echo(f"{settings.describe()} -> {written.name}")
         self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
         method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})",
                               settings)
@@ -392,6 +399,24 @@ class _Run:
                               progress=self.progress)
         self.echo(evaluation.table())
         return evaluation.results[method.name]
+
+
+def _load_init_weights(model: keras.Model, path: str) -> None:
+    """Start `model` from the weights of the trained model at `path` (loaded in safe mode).
+
+    The two must have the same layers: the same preset, filters, depth and kernel size (the
+    input size may differ, the network being fully convolutional).
+    """
+    try:
+        source = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises several types for an unreadable file
+        raise TrainError(f"--init {path}: not a readable Keras model ({type(error).__name__})") from None
+    theirs, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise TrainError(f"--init {path}: its layers differ from this run's network "
+                         f"({source.count_params():,} vs {model.count_params():,} parameters); "
+                         "give the preset, --filters, --depth and --kernel-size it was trained with")
+    model.set_weights(theirs)
 
 
 class _OneEpoch(keras.callbacks.Callback):

@@ -1,14 +1,17 @@
 """Choose a model's inference settings on the validation split, never on test.
 
 The model's probabilities for the first N validation samples are computed once (per TTA
-choice); then every (threshold, speck filter) pair turns them into masks, which are scored with
-the project's metrics. The pair with the lowest grain-level objective wins:
+choice); then every (threshold, link threshold, speck filter) triple turns them into masks,
+which are scored with the project's metrics. The triple with the lowest objective wins:
 
-    objective = grain-count error + (1 - grain ARI)    (ties: the higher boundary F1)
+    objective = grain-count error + (1 - grain ARI) + (1 - mIoU)    (ties: the higher boundary F1)
 
-because a single missing pixel in a restored line merges two grains, which pixel losses barely
-see (docs/metrics.md). The choice is stored beside the model (model.inference.settings), where
-`predict` and `evaluate` find it.
+three error fractions: grains miscounted, grain partition disagreement, pixels misread. The
+grain terms matter most, because one missing pixel in a restored line merges two grains,
+which pixel losses barely see (docs/metrics.md); the pixel term keeps the choice from buying
+closed gaps with lines drawn thick everywhere (a high threshold does exactly that), which the
+link threshold (model.inference.postprocess.link_line) avoids. The choice is stored beside
+the model (model.inference.settings), where `predict` and `evaluate` find it.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model.data import DataError, LibraryReader
-from model.inference.postprocess import probability_to_mask
+from model.inference.postprocess import probability_to_mask, remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
 from model.scoring.predictions import predict_probabilities
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+LINK_THRESHOLDS = (None, 0.9, 0.95, 0.98)  # None: no link line; values at or below the threshold are skipped
 MIN_SPECKS = (0, 10, 30)
 DEFAULT_SAMPLES = 200
+OBJECTIVE = "grain_count_error + (1 - grain_ari) + (1 - miou); ties: higher boundary_f1"
 
 
 class TuneError(ValueError):
@@ -36,19 +41,25 @@ class TuneError(ValueError):
 
 
 def objective(metrics: dict[str, float]) -> float:
-    """Lower is better: grain-count error plus the grain partition's disagreement (1 - ARI)."""
-    return float(metrics["grain_count_error"] + (1.0 - metrics["grain_ari"]))
+    """Lower is better: grain-count error, grain partition disagreement and pixel disagreement."""
+    return float(metrics["grain_count_error"] + (1.0 - metrics["grain_ari"]) + (1.0 - metrics["miou"]))
 
 
 @dataclass(frozen=True)
 class Tuning:
     settings: InferenceSettings
-    sweep: list[dict[str, Any]]  # one row per (tta, threshold, min_speck): its metrics and objective
+    sweep: list[dict[str, Any]]  # one row per (tta, threshold, link_threshold, min_speck): its metrics and objective
+
+
+def candidates(thresholds: Sequence[float], link_thresholds: Sequence[float | None]) -> list[tuple[float, float | None]]:
+    """(threshold, link threshold) pairs worth scoring: a link threshold at or below the threshold adds nothing."""
+    return [(t, link) for t in thresholds for link in link_thresholds if link is None or link > t]
 
 
 def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = DEFAULT_SAMPLES, batch: int = 4,
           thresholds: Sequence[float] = THRESHOLDS, min_specks: Sequence[int] = MIN_SPECKS,
-          tta_choices: Sequence[bool] = (False,), progress: Callable[[int], Any] | None = None) -> Tuning:
+          tta_choices: Sequence[bool] = (False,), progress: Callable[[int], Any] | None = None,
+          link_thresholds: Sequence[float | None] = LINK_THRESHOLDS) -> Tuning:
     """Score every setting on the first `samples` done samples of `split`; return the best one."""
     if split == "test":
         raise TuneError("settings are chosen on the validation split, never on test")
@@ -61,28 +72,35 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
     pairs = {int(i): reader.read_pair(i) for i in indices}
     rows = []
     bar = progress(len(indices) * len(tta_choices)) if progress else None
+    pairs_tried = candidates(thresholds, link_thresholds)
     for tta in tta_choices:
-        meters = {(t, s): MetricAccumulator() for t in thresholds for s in min_specks}
+        meters = {(t, link, s): MetricAccumulator() for t, link in pairs_tried for s in min_specks}
         for index, probability in predict_probabilities(model, reader, indices, batch, tta):
             micro, label = pairs[index]
-            for (threshold, min_speck), meter in meters.items():
-                meter.add(image_statistics(probability_to_mask(probability, threshold, min_speck), label, micro))
+            for threshold, link in pairs_tried:
+                mask = probability_to_mask(probability, threshold, 0, link)
+                plain = image_statistics(mask, label, micro)
+                for min_speck in min_specks:
+                    filtered = remove_specks(mask, min_speck)  # the very mask when nothing is removed
+                    stats = plain if filtered is mask else image_statistics(filtered, label, micro)
+                    meters[threshold, link, min_speck].add(stats)
             if bar is not None:
                 bar.update(1)
-        for (threshold, min_speck), meter in meters.items():
+        for (threshold, link, min_speck), meter in meters.items():
             metrics = meter.result()
-            rows.append({"tta": tta, "threshold": threshold, "min_speck": min_speck,
+            rows.append({"tta": tta, "threshold": threshold, "link_threshold": link, "min_speck": min_speck,
                          "objective": objective(metrics), **metrics})
     if bar is not None:
         bar.close()
     best = min(rows, key=lambda row: (row["objective"], -row["boundary_f1"]))
     settings = InferenceSettings(
-        threshold=best["threshold"], min_speck=best["min_speck"], tta=best["tta"],
-        chosen_on=f"{split} split of {reader.path} (first {len(indices)} samples)",
-        details={"objective": "grain_count_error + (1 - grain_ari); ties: higher boundary_f1",
-                 "best": {k: best[k] for k in ("objective", "grain_count_error", "grain_ari", "boundary_f1",
-                                               "gap_recall", "miou")},
-                 "sweep": [{k: row[k] for k in ("tta", "threshold", "min_speck", "objective")} for row in rows]})
+        threshold=best["threshold"], link_threshold=best["link_threshold"], min_speck=best["min_speck"],
+        tta=best["tta"], chosen_on=f"{split} split of {reader.path} (first {len(indices)} samples)",
+        details={"objective": OBJECTIVE,
+                 "best": {k: best[k] for k in ("objective", "grain_count_error", "grain_ari", "miou", "boundary_iou",
+                                               "boundary_f1", "gap_recall", "astm_g_error")},
+                 "sweep": [{k: row[k] for k in ("tta", "threshold", "link_threshold", "min_speck", "objective",
+                                                "miou", "grain_count_error", "grain_ari")} for row in rows]})
     return Tuning(settings, rows)
 
 

@@ -1,0 +1,105 @@
+"""The link threshold: the centre line of a wider reading closes gaps without thickening lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from model.inference.postprocess import link_line, probability_to_mask
+from model.inference.settings import InferenceSettings, save_settings
+from model.scoring.metrics import find_grains
+
+
+def gapped_line() -> np.ndarray:
+    """P(background) of a 40 x 40 image cut in two by a 3-px vertical line (0.1) whose rows
+    15..24 are a gap the model is unsure of (0.7); the background is 0.99."""
+    probability = np.full((40, 40), 0.99, np.float32)
+    probability[:, 19:22] = 0.1
+    probability[15:25, 19:22] = 0.7
+    return probability
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    return mask == 0
+
+
+def test_the_link_line_closes_the_gap_one_pixel_wide_and_adds_nothing_elsewhere():
+    probability = gapped_line()
+    plain = probability_to_mask(probability, 0.5)
+    linked = probability_to_mask(probability, 0.5, link_threshold=0.9)
+    assert find_grains(boundary(plain)).count == 1  # the gap joins the two halves
+    assert find_grains(boundary(linked)).count == 2
+    added = boundary(linked) & ~boundary(plain)
+    # Only gap pixels, and one per gap row: the 3-px wide uncertain stretch is closed 1 px wide.
+    assert added.sum() == 10 and added[15:25].sum(axis=1).tolist() == [1] * 10
+    assert (boundary(linked) >= boundary(plain)).all()
+    # A plain threshold that high closes the gap too, but keeps the whole 3-px stretch.
+    assert boundary(probability_to_mask(probability, 0.9)).sum() == boundary(plain).sum() + 30
+
+
+def test_a_link_threshold_at_or_below_the_threshold_changes_nothing():
+    probability = gapped_line()
+    plain = probability_to_mask(probability, 0.8)
+    for link in (None, 0.0, 0.5, 0.8):
+        assert np.array_equal(probability_to_mask(probability, 0.8, link_threshold=link), plain)
+
+
+def test_the_link_line_is_one_pixel_wide_inside_a_wide_reading():
+    line = link_line(gapped_line(), 0.9)
+    assert line.sum() == line[:, 19:22].sum()  # inside the 3-px reading
+    assert line[2:-2].sum(axis=1).tolist() == [1] * 36  # one pixel a row (thinning may shorten the ends)
+
+
+def test_evaluate_uses_the_stored_link_threshold_and_0_turns_it_off(run_cli, tmp_path, tiny_library):
+    import keras
+
+    # 0.5 x + 0.3: boundary -> 0.3, background -> 0.8. With threshold 0.5 the input comes back;
+    # a link threshold of 0.9 reads every pixel as boundary and adds its skeleton.
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(0.5),
+                               bias_initializer=keras.initializers.Constant(0.3))
+    model = tmp_path / "m.keras"
+    keras.Model(inputs, conv(inputs)).save(model)
+    save_settings(model, InferenceSettings(threshold=0.5, link_threshold=0.9))
+    runs = {"stored": ["--model", model], "off": ["--model", model, "--link-threshold", "0"],
+            "identity": ["--baseline", "identity"]}
+    for name, args in runs.items():
+        result = run_cli("evaluate", "--data", tiny_library, *args, "--split", "all", "--out", tmp_path / name,
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+    stored, off, identity = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in runs)
+    assert stored["settings"]["link_threshold"] == 0.9 and off["settings"]["link_threshold"] == 0.0
+    assert stored["spurious_rate"] > identity["spurious_rate"]  # the skeleton of the whole image was added
+    for key in ("miou", "boundary_iou", "gap_recall", "boundary_f1", "grain_count_error", "grain_ari"):
+        assert off[key] == identity[key], key
+    assert "link threshold 0.9" in (tmp_path / "stored" / "report.md").read_text()
+
+
+def test_predict_takes_the_link_threshold_from_settings_and_option(run_cli, tmp_path):
+    import keras
+
+    # The identity: P(background) is the input, so a gray gap (0.7 * 255) is what the model is unsure of.
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(1.0),
+                               bias_initializer=keras.initializers.Constant(0.0))
+    model = tmp_path / "id.keras"
+    keras.Model(inputs, conv(inputs)).save(model)
+    save_settings(model, InferenceSettings(threshold=0.5, link_threshold=0.9))
+    import cv2
+
+    source = tmp_path / "in" / "g.png"
+    source.parent.mkdir()
+    cv2.imwrite(str(source), np.round(gapped_line() * 255).astype(np.uint8))
+    used = {}
+    for name, extra in {"stored": [], "off": ["--link-threshold", "0"]}.items():
+        result = run_cli("predict", source, "--model", model, *extra, "--out", tmp_path / name, "--tile", "64",
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+        used[name] = result.output.splitlines()[0]
+    stored = cv2.imread(str(tmp_path / "stored" / "g.png"), cv2.IMREAD_UNCHANGED)
+    off = cv2.imread(str(tmp_path / "off" / "g.png"), cv2.IMREAD_UNCHANGED)
+    assert "link-threshold 0.9 (from id.settings.json)" in used["stored"]
+    assert "link-threshold 0.0 (option)" in used["off"]
+    assert find_grains(boundary(stored)).count == 2
+    assert find_grains(boundary(off)).count == 1
