@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -63,7 +64,12 @@ def cli() -> None:
 
 def main() -> None:
     """The `reconstruction-gb` console command (the same group as `python cli.py`)."""
-    cli()
+    try:
+        cli()
+    finally:
+        # Nothing is left to clean up that the OS does not: the interpreter's final garbage
+        # collections over every module (Dask's, zarr's) took about 0.4 s of CPU after a run.
+        gc.freeze()
 
 
 def _tensorflow(command: str) -> None:

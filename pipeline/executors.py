@@ -187,3 +187,10 @@ class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
         logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
         quiet_native_threads()
         polysim.use_scratch_dir(os.path.join(worker.local_directory, "polysim-scratch"))
+
+    def teardown(self, worker: Any) -> None:
+        import gc
+
+        # The process is about to end: its final garbage collections over every module would
+        # hold up the cluster's shutdown (about 0.3 s), and free nothing the OS does not.
+        gc.freeze()

@@ -359,7 +359,7 @@ class LibraryStore:
 
     # --- writing (tasks) ---------------------------------------------------------------------
     def image_writer(self) -> ImageWriter:
-        """Handles on the image arrays for a task that writes whole shards."""
+        """Handles on the image arrays for a task that writes whole shards (picklable: tasks get it from the driver)."""
         return ImageWriter(self.path, [self.arrays[name] for name in SAMPLE_IMAGES])
 
     # --- writing (driver only) -------------------------------------------------------------
