@@ -120,3 +120,14 @@ def test_no_model_and_no_bundled_model_is_one_line(run_cli, tmp_path, tiny_libra
     assert "no --model given and no bundled model" in line
     assert not (tmp_path / "out").exists()
 
+
+
+def test_the_tuning_objective_adds_the_three_error_fractions():
+    from model.training.tune import candidates, objective
+
+    # 10% of grains miscounted, ARI 0.9, mIoU 0.8: 0.1 + 0.1 + 0.2
+    assert objective({"grain_count_error": 0.1, "grain_ari": 0.9, "miou": 0.8}) == pytest.approx(0.4)
+    # A thicker reading (lower mIoU) at equal grains now loses.
+    assert objective({"grain_count_error": 0.02, "grain_ari": 0.99, "miou": 0.90}) > \
+        objective({"grain_count_error": 0.02, "grain_ari": 0.99, "miou": 0.95})
+    assert candidates((0.5, 0.9), (None, 0.9, 0.95)) == [(0.5, None), (0.5, 0.9), (0.5, 0.95), (0.9, None), (0.9, 0.95)]
