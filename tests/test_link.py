@@ -51,17 +51,22 @@ def test_the_link_line_is_one_pixel_wide_inside_a_wide_reading():
     assert line[2:-2].sum(axis=1).tolist() == [1] * 36  # one pixel a row (thinning may shorten the ends)
 
 
-def test_evaluate_uses_the_stored_link_threshold_and_0_turns_it_off(run_cli, tmp_path, tiny_library):
+def linear_model(path, weight: float, bias: float, **settings):
+    """A 1x1 convolution `weight * x + bias` saved at `path`, with `settings` stored beside it."""
     import keras
 
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(weight),
+                               bias_initializer=keras.initializers.Constant(bias))
+    keras.Model(inputs, conv(inputs)).save(path)
+    save_settings(path, InferenceSettings(**settings))
+    return path
+
+
+def test_evaluate_uses_the_stored_link_threshold_and_0_turns_it_off(run_cli, tmp_path, tiny_library):
     # 0.5 x + 0.3: boundary -> 0.3, background -> 0.8. With threshold 0.5 the input comes back;
     # a link threshold of 0.9 reads every pixel as boundary and adds its skeleton.
-    inputs = keras.Input((None, None, 1))
-    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(0.5),
-                               bias_initializer=keras.initializers.Constant(0.3))
-    model = tmp_path / "m.keras"
-    keras.Model(inputs, conv(inputs)).save(model)
-    save_settings(model, InferenceSettings(threshold=0.5, link_threshold=0.9))
+    model = linear_model(tmp_path / "m.keras", 0.5, 0.3, threshold=0.5, link_threshold=0.9)
     runs = {"stored": ["--model", model], "off": ["--model", model, "--link-threshold", "0"],
             "identity": ["--baseline", "identity"]}
     for name, args in runs.items():
@@ -77,16 +82,10 @@ def test_evaluate_uses_the_stored_link_threshold_and_0_turns_it_off(run_cli, tmp
 
 
 def test_predict_takes_the_link_threshold_from_settings_and_option(run_cli, tmp_path):
-    import keras
+    import cv2
 
     # The identity: P(background) is the input, so a gray gap (0.7 * 255) is what the model is unsure of.
-    inputs = keras.Input((None, None, 1))
-    conv = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(1.0),
-                               bias_initializer=keras.initializers.Constant(0.0))
-    model = tmp_path / "id.keras"
-    keras.Model(inputs, conv(inputs)).save(model)
-    save_settings(model, InferenceSettings(threshold=0.5, link_threshold=0.9))
-    import cv2
+    model = linear_model(tmp_path / "id.keras", 1.0, 0.0, threshold=0.5, link_threshold=0.9)
 
     source = tmp_path / "in" / "g.png"
     source.parent.mkdir()
