@@ -477,8 +477,7 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path | None, baseline: str | None,
              threshold: float | None, link_threshold: float | None, min_speck: int | None, tta: bool | None,
-             plus_bridge: bool,
-             limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
+             plus_bridge: bool, limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
     """Score a model, a folder of predictions or a baseline on a split, beside the baselines."""
     chosen = [name for name, value in (("--model", model_path), ("--predictions", predictions),
                                        ("--baseline", baseline)) if value is not None]

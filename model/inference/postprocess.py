@@ -45,15 +45,23 @@ def link_line(probability: np.ndarray, link_threshold: float) -> np.ndarray:
     return thin(probability < link_threshold)
 
 
+def linked_mask(probability: np.ndarray, threshold: float, line: np.ndarray | None = None) -> np.ndarray:
+    """Threshold P(background) (>= threshold is background); the pixels of `line` (a `link_line`),
+    if given, join the boundary."""
+    mask = to_mask(probability, threshold)
+    if line is not None:
+        mask[line] = 0
+    return mask
+
+
 def probability_to_mask(probability: np.ndarray, threshold: float, min_speck: int = 0,
                         link_threshold: float | None = None) -> np.ndarray:
     """Threshold P(background) (>= threshold is background); with `link_threshold` above
     `threshold`, add the centre line of the wider reading at `link_threshold` (`link_line`);
     then drop specks below `min_speck` px."""
-    mask = to_mask(probability, threshold)
-    if link_threshold is not None and link_threshold > threshold:
-        mask[link_line(probability, link_threshold)] = 0
-    return remove_specks(mask, min_speck)
+    linked = link_threshold is not None and link_threshold > threshold
+    line = link_line(probability, link_threshold) if linked else None
+    return remove_specks(linked_mask(probability, threshold, line), min_speck)
 
 
 def undo_dihedral(image: np.ndarray, transform: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model.data import DataError, LibraryReader
-from model.inference.postprocess import probability_to_mask, remove_specks
+from model.inference.postprocess import link_line, linked_mask, remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
 from model.scoring.predictions import predict_probabilities
@@ -77,8 +77,10 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
         meters = {(t, link, s): MetricAccumulator() for t, link in pairs_tried for s in min_specks}
         for index, probability in predict_probabilities(model, reader, indices, batch, tta):
             micro, label = pairs[index]
-            for threshold, link in pairs_tried:
-                mask = probability_to_mask(probability, threshold, 0, link)
+            # Each link line once per image: it depends on the link threshold alone.
+            lines = {link: link_line(probability, link) for link in link_thresholds if link is not None}
+            for threshold, link in pairs_tried:  # link is None or above the threshold
+                mask = linked_mask(probability, threshold, lines.get(link))
                 plain = image_statistics(mask, label, micro)
                 for min_speck in min_specks:
                     filtered = remove_specks(mask, min_speck)  # the very mask when nothing is removed
