@@ -279,7 +279,7 @@ def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_
     result = run_cli("predict", "--model", trained_run[0] / "best_reconstruction_model.keras", tmp_path / "in",
                      "--out", tmp_path / "out", "--save-probability", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "tiles of 64x64" in result.output
+    assert "tiles of up to 64x64" in result.output
     from model.inference.restore import DEFAULT_MIN_SPECK
     from model.inference.settings import load_settings, settings_path
 
@@ -387,3 +387,30 @@ def test_cli_prints_the_values_used(run_cli, models, tmp_path) -> None:
                                              "free.settings.json), link-threshold off (from free.settings.json), "
                                              "min-speck 0 (from free.settings.json), "
                                              "tta False (from free.settings.json)")
+
+
+def test_a_free_model_sees_a_small_image_whole_not_mirrored_out_to_the_tile(tmp_path) -> None:
+    """An image side below the tile runs as one tile of that side rounded up to the model's multiple:
+    with sides already multiples, the prediction is the model's answer on the whole image, exactly."""
+    import keras
+
+    from model.inference.predictor import Predictor
+
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=keras.initializers.RandomUniform(seed=1))
+    up = keras.layers.UpSampling2D(4)(keras.layers.MaxPooling2D(2)(keras.layers.MaxPooling2D(2)(conv(inputs))))
+    model = keras.Model(inputs, keras.layers.Add()([conv(inputs), up]))  # border-sensitive, needs multiples of 4
+    shapes: list[tuple[int, ...]] = []
+    image = np.random.default_rng(0).random((48, 80), dtype=np.float32)
+    for tta in (False, True):
+        predictor = Predictor(model, tile=256, tta=tta)
+        assert predictor.multiple == 4 and predictor.tile_for((48, 80)) == (48, 80)
+        assert predictor.tile_for((41, 1000)) == (44, 256) and predictor.count_tiles((41, 1000), 64) == 5
+        plain = predictor._plain
+        predictor._plain = lambda tiles: shapes.append(tiles.shape) or plain(tiles)
+        whole = np.asarray(model(image[None, :, :, None]))[0, :, :, 0]
+        if tta:  # the mean over the 8 transforms of the whole image, quarter turns included
+            from model.inference.postprocess import dihedral_mean
+            whole = dihedral_mean(lambda b: np.asarray(model(b)), image[None, :, :, None])[0, :, :, 0]
+        np.testing.assert_allclose(predictor.predict(image, overlap=64), whole, rtol=0, atol=1e-5)
+    assert set(shapes) == {(1, 48, 80, 1), (1, 80, 48, 1)}

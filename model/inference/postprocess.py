@@ -72,9 +72,10 @@ def undo_dihedral(image: np.ndarray, transform: int) -> np.ndarray:
 
 
 def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
-    """Test-time augmentation: the mean of `predict` over the 8 dihedral transforms of a square batch.
+    """Test-time augmentation: the mean of `predict` over the 8 dihedral transforms of a batch.
 
-    `batch` is (B, S, S, C); `predict` maps such a batch to (B, S, S, 1). Each transformed
+    `batch` is (B, H, W, C); `predict` maps such a batch to (B, H, W, 1), and must take (B, W, H, C)
+    too when H != W (the quarter turns). Each transformed
     prediction is transformed back before averaging, so a model that commutes with the
     transforms gives exactly its plain prediction.
     """

@@ -62,7 +62,7 @@ class PredictReport:
 
     def summary(self) -> str:
         """The one-line summary the CLI prints last."""
-        how = (f"{self.tiles} tiles of {self.tile[0]}x{self.tile[1]}, overlap {self.overlap}" if self.tile
+        how = (f"{self.tiles} tiles of up to {self.tile[0]}x{self.tile[1]}, overlap {self.overlap}" if self.tile
                else "no model")
         text = f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s -> {self.out_dir}"
         if self.failures:

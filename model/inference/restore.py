@@ -143,12 +143,10 @@ class Restorer:
 
     def tiles(self, shape: tuple[int, int]) -> int:
         """Model tiles an image of `shape` costs (0 for bridge)."""
-        from .tiling import count_tiles
-
         if self.predictor is None:
             return 0
         height, width = (max(1, round(side * self.options.scale)) for side in shape)
-        return count_tiles((height, width), self.predictor.tile, self.overlap)
+        return self.predictor.count_tiles((height, width), self.overlap)
 
     def restore(self, image: np.ndarray, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(uint8 mask, 0 boundary / 255 background, at the input's size; background probability or None)."""
