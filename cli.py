@@ -285,6 +285,8 @@ def upgrade(store: Path, out: Path) -> None:
 @click.option("--crop", type=click.IntRange(min=1), default=None,
               help="Train on random CROP x CROP crops (validation and test stay on whole images).")
 @click.option("--corrupt", is_flag=True, help="Add random dark specks and boundary holes to training inputs.")
+@click.option("--corrupt-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --corrupt: multiply the largest speck (3 px) and hole (9 px) sides by this.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate.")
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,

@@ -144,3 +144,37 @@ def test_corruption_changes_inputs_only_and_is_deterministic(extended):
         assert set(np.unique(x[k])) <= {0.0, 1.0}
         changed += int(not np.array_equal(x[k, ..., 0], micro.astype(np.float32) / 255))
     assert changed > 0
+
+
+def test_corrupt_scale_enlarges_holes_and_specks_and_scale_one_changes_nothing():
+    import cv2
+
+    from model.data.reader import corrupt_input
+
+    def sides(image, value):
+        """Bounding-box sides of the `value` patch when the image has exactly one (else none)."""
+        count, _, stats, _ = cv2.connectedComponentsWithStats((image == value).astype(np.uint8), connectivity=8)
+        return [max(stats[1, cv2.CC_STAT_WIDTH], stats[1, cv2.CC_STAT_HEIGHT])] if count == 2 else []
+
+    boundary, background = np.zeros((64, 64), np.uint8), np.full((64, 64), 255, np.uint8)
+    for micro in (boundary, background):
+        for seed in range(50):
+            assert np.array_equal(corrupt_input(micro, np.random.default_rng(seed)),
+                                  corrupt_input(micro, np.random.default_rng(seed), 1.0))  # the very same draws
+    found = {}
+    for scale in (1.0, 2.0):
+        # An all-boundary image gets holes only, an all-background one specks only: lone ones measured.
+        holes = [side for seed in range(400) for side in sides(corrupt_input(boundary, np.random.default_rng(seed),
+                                                                             scale), 255)]
+        specks = [side for seed in range(400) for side in sides(corrupt_input(background, np.random.default_rng(seed),
+                                                                              scale), 0)]
+        found[scale] = max(holes), max(specks)
+    assert found[1.0] == (9, 3) and found[2.0] == (18, 6)
+
+
+def test_corrupt_scale_needs_corrupt(run_cli, tmp_path, extended):
+    from conftest import one_error_line
+
+    line = one_error_line(run_cli("train", "--data", extended, "--out", tmp_path / "run", "--corrupt-scale", "2"))
+    assert line == "Error: --corrupt-scale needs --corrupt"
+    assert not (tmp_path / "run").exists()

@@ -117,9 +117,10 @@ class LibraryReader:
         return micro, label
 
     def read_transformed(self, index: int, transform: int, corner: tuple[int, int] | None = None,
-                         crop: int | None = None, noise: int | None = None) -> np.ndarray:
+                         crop: int | None = None, noise: int | None = None, corrupt_scale: float = 1.0) -> np.ndarray:
         """(S, S, 2) uint8: micro and label of sample `index` stacked, cropped to `crop` x `crop` at
-        `corner` when given, under one dihedral transform, the input corrupted with seed `noise`.
+        `corner` when given, under one dihedral transform, the input corrupted with seed `noise`
+        (specks and holes up to `corrupt_scale` times their usual size).
 
         Input and target are cropped and transformed as one array, so they stay aligned by
         construction; corruption touches the input (channel 0) only.
@@ -130,21 +131,22 @@ class LibraryReader:
             pair = pair[y:y + crop, x:x + crop]
         pair = np.ascontiguousarray(dihedral(pair, transform))
         if noise is not None:
-            pair[..., 0] = corrupt_input(pair[..., 0], np.random.default_rng(int(noise)))
+            pair[..., 0] = corrupt_input(pair[..., 0], np.random.default_rng(int(noise)), corrupt_scale)
         return pair
 
     def dataset(self, split: str, batch: int, *, epoch: int = 0, seed: int = 0, shuffle: bool = False,
-                augment: bool = False, crop: int | None = None, corrupt: bool = False) -> tf.data.Dataset:
+                augment: bool = False, crop: int | None = None, corrupt: bool = False,
+                corrupt_scale: float = 1.0) -> tf.data.Dataset:
         """One epoch of `split` as batches of (input (B,C,C,1) float32, target (B,C,C,1) float32),
         C the crop side (the image side without crops)."""
         plan = self.epoch_plan(split, epoch, seed, shuffle, augment, crop, corrupt)
-        return self.batches(plan.indices, batch, plan.transforms, plan.corners, crop, plan.noise)
+        return self.batches(plan.indices, batch, plan.transforms, plan.corners, crop, plan.noise, corrupt_scale)
 
     def batches(self, indices: np.ndarray, batch: int, transforms: np.ndarray | None = None,
                 corners: np.ndarray | None = None, crop: int | None = None,
-                noise: np.ndarray | None = None) -> tf.data.Dataset:
+                noise: np.ndarray | None = None, corrupt_scale: float = 1.0) -> tf.data.Dataset:
         """The given samples, in this order, each under its dihedral transform (none by default),
-        cropped at its corner and corrupted with its seed when those are given."""
+        cropped at its corner and corrupted with its seed (and `corrupt_scale`) when those are given."""
         import tensorflow as tf  # here, so that reading indices and pairs needs no TensorFlow
 
         if batch <= 0:
@@ -159,7 +161,7 @@ class LibraryReader:
 
         def read(index: np.int64, transform: np.int64, corner: np.ndarray, seed: np.int64) -> np.ndarray:
             return self.read_transformed(index, transform, None if crop is None else corner, crop,
-                                         None if seed < 0 else seed)
+                                         None if seed < 0 else seed, corrupt_scale)
 
         def load(index: tf.Tensor, transform: tf.Tensor, corner: tf.Tensor,
                  seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -183,24 +185,28 @@ HOLES_PER_MEGAPIXEL = (0, 120)
 HOLE_SIDE = (2, 9)
 
 
-def corrupt_input(micro: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def corrupt_input(micro: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """A copy of `micro` (0 boundary, 255 background) with random dark specks and boundary holes.
 
     A speck is a small dark square placed on background; a hole whitens a small square
     centred on a boundary pixel. The target is never changed, so the network learns to
-    ignore specks and to close holes. Deterministic for a given generator state.
+    ignore specks and to close holes. `scale` multiplies the largest speck and hole sides
+    (rounded; 1: SPECK_SIDE and HOLE_SIDE as they are, with the very same draws). Deterministic
+    for a given generator state and scale.
     """
+    speck_max = max(SPECK_SIDE[0], round(SPECK_SIDE[1] * scale))
+    hole_max = max(HOLE_SIDE[0], round(HOLE_SIDE[1] * scale))
     out = micro.copy()
     height, width = micro.shape
     scale = height * width / 1e6
     for _ in range(rng.poisson(rng.uniform(*SPECKS_PER_MEGAPIXEL) * scale)):
-        side = int(rng.integers(SPECK_SIDE[0], SPECK_SIDE[1] + 1))
+        side = int(rng.integers(SPECK_SIDE[0], speck_max + 1))
         y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
         out[y:y + side, x:x + side] = 0
     boundary = np.flatnonzero(micro.ravel() == 0)
     holes = rng.poisson(rng.uniform(*HOLES_PER_MEGAPIXEL) * scale) if len(boundary) else 0
     for centre in rng.choice(boundary, size=holes) if holes else ():
-        side = int(rng.integers(HOLE_SIDE[0], HOLE_SIDE[1] + 1))
+        side = int(rng.integers(HOLE_SIDE[0], hole_max + 1))
         y, x = divmod(int(centre), width)
         y0, x0 = max(0, y - side // 2), max(0, x - side // 2)
         out[y0:y0 + side, x0:x0 + side] = 255

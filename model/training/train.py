@@ -78,6 +78,7 @@ class TrainOptions:
     cldice_weight: float = DEFAULT_CLDICE_WEIGHT
     crop: int | None = None
     corrupt: bool = False
+    corrupt_scale: float = 1.0  # largest speck and hole sides of --corrupt, times this
     lr: float = 1e-3
     patience: int = 10
     augment: bool = True
@@ -102,6 +103,10 @@ class TrainOptions:
             raise TrainError(f"--cldice-weight must be >= 0, got {self.cldice_weight}")
         if self.crop is not None and self.crop <= 0:
             raise TrainError(f"--crop must be > 0, got {self.crop}")
+        if not self.corrupt_scale > 0:
+            raise TrainError(f"--corrupt-scale must be > 0, got {self.corrupt_scale}")
+        if self.corrupt_scale != 1.0 and not self.corrupt:
+            raise TrainError("--corrupt-scale needs --corrupt")
         if self.init is not None and not Path(self.init).is_file():
             raise TrainError(f"--init {self.init}: no such model file")
 
@@ -288,7 +293,7 @@ class _Run:
                 started = time.perf_counter()
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
                                             shuffle=True, augment=options.augment, crop=options.crop,
-                                            corrupt=options.corrupt)
+                                            corrupt=options.corrupt, corrupt_scale=options.corrupt_scale)
                 # One epoch per call (each with its own order), counted against the whole run; then
                 # batch-norm statistics re-estimated at the epoch's final weights, then validation.
                 try:
