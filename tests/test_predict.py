@@ -414,3 +414,17 @@ def test_a_free_model_sees_a_small_image_whole_not_mirrored_out_to_the_tile(tmp_
             whole = dihedral_mean(lambda b: np.asarray(model(b)), image[None, :, :, None])[0, :, :, 0]
         np.testing.assert_allclose(predictor.predict(image, overlap=64), whole, rtol=0, atol=1e-5)
     assert set(shapes) == {(1, 48, 80, 1), (1, 80, 48, 1)}
+
+
+def test_a_free_model_with_another_size_rule_keeps_full_tiles() -> None:
+    """A free model downsampling by strides (no pooling layer) cannot take every side: it keeps full tiles."""
+    import keras
+
+    from model.inference.predictor import Predictor
+
+    inputs = keras.Input((None, None, 1))
+    down = keras.layers.Conv2D(1, 3, strides=4, padding="same")(inputs)
+    model = keras.Model(inputs, keras.layers.UpSampling2D(4)(down))
+    predictor = Predictor(model, tile=64)
+    assert predictor.multiple == 0 and predictor.tile_for((10, 30)) == (64, 64)
+    assert predictor.predict(np.ones((10, 30), np.float32), overlap=16).shape == (10, 30)

@@ -59,7 +59,7 @@ class Predictor:
         """Check the model's input/output signature and settle the tile size; PredictError if unusable.
 
         With `tta`, every batch is predicted as the mean over its 8 dihedral transforms
-        (model.inference.postprocess.dihedral_mean), which needs square tiles.
+        (model.inference.postprocess.dihedral_mean), which needs square tiles for a fixed-size model.
 
         A model with a fixed input size (H, W) is run on H x W tiles, and `tile` may only repeat it.
         A model accepting any size runs on tiles of at most `tile` x `tile` (default DEFAULT_TILE;
@@ -92,7 +92,7 @@ class Predictor:
             raise PredictError(f"--tta needs square tiles; the model takes {rows}x{cols} inputs")
         self.tta = tta
         pools = sum(type(layer).__name__ in ("MaxPooling2D", "AveragePooling2D") for layer in model.layers)
-        self.multiple = 2**pools  # a free model's tile sides are multiples of this
+        self.multiple = 2**pools  # a free model's tile sides are multiples of this (0: full tiles only)
         self._forward = self._compile()
         self._probe()
 
@@ -105,7 +105,7 @@ class Predictor:
         along the image's edge (on 192 px crops of validation images, 256 px tiles tripled the
         grain-count error of the whole-image prediction; docs/predict.md).
         """
-        if self.fixed:
+        if self.fixed or not self.multiple:
             return self.tile
         rows, cols = (min(t, -(-side // self.multiple) * self.multiple) for t, side in zip(self.tile, shape))
         return rows, cols  # with TTA, the quarter turns of a non-square tile go through the same free graph
@@ -136,6 +136,15 @@ class Predictor:
         if answer.shape not in ((1, rows, cols, 1), (1, rows, cols)):
             raise PredictError(f"the model answers {rows}x{cols} tiles with shape {answer.shape}, "
                                f"expected {(1, rows, cols, 1)}")
+        if not self.fixed and not self._accepts(self.multiple, 3 * self.multiple):
+            self.multiple = 0  # its size rule is not 2^poolings: every tile stays full size (tile_for)
+
+    def _accepts(self, rows: int, cols: int) -> bool:
+        """Whether the model answers a zero rows x cols tile with the same size."""
+        try:
+            return self._plain(np.zeros((1, rows, cols, 1), dtype=np.float32)).shape[1:3] == (rows, cols)
+        except Exception:
+            return False
 
     def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
         """(n, H, W, 1) float32 tiles in [0, 1] -> (n, H, W, 1) background probabilities."""
