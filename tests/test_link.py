@@ -38,6 +38,20 @@ def test_the_link_line_closes_the_gap_one_pixel_wide_and_adds_nothing_elsewhere(
     assert boundary(probability_to_mask(probability, 0.9)).sum() == boundary(plain).sum() + 30
 
 
+def test_a_patch_of_doubt_touching_no_boundary_adds_no_line():
+    """An isolated faint patch (a textured one, whose centre line would be a mesh of small loops)
+    in the middle of a grain is not a gap: its line is left out; the gap's line stays."""
+    probability = np.pad(gapped_line(), ((0, 0), (0, 40)), constant_values=0.99)  # 40 x 80: room for a patch
+    patch = np.full((26, 26), 0.8, np.float32)
+    patch[2::6, 2::6] = 0.95  # a grid of sure pixels: holes in the reading at 0.9
+    probability[7:33, 48:74] = patch
+    assert find_grains(link_line(probability, 0.9)[:, 40:], min_area=1).count > 5  # its line alone makes loops
+    linked = probability_to_mask(probability, 0.5, link_threshold=0.9)
+    assert not boundary(linked)[:, 40:].any()  # nothing drawn around the patch
+    assert find_grains(boundary(linked)).count == 2  # the gap is still closed
+    assert np.array_equal(linked[:, :40], probability_to_mask(gapped_line(), 0.5, link_threshold=0.9))
+
+
 def test_a_link_threshold_at_or_below_the_threshold_changes_nothing():
     probability = gapped_line()
     plain = probability_to_mask(probability, 0.8)
