@@ -198,13 +198,13 @@ def corrupt_input(micro: np.ndarray, rng: np.random.Generator, scale: float = 1.
     hole_max = max(HOLE_SIDE[0], round(HOLE_SIDE[1] * scale))
     out = micro.copy()
     height, width = micro.shape
-    scale = height * width / 1e6
-    for _ in range(rng.poisson(rng.uniform(*SPECKS_PER_MEGAPIXEL) * scale)):
+    megapixels = height * width / 1e6
+    for _ in range(rng.poisson(rng.uniform(*SPECKS_PER_MEGAPIXEL) * megapixels)):
         side = int(rng.integers(SPECK_SIDE[0], speck_max + 1))
         y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
         out[y:y + side, x:x + side] = 0
     boundary = np.flatnonzero(micro.ravel() == 0)
-    holes = rng.poisson(rng.uniform(*HOLES_PER_MEGAPIXEL) * scale) if len(boundary) else 0
+    holes = rng.poisson(rng.uniform(*HOLES_PER_MEGAPIXEL) * megapixels) if len(boundary) else 0
     for centre in rng.choice(boundary, size=holes) if holes else ():
         side = int(rng.integers(HOLE_SIDE[0], hole_max + 1))
         y, x = divmod(int(centre), width)

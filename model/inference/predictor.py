@@ -155,17 +155,20 @@ class Predictor:
     def _plain(self, tiles: np.ndarray) -> np.ndarray:
         return np.asarray(self._forward(tiles), dtype=np.float32)
 
+    def _tiling(self, shape: tuple[int, int], overlap: int) -> tuple[tuple[int, int], int]:
+        """(tile, overlap) for an image of `shape`: `tile_for`, and the overlap kept below a shrunk tile."""
+        tile = self.tile_for(shape)
+        return tile, min(overlap, min(tile) - 1)
+
     def predict(self, image: np.ndarray, overlap: int, batch: int = DEFAULT_BATCH,
                 progress: Progress | None = None) -> np.ndarray:
         """Background probability (H, W) float32 of a model-ready image (float32 in [0, 1], boundary 0)."""
-        tile = self.tile_for(image.shape)
-        return predict_tiled(image, self.predict_batch, tile, min(overlap, min(tile) - 1), batch=batch,
-                             progress=progress)
+        tile, overlap = self._tiling(image.shape, overlap)
+        return predict_tiled(image, self.predict_batch, tile, overlap, batch=batch, progress=progress)
 
     def count_tiles(self, shape: tuple[int, int], overlap: int) -> int:
         """How many tiles `predict` runs for an image of `shape` (H, W)."""
-        tile = self.tile_for(shape)
-        return count_tiles(shape, tile, min(overlap, min(tile) - 1))
+        return count_tiles(shape, *self._tiling(shape, overlap))
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
