@@ -67,8 +67,9 @@ import numpy as np  # noqa: E402
 from model.scoring.baselines import BASELINES  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
+from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402
 from pipeline.polysim import simulate  # noqa: E402
-from pipeline.sample import BACKGROUND, BOUNDARY, TEST, boundaries, erased_fraction, fragment, thicken  # noqa: E402
+from pipeline.sample import BACKGROUND, TEST, boundaries, erased_fraction, fragment, thicken  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
 
 # Set name -> random stream; the numbers are part of the benchmark's definition.
@@ -177,81 +178,21 @@ def make_coarse(source: Source, config: GenerationConfig, rng: np.random.Generat
     return library_fragments(cv2.medianBlur(grains, 5), config, rng)
 
 
-def boundary_direction(boundary: np.ndarray, y: int, x: int, radius: int = 7) -> float:
-    """Angle (radians, image x to the right, y down) of the boundary through (y, x): principal axis nearby."""
-    window = boundary[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
-    ys, xs = np.nonzero(window)
-    if len(ys) < 3:
-        return 0.0
-    ys, xs = ys - ys.mean(), xs - xs.mean()
-    return 0.5 * math.atan2(2 * float((xs * ys).sum()), float((xs * xs).sum() - (ys * ys).sum()))
-
-
-def fill_rectangle(image: np.ndarray, centre: tuple[float, float], length: float, width: float, angle: float,
-                   value: int) -> None:
-    """Fill a hard-edged rectangle (length along `angle`, width across), no anti-aliasing."""
-    corners = cv2.boxPoints(((centre[1], centre[0]), (length, width), math.degrees(angle)))
-    cv2.fillPoly(image, [np.rint(corners).astype(np.int32)], value, lineType=cv2.LINE_8)
-
-
 def make_sharp_cuts(source: Source, config: GenerationConfig, rng: np.random.Generator) -> Pair:
     """The test label with hard-edged cuts: boundary-following slits and stretches, rotated rectangles."""
-    micro = source.label.copy()
-    boundary = source.label == BOUNDARY
-    ys, xs = np.nonzero(boundary)
-    for _ in range(int(rng.integers(*CUT_COUNT, endpoint=True)) if len(ys) else 0):
-        k = int(rng.integers(len(ys)))
-        y, x = int(ys[k]), int(xs[k])
-        if rng.random() < 0.5:
-            length = float(rng.integers(*CUT_LENGTH, endpoint=True))
-            fill_rectangle(micro, (y, x), length, 2 * source.dilation + 6, boundary_direction(boundary, y, x),
-                           BACKGROUND)
-        else:
-            sides = rng.integers(config.patch_side_range[0], config.patch_side_range[1], size=2, endpoint=True)
-            fill_rectangle(micro, (y, x), float(sides[0]), float(sides[1]), float(rng.uniform(0, math.pi)),
-                           BACKGROUND)
+    micro = sharp_cuts(source.label, rng, CUT_COUNT, CUT_LENGTH, 2 * source.dilation + 6, config.patch_side_range)
     return Pair(micro, source.label, source.grains)
 
 
 def make_faded(source: Source, config: GenerationConfig, rng: np.random.Generator) -> Pair:
     """Boundaries whose contrast fades (ramp and smooth dips) under noise, Otsu-binarised."""
-    thin = boundaries(source.grains)
-    size = thin.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    angle = rng.uniform(0, 2 * math.pi)
-    along = (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) * math.sqrt(2) + 0.5  # 0..1 roughly
-    contrast = 1 - (1 - rng.uniform(0.6, 1.0)) * np.clip(along, 0, 1)
-    ys, xs = np.nonzero(thin == BOUNDARY)
-    for _ in range(int(rng.integers(*FADE_DIPS, endpoint=True)) if len(ys) else 0):
-        k = int(rng.integers(len(ys)))
-        sigma, depth = rng.uniform(*FADE_SIGMA), rng.uniform(0.7, 1.0)
-        r = int(3 * sigma)
-        y0, y1, x0, x1 = max(0, ys[k] - r), min(size, ys[k] + r + 1), max(0, xs[k] - r), min(size, xs[k] + r + 1)
-        dy, dx = np.arange(y0, y1)[:, None] - ys[k], np.arange(x0, x1)[None, :] - xs[k]
-        contrast[y0:y1, x0:x1] *= 1 - depth * np.exp(-(dy * dy + dx * dx) / (2 * sigma * sigma))
-    darkness = (BACKGROUND - thin.astype(np.float32)) * contrast
-    image = BACKGROUND - darkness + rng.normal(0, rng.uniform(*FADE_NOISE), thin.shape)
-    micro = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
+    micro = faded(boundaries(source.grains), rng, FADE_DIPS, FADE_SIGMA, FADE_NOISE)
     return Pair(thicken(micro, source.dilation), source.label, source.grains)
 
 
 def make_noisy(source: Source, config: GenerationConfig, rng: np.random.Generator) -> Pair:
     """The test input with binarisation noise: dark specks and blobs, porous boundaries and round holes."""
-    micro = source.micro.copy()
-    background, boundary = micro == BACKGROUND, micro == BOUNDARY
-    micro[background & (rng.random(micro.shape) < rng.uniform(*NOISE_PEPPER))] = BOUNDARY
-    micro[boundary & (rng.random(micro.shape) < rng.uniform(*NOISE_POROSITY))] = BACKGROUND
-    size = micro.shape[0]
-    ys, xs = np.nonzero(boundary)
-    for _ in range(int(rng.integers(*NOISE_BLOBS, endpoint=True))):
-        centre = (int(rng.integers(size)), int(rng.integers(size)))
-        cv2.circle(micro, centre, int(rng.integers(1, 3, endpoint=True)), BOUNDARY, -1, cv2.LINE_8)
-    for _ in range(int(rng.integers(*NOISE_BLOBS, endpoint=True)) // 2 if len(ys) else 0):
-        k = int(rng.integers(len(ys)))
-        cv2.circle(micro, (int(xs[k]), int(ys[k])), int(rng.integers(1, 3, endpoint=True)), BACKGROUND, -1,
-                   cv2.LINE_8)
-    return Pair(micro, source.label, source.grains)
+    return Pair(speckle(source.micro, rng, NOISE_PEPPER, NOISE_POROSITY, NOISE_BLOBS), source.label, source.grains)
 
 
 MAKERS: dict[str, Callable[[Source, GenerationConfig, np.random.Generator], Pair]] = {

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 TASKS = ("reconstruction",)
+# Named ways of making a sample: the study's method, and the broad `general` one (pipeline/general.py).
+PRESETS = ("study", "general")
+# polySim rates of the general preset when none are given (its other draws: pipeline/general.py).
+GENERAL_RATES = {"nucleation_rate": (5, 60), "growth_rate": (1, 8)}
 MIN_SIZE = 64
 
 
@@ -31,6 +35,9 @@ class GenerationConfig:
     patch_side: tuple[int, int] | None = None
     blur_sigma: float = 20.0
     dilations: tuple[int, ...] = (1, 3)
+    # "study" (the default) makes the study's samples; "general" also draws zoom, stretch, merges,
+    # twins, widths 1-6 px, pockets and four gap styles per sample (`dilations` unused).
+    preset: str = "study"
 
     def __post_init__(self) -> None:
         # JSON round trips give lists; keep the frozen object hashable and comparable.
@@ -42,6 +49,8 @@ class GenerationConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for settings polySim or the fragmentation cannot handle."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
         if self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}: only {', '.join(TASKS)} is available")
         if self.size < MIN_SIZE:
@@ -79,6 +88,8 @@ class GenerationConfig:
         fields = dataclasses.asdict(self)
         fields["patch_count"] = list(self.patch_count_range)
         fields["patch_side"] = list(self.patch_side_range)
+        if self.preset == "study":  # stores made before presets existed read as the study's
+            del fields["preset"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
     @classmethod
@@ -93,7 +104,7 @@ class GenerationConfig:
     def differences(self, other: GenerationConfig) -> list[str]:
         """Names of the fields whose resolved values differ between two configs."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [name for name in mine if mine[name] != theirs[name]]
+        return [name for name in {**mine, **theirs} if mine.get(name, "study") != theirs.get(name, "study")]
 
 
 def _check_range(name: str, bounds: tuple[int, int], low: int) -> None:

@@ -1,0 +1,103 @@
+"""The `general` generation preset: deterministic draws over their documented ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError, GenerationConfig
+from pipeline.general import GAP_STYLES, GENERAL, add_twins, draw_label, line_of, merge_grains, plan, relabel
+from pipeline.sample import BOUNDARY, draw, make_sample
+
+GENERAL_64 = GenerationConfig(size=64, preset="general", nucleation_rate=(5, 60), growth_rate=(1, 8))
+
+
+def plans(config: GenerationConfig, count: int, seed: int = 0):
+    return [plan(config, seed, i, draw(config, seed, i)[1]) for i in range(count)]
+
+
+def test_a_general_sample_is_a_pure_function_of_config_seed_and_index():
+    for i in (0, 1, 5):
+        first, second = make_sample(GENERAL_64, 4, i), make_sample(GENERAL_64, 4, i)
+        for name in ("micro", "label", "grains"):
+            assert np.array_equal(getattr(first, name), getattr(second, name)), name
+        assert first.meta == second.meta
+    assert not np.array_equal(make_sample(GENERAL_64, 4, 0).label, make_sample(GENERAL_64, 5, 0).label)
+
+
+def test_the_plans_reach_every_documented_range():
+    config = dataclasses.replace(GENERAL_64, size=512)
+    drawn = plans(config, 400)
+    general = [p for p in drawn if not p.study]
+    assert 0.18 < 1 - len(general) / len(drawn) < 0.32  # a quarter are study samples
+    zooms = [p.shape.zoom for p in general if p.shape.stretch == 1.0]
+    assert min(zooms) < 0.6 and max(zooms) > 2.2 and all(0.5 <= z <= 2.5 for z in zooms)
+    stretches = [p.shape.stretch for p in general if p.shape.stretch != 1.0]
+    assert 0.4 < len(stretches) / len(general) < 0.6 and min(stretches) < 1.7 and max(stretches) > 3.7
+    assert {p.width for p in general} == set(range(1, 7))
+    assert {p.style for p in general} == set(GAP_STYLES)
+    assert min(p.pockets for p in general) <= 2 and max(p.pockets for p in general) >= 38
+    assert 0.3 < np.mean([p.twinned_grains > 0 for p in general]) < 0.5
+    assert 0.4 < np.mean([p.noise for p in general]) < 0.6
+    for p in general:  # the simulated map never exceeds twice the image side
+        assert p.shape.source_side(512) <= 2 * 512 + 1
+
+
+def test_mean_grain_areas_span_more_than_ten_times_across_samples():
+    config = dataclasses.replace(GENERAL_64, size=256)
+    areas = [256 * 256 / make_sample(config, 0, i).meta.num_grains for i in range(40)]
+    assert max(areas) / min(areas) > 10
+
+
+def test_general_samples_have_the_drawn_width_and_the_study_share_is_the_study_library():
+    study = GenerationConfig(size=64)
+    for i, choice in enumerate(plans(GENERAL_64, 12)):
+        sample = make_sample(GENERAL_64, 0, i)
+        if choice.study:
+            expected = make_sample(study, 0, i)
+            assert np.array_equal(sample.micro, expected.micro) and sample.meta == expected.meta
+        else:
+            assert sample.meta.dilation == choice.width
+            assert sample.grains.max() == sample.meta.num_grains
+
+
+def test_the_label_is_a_line_of_the_drawn_width_between_every_two_grains():
+    grains = np.ones((20, 20), np.uint16)
+    grains[:, 10:] = 2
+    for width in range(1, 7):
+        label = draw_label(grains, width, 0, (1, 4), np.random.default_rng(0))
+        assert (label[5] == BOUNDARY).sum() == width  # a vertical line `width` px wide
+
+
+def test_merges_join_neighbours_and_twins_add_straight_bands():
+    grains = np.repeat(np.repeat(np.arange(1, 17, dtype=np.uint16).reshape(4, 4), 16, 0), 16, 1)  # 16 squares
+    merged, count = relabel(merge_grains(grains, 0.5, np.random.default_rng(1)))
+    assert 8 <= count < 16  # each merge joins two 4-adjacent squares (chains may join more)
+    twinned, count = relabel(add_twins(grains, 1.0, (4, 4), np.random.default_rng(2)))
+    assert count > 16 and line_of(twinned).sum() > line_of(grains).sum()
+
+
+def test_an_unknown_preset_is_refused_and_the_default_config_has_no_preset_key():
+    with pytest.raises(ConfigError, match="unknown preset 'fancy'"):
+        GenerationConfig(preset="fancy")
+    assert "preset" not in GenerationConfig().to_dict()
+    assert GenerationConfig.from_dict(GENERAL_64.to_dict()).to_dict() == GENERAL_64.to_dict()
+    assert GenerationConfig(size=64).differences(GENERAL_64) == ["nucleation_rate", "growth_rate", "preset"]
+
+
+def test_generate_preset_general_writes_the_preset_into_the_store_and_info_prints_it(run_cli, tmp_path):
+    out = tmp_path / "g.zarr"
+    result = run_cli("generate", "--preset", "general", "--count", "6", "--size", "64", "--out", out,
+                     "--workers", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    info = run_cli("info", out)
+    assert "preset general" in info.output and '"preset": "general"' in info.output
+    from pipeline.store import LibraryStore
+
+    store = LibraryStore.open(out)
+    assert store.config.to_dict() == GENERAL_64.to_dict()
+    assert np.array_equal(store.read("label", 3), make_sample(GENERAL_64, 0, 3).label)
+    assert math.isclose(GENERAL.study_share, 0.25)
