@@ -46,23 +46,58 @@ def link_line(probability: np.ndarray, link_threshold: float) -> np.ndarray:
 
 
 def linked_mask(probability: np.ndarray, threshold: float, line: np.ndarray | None = None) -> np.ndarray:
-    """Threshold P(background) (>= threshold is background); the pieces of `line` (a `link_line`),
-    if given, that touch that boundary join it.
+    """Threshold P(background) (>= threshold is background); then add the parts of `line` (a
+    `link_line`) that close a gap between boundary pieces, and nothing else.
 
-    A piece of the line touching no boundary closes no gap: it is the centre line of a faint,
-    isolated patch of doubt, e.g. in the middle of a large grain, and as a skeleton of a textured
-    patch it can be a mesh of tiny loops, each counted as a grain. Such pieces are left out.
+    A part of the line off the thresholded boundary (a segment) is a bridge only when it meets
+    the boundary at two or more separate places and encloses nothing itself: a segment meeting
+    it once is a dead end, one meeting it nowhere the centre line of an isolated patch of doubt,
+    and a segment with a hole of its own (the skeleton of a textured patch is a mesh of tiny
+    loops) would draw new grains inside a grain. The kept segments lose their dead-end branches
+    (`prune_spurs`), so no line ends inside a grain.
     """
     mask = to_mask(probability, threshold)
     if line is None or not line.any():
         return mask
-    count, pieces = cv2.connectedComponents(line.view(np.uint8), connectivity=8)
-    near = cv2.dilate((mask == 0).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    touching = np.zeros(count, bool)
-    touching[pieces[near & line]] = True
-    touching[0] = False  # label 0: not on the line
-    mask[touching[pieces]] = 0
+    boundary = mask == 0
+    near = cv2.dilate(boundary.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    added = line & ~boundary
+    count, segments = cv2.connectedComponents(added.view(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    # Separate places where each segment meets the boundary: 8-connected clusters of its contact pixels.
+    contacts, clusters = cv2.connectedComponents((added & near).view(np.uint8), connectivity=8)
+    pairs = np.unique(np.stack([segments[clusters > 0], clusters[clusters > 0]]), axis=1)
+    meetings = np.bincount(pairs[0], minlength=count)
+    keep = meetings >= 2
+    keep[holed_segments(added, segments)] = False
+    keep[0] = False
+    mask[prune_spurs(keep[segments], boundary)] = 0
     return mask
+
+
+def holed_segments(added: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Labels (in `segments`) of the pieces of `added` that enclose a hole of their own."""
+    contours, hierarchy = cv2.findContours(added.view(np.uint8).copy(), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return np.zeros(0, np.int64)
+    holes = [c for c, h in zip(contours, hierarchy[0]) if h[3] != -1]
+    return np.unique([segments[c[0, 0, 1], c[0, 0, 0]] for c in holes]).astype(np.int64)
+
+
+def prune_spurs(added: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+    """`added` (boolean line pixels off `boundary`) without its dead ends: pixels with at most one
+    neighbour on the line or the boundary are removed, repeatedly, until none is left."""
+    kernel = np.ones((3, 3), np.float32)
+    kernel[1, 1] = 0
+    added = added.copy()
+    while True:
+        neighbours = cv2.filter2D((added | boundary).view(np.uint8), cv2.CV_8U, kernel,
+                                  borderType=cv2.BORDER_CONSTANT)
+        ends = added & (neighbours <= 1)
+        if not ends.any():
+            return added
+        added &= ~ends
 
 
 def probability_to_mask(probability: np.ndarray, threshold: float, min_speck: int = 0,
