@@ -13,7 +13,7 @@ from conftest import REPO
 @pytest.mark.parametrize("modules", [
     ["pipeline.config", "pipeline.generate", "pipeline.executors", "pipeline.store", "pipeline.interchange",
      "pipeline.verify", "cli"],
-    ["model.scoring.metrics", "model.scoring.baselines", "model.inference.tiling", "model.inference.images",
+    ["model.scoring.metrics", "model.methods", "model.methods.classical", "model.inference.tiling", "model.inference.images",
      "model.inference.predict", "model.inference.predictor", "model.inference.restore", "model.inference.prepare",
      "model.measure.run", "model.data",
      "model.scoring.evaluate"],

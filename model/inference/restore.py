@@ -15,16 +15,15 @@ from typing import Callable
 
 import numpy as np
 
+from model.methods import PREDICT_METHODS, bridge, remove_specks, to_mask, uses_model
 from model.pretrained import NoModelError, resolve_model
-from model.scoring.baselines import bridge
-from model.scoring.predictions import to_mask
-from .postprocess import probability_to_mask, remove_specks
+from .postprocess import probability_to_mask
 from .predictor import PredictError, default_overlap, load_predictor
 from .prepare import PrepareError, check_prepare, prepare, restore_size
 from .settings import SettingsError, load_settings, settings_path
 from .tiling import Progress, TilingError, check_tiling
 
-METHODS = ("model", "bridge", "model+bridge", "none")  # none: preparation and speck filter only
+METHODS = PREDICT_METHODS  # none: preparation and speck filter only (identity)
 # Speck filter used when neither --min-speck nor the model's settings file gives one: chosen on
 # the validation split of a rendered gray library (benchmarks/measure.py --sweep-min-speck,
 # docs/measure.md), bridge after Otsu, the value with the lowest grain-count error.
@@ -52,7 +51,7 @@ class RestoreOptions:
     @property
     def uses_model(self) -> bool:
         """Whether the method runs the network."""
-        return self.method in ("model", "model+bridge")
+        return uses_model(self.method)
 
 
 def check_options(options: RestoreOptions) -> None:
