@@ -23,3 +23,11 @@ def test_these_modules_do_not_import_tensorflow(modules):
             + "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_methods_import_neither_inference_nor_scoring() -> None:
+    """model/methods is the bottom layer: scoring and inference import it, never the other way round."""
+    code = ("import sys\nimport model.methods\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('model.inference', 'model.scoring', 'tensorflow'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
