@@ -344,7 +344,7 @@ RESTORE_OPTIONS = [
                  "adaptive: local; auto: adaptive for gray, 16-bit and colour micrographs, none for binary maps)."),
     click.option("--denoise", type=click.Choice(["auto", "none", "median", "nlmeans"]), default="auto",
                  show_default=True, help="Denoise a micrograph first (3x3 median or OpenCV non-local means; "
-                 "auto: median for gray, 16-bit and colour micrographs, none for binary maps)."),
+                 "auto: nlmeans for gray, 16-bit and colour micrographs, none for binary maps)."),
     click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Resample by F before restoring and back after (docs/predict.md: choosing F)."),
     click.option("--invert", is_flag=True, help="For images whose boundaries are bright."),

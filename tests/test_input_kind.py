@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 from model.inference.images import ImageError, decode, input_kind, read_image
 from model.inference.predict import PredictError, predict_files
-from model.inference.prepare import ADAPTIVE_OFFSET, ADAPTIVE_SIGMA
+from model.inference.prepare import ADAPTIVE_OFFSET, ADAPTIVE_SIGMA, NLMEANS_H
 
 
 def boundary_map(shape: tuple[int, int] = (120, 160)) -> np.ndarray:
@@ -67,9 +67,11 @@ def test_each_kind_is_detected(kinds) -> None:
 
 
 def expected_prepared(path: Path) -> np.ndarray:
-    """What auto preparation makes of a micrograph, worked out with OpenCV directly: 3x3 median, then
-    boundary where darker than the Gaussian local mean by more than the offset."""
-    image = cv2.medianBlur(read_image(path), 3)
+    """What auto preparation makes of a micrograph, worked out with OpenCV directly: non-local means
+    (h 12) on the image rounded to 8 bits, then boundary where darker than the Gaussian local mean by
+    more than the offset."""
+    eight = np.clip(np.rint(read_image(path) * 255), 0, 255).astype(np.uint8)
+    image = cv2.fastNlMeansDenoising(eight, None, h=NLMEANS_H).astype(np.float32) / np.float32(255)
     local = cv2.GaussianBlur(image, (0, 0), ADAPTIVE_SIGMA, borderType=cv2.BORDER_REFLECT_101)
     return np.where(image >= local - np.float32(ADAPTIVE_OFFSET), 255, 0).astype(np.uint8)
 
@@ -80,8 +82,8 @@ def test_micrographs_are_prepared_and_maps_kept_unless_the_flags_say(kinds, tmp_
                            progress=False)
     assert report.ok
     assert report.inputs_line.startswith("inputs: 1 binary boundary map -> as it is; 1 gray micrograph -> denoise "
-                                         "median, binarize adaptive; 1 16-bit micrograph -> denoise median, binarize "
-                                         "adaptive; 1 colour micrograph -> denoise median, binarize adaptive")
+                                         "nlmeans, binarize adaptive; 1 16-bit micrograph -> denoise nlmeans, binarize "
+                                         "adaptive; 1 colour micrograph -> denoise nlmeans, binarize adaptive")
     out = {n: cv2.imread(str(tmp_path / "out" / (kinds[n].stem + ".png")), cv2.IMREAD_UNCHANGED) for n in names}
     np.testing.assert_array_equal(out["binary"], boundary_map())
     for name in ("gray", "16-bit", "colour"):
@@ -115,7 +117,7 @@ def test_predict_bridge_prints_what_it_does_first_and_never_imports_tensorflow(k
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].startswith("method bridge: min-speck")
-    assert lines[1].startswith("inputs: 1 binary boundary map -> as it is; 1 gray micrograph -> denoise median")
+    assert lines[1].startswith("inputs: 1 binary boundary map -> as it is; 1 gray micrograph -> denoise nlmeans")
     assert lines[-1] == "tensorflow imported: False"
     assert "2/2" in run.stderr and "image" in run.stderr  # the bar counts images, not tiles
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gray.png", "map.png"]

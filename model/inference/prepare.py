@@ -18,9 +18,11 @@ from .images import otsu_binarize
 AUTO = "auto"
 BINARIZE = (AUTO, "none", "otsu", "adaptive")
 DENOISE = (AUTO, "none", "median", "nlmeans")
-# What `auto` does to a micrograph (not to a binary map): the pair that recovered the cells of
-# rendered gray micrographs (benchmarks/gray_micrographs.py --sweep; docs/benchmarks.md).
-AUTO_DENOISE = "median"
+# What `auto` does to a micrograph (not to a binary map): of the six (denoise, binarize) pairs
+# tried on rendered gray micrographs (benchmarks/gray_micrographs.py --sweep, its own seed, never
+# the benchmark's), non-local means + adaptive gave the lowest grain-count error for the bundled
+# model (0.4 %; median + adaptive 12 %) and for bridge (1.5 %; 53 %): docs/benchmarks.md.
+AUTO_DENOISE = "nlmeans"
 AUTO_BINARIZE = "adaptive"
 # Adaptive threshold: a pixel is boundary when darker than its Gaussian-weighted neighbourhood
 # mean by more than ADAPTIVE_OFFSET (of the full range; 0.04 and 0.08 compared on the validation
