@@ -174,3 +174,26 @@ def test_the_pixel_limit_is_overridable(tmp_path: Path, monkeypatch, run_cli) ->
     with pytest.raises(PredictError, match="RECONSTRUCTION_GB_MAX_PIXELS must be a positive whole number"):
         predict_files(None, [small], tmp_path / "out", method="bridge", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def grains_of(summary: Path) -> int:
+    import csv
+
+    with open(summary, newline="") as handle:
+        return int(next(csv.DictReader(handle))["grains"])
+
+
+def test_measure_restore_prepares_a_micrograph_as_predict_does(tmp_path: Path, run_cli) -> None:
+    # Shading from 45 % to 100 %: left of the middle the grains are darker than 0.5, so the image
+    # as it is (no preparation) reads them as boundary; the adaptive threshold follows the shading.
+    shade = np.linspace(0.45, 1.0, 160, dtype=np.float32)[None, :]
+    gray = write(tmp_path / "shaded.png", np.clip(micrograph() * shade, 0, 255).astype(np.uint8))
+    assert run_cli("predict", gray, "--out", tmp_path / "restored", "--method", "none").exit_code == 0
+    assert run_cli("measure", tmp_path / "restored", "--out", tmp_path / "two_steps").exit_code == 0
+    result = run_cli("measure", gray, "--out", tmp_path / "one_step", "--restore", "--method", "none")
+    assert result.exit_code == 0, result.output
+    assert run_cli("predict", gray, "--out", tmp_path / "as_is", "--method", "none", "--denoise", "none",
+                   "--binarize", "none").exit_code == 0
+    assert run_cli("measure", tmp_path / "as_is", "--out", tmp_path / "unprepared").exit_code == 0
+    one_step, two_steps = grains_of(tmp_path / "one_step" / "summary.csv"), grains_of(tmp_path / "two_steps" / "summary.csv")
+    assert one_step == two_steps != grains_of(tmp_path / "unprepared" / "summary.csv")
