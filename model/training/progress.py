@@ -3,7 +3,9 @@
 Keras' own bar (verbose 1) needs a terminal; with output to a file or pipe (`make demo`, batch
 jobs) `train` uses verbose 2, one line per epoch, which can leave a log silent for half an hour.
 `BatchLines` fills that gap: every `every` batches (default: about LINES_PER_EPOCH lines an epoch)
-one line `epoch E: batch B/N, loss L, R batches/s, ETA m:ss`.
+one line `epoch E: batch B/N, loss L, R batches/s, ETA m:ss`. The rate is timed from the end of
+the epoch's first batch: that one includes building the graph (a minute or more on a loaded
+CPU), which would make every later ETA far too long.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def batch_line(epoch: int, done: int, steps: int | None, seconds: float, loss: float | None) -> str:
+def batch_line(epoch: int, done: int, steps: int | None, rate: float, loss: float | None) -> str:
     """`epoch E: batch B/N, loss L, R batches/s, ETA m:ss` (1-based epoch; N and ETA left out when unknown)."""
-    rate = done / seconds if seconds > 0 else math.inf
     parts = [f"epoch {epoch}: batch {done}/{steps}" if steps else f"epoch {epoch}: batch {done}"]
     if loss is not None and math.isfinite(loss):
         parts.append(f"loss {loss:.4f}")
@@ -51,17 +52,20 @@ class BatchLines(keras.callbacks.Callback):
     def __init__(self, echo: Callable[[str], Any], every: int | None = None, clock_: Callable[[], float] = time.monotonic):
         super().__init__()
         self.echo, self.every, self.clock = echo, every, clock_
-        self.epoch, self.started = 0, 0.0
+        self.epoch, self.first_done = 0, 0.0  # when the epoch's first batch ended
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.epoch, self.started = epoch + 1, self.clock()
+        self.epoch = epoch + 1
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         steps = (self.params or {}).get("steps")
         every = self.every or every_for(steps)
         done = batch + 1
+        if done == 1:
+            self.first_done = self.clock()
         if done % every or (steps and done == steps):  # the epoch's end has Keras' own line
             return
         loss = (logs or {}).get("loss")
-        self.echo(batch_line(self.epoch, done, steps, self.clock() - self.started,
-                             None if loss is None else float(loss)))
+        seconds = self.clock() - self.first_done
+        rate = (done - 1) / seconds if seconds > 0 else math.inf
+        self.echo(batch_line(self.epoch, done, steps, rate, None if loss is None else float(loss)))
