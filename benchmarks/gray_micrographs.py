@@ -212,7 +212,8 @@ def sweep(work: Path, methods: list[str]) -> dict:
             key = f"{method} {denoise}+{binarize}"
             results[key] = {"count_error": float(np.mean(errors)), "g_error": float(np.mean(g_errors)),
                             "per_image_count_error": [round(e, 3) for e in errors]}
-            log(f"{key:32s} count error {np.mean(errors):.3f}  |G error| {np.mean(g_errors):.3f}  {results[key]['per_image_count_error']}")
+            log(f"{key:32s} count error {np.mean(errors):.3f}  |G error| {np.mean(g_errors):.3f}  "
+                f"{results[key]['per_image_count_error']}")
     return results
 
 

@@ -56,7 +56,8 @@ def kinds(tmp_path: Path) -> dict[str, Path]:
         "gray": write(tmp_path / "gray.png", np.clip(gray, 0, 255).astype(np.uint8)),
         "16-bit": write(tmp_path / "deep.tif", np.clip(gray * 257, 0, 65535).astype(np.uint16)),
         "colour": write(tmp_path / "colour.png", np.clip(tinted, 0, 255).astype(np.uint8)),
-        "gray_rgb": write(tmp_path / "gray_rgb.png", np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, 2)),
+        "gray_rgb": write(tmp_path / "gray_rgb.png",
+                          np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=2)),
     }
 
 
@@ -195,5 +196,6 @@ def test_measure_restore_prepares_a_micrograph_as_predict_does(tmp_path: Path, r
     assert run_cli("predict", gray, "--out", tmp_path / "as_is", "--method", "none", "--denoise", "none",
                    "--binarize", "none").exit_code == 0
     assert run_cli("measure", tmp_path / "as_is", "--out", tmp_path / "unprepared").exit_code == 0
-    one_step, two_steps = grains_of(tmp_path / "one_step" / "summary.csv"), grains_of(tmp_path / "two_steps" / "summary.csv")
+    one_step = grains_of(tmp_path / "one_step" / "summary.csv")
+    two_steps = grains_of(tmp_path / "two_steps" / "summary.csv")
     assert one_step == two_steps != grains_of(tmp_path / "unprepared" / "summary.csv")

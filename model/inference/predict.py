@@ -73,8 +73,8 @@ class PredictReport:
         """The one-line summary the CLI prints last."""
         how = (f"{self.tiles} tiles of up to {self.tile[0]}x{self.tile[1]}, overlap {self.overlap}" if self.tile
                else "no model")
-        text = (f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s -> {self.out_dir} "
-                "(PNG: 0 boundary, 255 background)")
+        text = (f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s "
+                f"-> {self.out_dir} (PNG: 0 boundary, 255 background)")
         if self.failures:
             text += f"; {len(self.failures)} failed"
         return text

@@ -49,7 +49,8 @@ def batch_line(epoch: int, done: int, steps: int | None, rate: float, loss: floa
 class BatchLines(keras.callbacks.Callback):
     """Echo `batch_line` every `every` training batches (None: `every_for` the epoch's length)."""
 
-    def __init__(self, echo: Callable[[str], Any], every: int | None = None, clock_: Callable[[], float] = time.monotonic):
+    def __init__(self, echo: Callable[[str], Any], every: int | None = None,
+                 clock_: Callable[[], float] = time.monotonic):
         super().__init__()
         self.echo, self.every, self.clock = echo, every, clock_
         self.epoch, self.first_done = 0, 0.0  # when the epoch's first batch ended
