@@ -346,10 +346,12 @@ RESTORE_OPTIONS = [
                  help="Remove boundary specks smaller than N px touching no other boundary [default: the model's settings, else 30]."),
     click.option("--tta/--no-tta", default=None,
                  help="Mean over the 8 flips and quarter turns (8x slower) [default: the model's settings]."),
-    click.option("--binarize", type=click.Choice(["none", "otsu", "adaptive"]), default="none", show_default=True,
-                 help="Turn a gray micrograph into a boundary/background image first (otsu: global; adaptive: local)."),
-    click.option("--denoise", type=click.Choice(["none", "median", "nlmeans"]), default="none", show_default=True,
-                 help="Denoise a gray micrograph first (3x3 median or OpenCV non-local means)."),
+    click.option("--binarize", type=click.Choice(["auto", "none", "otsu", "adaptive"]), default="auto",
+                 show_default=True, help="Turn a micrograph into a boundary/background image first (otsu: global; "
+                 "adaptive: local; auto: adaptive for gray, 16-bit and colour micrographs, none for binary maps)."),
+    click.option("--denoise", type=click.Choice(["auto", "none", "median", "nlmeans"]), default="auto",
+                 show_default=True, help="Denoise a micrograph first (3x3 median or OpenCV non-local means; "
+                 "auto: nlmeans for gray, 16-bit and colour micrographs, none for binary maps)."),
     click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Resample by F before restoring and back after (docs/predict.md: choosing F)."),
     click.option("--invert", is_flag=True, help="For images whose boundaries are bright."),
@@ -394,23 +396,32 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
 
 @cli.command(short_help="Restore your own micrographs (bundled model, bridge or both).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the restored images.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the restored images: <name>.png for every input, whatever its format.")
 @restore_options
 @click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32; model methods).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...], out: Path,
             save_probability: bool, no_progress: bool, **options: object) -> None:
-    """Restore the boundary network of your own micrographs: INPUTS are image files or folders, any size."""
-    _tensorflow("predict")
+    """Restore the boundary network of your own micrographs: INPUTS are image files or folders, any size.
+
+    The model expects a binary boundary map: dark boundaries (0) on a bright background. Each input's
+    kind is detected: a binary map goes to the model as it is; a gray, 16-bit or colour micrograph is
+    denoised and binarised first (--denoise/--binarize auto; give them to choose). The first lines
+    printed say which. Outputs are 8-bit PNGs (0 boundary, 255 background), DIR/<input name>.png.
+    """
+    from model.methods import uses_model
+
+    if uses_model(str(options["method"])):  # bridge and none never load TensorFlow
+        _tensorflow("predict")
     from model.inference.predict import PredictError, predict_files
 
     try:
         report = predict_files(model_path, inputs, out, save_probability=save_probability,
-                               progress=not no_progress, **options)
+                               progress=not no_progress, echo=click.echo, **options)
     except PredictError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(report.used)
     for line in report.messages():
         click.echo(line, err=line.startswith("failed"))
     click.echo(report.summary())

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from model.scoring.baselines import BASELINES  # noqa: E402
+from model.methods.classical import BASELINES  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.sample import TEST  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402

@@ -39,7 +39,7 @@ baselines took 1 min 47 s (most of it polySim at 1024 px for `elongated` and `fi
 map); with a `small`-preset model 4 min 52 s (about 0.4 s per image, plus the bridge on its
 output). TTA multiplies the model's share by 8: use --count or --sets then.
 
-Methods: `identity` and `bridge` (model.scoring.baselines), and, when a model is found (`--model`,
+Methods: `identity` and `bridge` (model.methods.classical), and, when a model is found (`--model`,
 else the bundled one), `model` (whole images, its stored inference settings: threshold, speck
 filter, dihedral TTA) and `model+bridge`. Metrics: model.scoring.metrics (docs/metrics.md).
 """
@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.scoring.baselines import BASELINES  # noqa: E402
+from model.methods.classical import BASELINES  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402

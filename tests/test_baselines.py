@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.scoring.baselines import BASELINES, bridge, end_points, identity, thin
+from model.methods.classical import BASELINES, bridge, end_points, identity, thin
 from model.scoring.metrics import MetricAccumulator
 from pipeline.config import GenerationConfig
 from pipeline.generate import generate

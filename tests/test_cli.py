@@ -106,9 +106,9 @@ def test_predict_draws_no_empty_bar_first(trained_run, tiny_library, tmp_path):
                                       str(pngs / "micro"), "--out", str(tmp_path / "restored")],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "tile/s" in result.stderr  # the bar is drawn ...
-    # ... but not empty, before any tile is counted (a rate such as "184.40tile/s" is fine)
-    assert not re.search(r"(^|[\r\n])0tile", result.stderr)
+    assert "image/s" in result.stderr  # the bar counts images, its total known from the start ...
+    assert not re.search(r"(^|[\r\n])0(tile|it|image)", result.stderr)  # ... never an empty "0it" bar
+    assert "1/1 tiles" in result.stderr  # the current image's tiles beside it
 
 
 def test_report_is_readable_away_from_the_source_tree(trained_run):

@@ -5,6 +5,12 @@ The model was trained on micro / 255: float32 in [0, 1], boundary dark (0), back
 type, not the image's own min/max), turns colour into gray with OpenCV's weights
 (0.299 R + 0.587 G + 0.114 B; alpha ignored), and accepts float TIFFs whose values already lie
 in [0, 1]. `otsu_binarize` turns a gray micrograph into the binary form the model saw.
+
+`input_kind` tells a binary boundary map (what the model was trained on) from a gray, 16-bit or
+colour micrograph (which model/inference/prepare.py denoises and binarises first). `decode`
+refuses an image of more than `max_pixels()` pixels (default DEFAULT_MAX_PIXELS, overridable with
+the environment variable MAX_PIXELS_ENV) from its header, before decoding: a small PNG can
+declare 30000 x 30000 px and take minutes and gigabytes to decode.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ import numpy as np
 # Suffixes taken from directories (case-insensitive); a file named explicitly must have one too.
 SUPPORTED_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib")
 SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# Largest image decoded: 100 megapixels (10000 x 10000; about 0.4 GB as float32, several times that
+# while restoring). OpenCV's own limit is 2^30 pixels.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "RECONSTRUCTION_GB_MAX_PIXELS"
+# Input kinds (`input_kind`): only a binary map goes to the model as it is.
+KINDS = ("binary", "gray", "16-bit", "colour")
+# A binary map: this share of its pixels lies within BINARY_TOLERANCE (of its range) of its darkest
+# or brightest level (not exactly two levels: JPEG and resampling blur the edges a little).
+BINARY_SHARE = 0.98
+BINARY_TOLERANCE = 0.1
 
 
 class InputError(ValueError):
@@ -82,11 +98,57 @@ def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(unique.values())
 
 
-def decode(path: str | os.PathLike[str]) -> np.ndarray:
-    """The file's samples as stored (uint8/uint16/float, 1-4 channels); ImageError if unreadable."""
+def max_pixels() -> int:
+    """The pixel limit in force: MAX_PIXELS_ENV if set (a positive integer), else DEFAULT_MAX_PIXELS."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {raw!r}")
+    return value
+
+
+def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) as the file's header declares them, without decoding; None if Pillow cannot tell."""
+    from PIL import Image  # Pillow comes with matplotlib; it reads headers lazily
+
+    # Pillow's own bomb check (a warning, then an error above twice its limit) would hide the size:
+    # the limit applied is ours, so its check is off while the header is read.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            return int(image.size[0]), int(image.size[1])
+    except Exception:  # noqa: BLE001 - unknown to Pillow: OpenCV decides (with its own 2^30 px limit)
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_pixels(path: str | os.PathLike[str], limit: int | None = None) -> None:
+    """ImageError if the header declares more than `limit` (default `max_pixels()`) pixels."""
+    limit = max_pixels() if limit is None else limit
+    size = header_size(path)
+    if size is not None and size[0] * size[1] > limit:
+        width, height = size
+        raise ImageError(f"declares {width} x {height} px ({width * height / 1e6:,.0f} megapixels), above the limit of "
+                         f"{limit / 1e6:g} megapixels (set {MAX_PIXELS_ENV} to allow more); not decoded")
+
+
+def decode(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
+    """The file's samples as stored (uint8/uint16/float, 1-4 channels); ImageError if unreadable or
+    larger than `limit` pixels (default `max_pixels()`; checked on the header, before decoding)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError("file not found")
+    try:
+        check_pixels(path, limit)
+    except InputError as exc:
+        raise ImageError(str(exc)) from None
     try:
         with _quiet_opencv():
             data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -121,12 +183,52 @@ def to_unit_gray(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
     """Read a PNG/TIFF/JPEG/BMP file as float32 (H, W) gray in [0, 1]; ImageError if it cannot be used.
 
     Multi-page TIFFs give their first page; JPEG EXIF orientation is ignored (pixels as stored).
+    More than `limit` pixels (default `max_pixels()`) is refused before decoding.
     """
-    return to_unit_gray(decode(path))
+    return to_unit_gray(decode(path, limit))
+
+
+def is_binary(image: np.ndarray) -> bool:
+    """Whether a unit-gray image is a two-level boundary map (a constant image counts: nothing to prepare).
+
+    BINARY_SHARE of its pixels lie within BINARY_TOLERANCE of its range from its darkest or
+    brightest level. A gray micrograph has most pixels in between (grain levels, shading, noise).
+    """
+    lo, hi = float(image.min()), float(image.max())
+    if not hi > lo:
+        return True
+    band = BINARY_TOLERANCE * (hi - lo)
+    extreme = np.count_nonzero(image <= lo + band) + np.count_nonzero(image >= hi - band)
+    return extreme >= BINARY_SHARE * image.size
+
+
+def is_colour(data: np.ndarray) -> bool:
+    """Whether decoded samples have colour channels that differ (an RGB file with R = G = B is gray)."""
+    if data.ndim != 3 or data.shape[2] < 3:
+        return False
+    return not (np.array_equal(data[:, :, 0], data[:, :, 1]) and np.array_equal(data[:, :, 1], data[:, :, 2]))
+
+
+def input_kind(data: np.ndarray, image: np.ndarray | None = None) -> str:
+    """One of KINDS for decoded samples: `binary` (a boundary map, whatever its encoding), else
+    `colour`, `16-bit` or `gray` (a micrograph). `image`: the samples' `to_unit_gray`, if already made."""
+    image = to_unit_gray(data) if image is None else image
+    if is_binary(image):
+        return "binary"
+    if is_colour(data):
+        return "colour"
+    return "16-bit" if data.dtype == np.uint16 else "gray"
+
+
+def read_kind(path: str | os.PathLike[str], limit: int | None = None) -> tuple[np.ndarray, str]:
+    """(`read_image`, `input_kind`) of one file; ImageError if it cannot be used."""
+    data = decode(path, limit)
+    image = to_unit_gray(data)
+    return image, input_kind(data, image)
 
 
 def otsu_threshold(image: np.ndarray, bins: int = 256) -> float | None:

@@ -1,7 +1,7 @@
 """From a model's background probability to a boundary image: threshold, link, speck filter, TTA.
 
 Pure numpy/OpenCV, shared by `predict` and `evaluate`, so both turn probabilities into masks
-the same way.
+the same way. The mask helpers (`to_mask`, `remove_specks`) and the bridge live in model/methods.
 """
 
 from __future__ import annotations
@@ -12,26 +12,10 @@ import cv2
 import numpy as np
 
 from model.data import TRANSFORMS, dihedral
-from model.scoring.baselines import thin
-from model.scoring.predictions import to_mask
+from model.methods import remove_specks, thin, to_mask
 
-
-def remove_specks(mask: np.ndarray, min_speck: int) -> np.ndarray:
-    """`mask` (0 boundary, 255 background) without boundary components of fewer than `min_speck` px.
-
-    Components are 8-connected, so a speck is a patch of boundary that touches no other boundary.
-    """
-    if min_speck <= 1:
-        return mask
-    boundary = (mask == 0).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(boundary, connectivity=8)
-    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < min_speck)
-    small = small[small != 0]  # label 0 is the background
-    if not len(small):
-        return mask
-    out = mask.copy()
-    out[np.isin(labels, small)] = 255
-    return out
+__all__ = ["batch_probabilities", "dihedral_mean", "link_line", "linked_mask", "probability_to_mask", "remove_specks",
+           "undo_dihedral"]
 
 
 def link_line(probability: np.ndarray, link_threshold: float) -> np.ndarray:

@@ -2,11 +2,14 @@
 
 `predict_files` is what the CLI calls: it checks everything (options, inputs, output names, the
 model and its tile size) before touching the output directory, raising PredictError with a
-one-line message; then it restores each image (model/inference/restore.py: preparation of gray
-micrographs, tiled prediction, bridge, speck filter), writes DIR/<name>.png (0 boundary, 255
-background) and, if asked, DIR/<name>_probability.tif (float32 background probability), and
-returns a PredictReport. An image that cannot be read or restored is recorded in the report and
-the others go on. TensorFlow is imported only when a model is loaded.
+one-line message; then it says (through `echo`, before any progress bar) the settings used and
+the kind of every input (binary boundary map, or gray / 16-bit / colour micrograph, which is
+denoised and binarised first by default), restores each image (model/inference/restore.py:
+preparation, tiled prediction, bridge, speck filter), writes DIR/<name>.png (always PNG, 8-bit,
+0 boundary, 255 background, whatever the input's format) and, if asked,
+DIR/<name>_probability.tif (float32 background probability), and returns a PredictReport. An
+image that cannot be read or restored is recorded in the report and the others go on.
+TensorFlow is imported only when a model is loaded (`--method model` or `model+bridge`).
 """
 
 from __future__ import annotations
@@ -17,15 +20,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from .images import ImageError, InputError, collect_inputs, read_image
+from .images import ImageError, InputError, collect_inputs, max_pixels, read_kind
 from .predictor import DEFAULT_BATCH, DEFAULT_TILE, PredictError, Predictor, _one_line, default_overlap, load_model, \
     load_predictor
-from .restore import RestoreOptions, Restorer, check_options, model_path_of
+from .restore import RestoreOptions, Restorer, check_options, model_path_of, survey
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_TILE", "PROBABILITY_SUFFIX", "PredictError", "PredictReport", "Predictor",
            "default_overlap", "load_model", "load_predictor", "output_names", "predict_files"]
@@ -48,6 +51,7 @@ class PredictReport:
     tiles: int  # tiles predicted, all images together
     seconds: float
     used: str = ""  # the method and the settings used (Restorer.describe)
+    inputs_line: str = ""  # the kind of each input and its preparation (Restorer.inputs_line)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +61,11 @@ class PredictReport:
     def messages(self) -> list[str]:
         """Lines to print before the summary: renamed outputs, then every failed input by name."""
         lines = [f"note: {source} -> {png.name} (another input has the same name)" for source, png in self.renamed]
+        converted = [(source, png) for source, png in self.outputs if source.suffix.lower() != ".png"]
+        if converted:
+            source, png = converted[0]
+            more = f" and {len(converted) - 1} more" if len(converted) > 1 else ""
+            lines.append(f"note: outputs are PNG whatever the input's format: {source.name} -> {png.name}{more}")
         lines += [f"failed: {source}: {reason}" for source, reason in self.failures]
         return lines
 
@@ -64,7 +73,8 @@ class PredictReport:
         """The one-line summary the CLI prints last."""
         how = (f"{self.tiles} tiles of up to {self.tile[0]}x{self.tile[1]}, overlap {self.overlap}" if self.tile
                else "no model")
-        text = f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s -> {self.out_dir}"
+        text = (f"predicted {len(self.outputs)} of {self.inputs} images ({how}) in {self.seconds:.1f} s "
+                f"-> {self.out_dir} (PNG: 0 boundary, 255 background)")
         if self.failures:
             text += f"; {len(self.failures)} failed"
         return text
@@ -130,17 +140,27 @@ def write_image(path: Path, image: np.ndarray) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _progress_bar(enabled: bool) -> Any:
-    """A tqdm bar over tiles on stderr (its total grows as each image is read)."""
+def _progress_bar(enabled: bool, images: int) -> Any:
+    """A tqdm bar over images on stderr; the current image's tiles show as its postfix."""
     from tqdm import tqdm
 
-    # delay: nothing is drawn until the first image's tiles are counted (no empty `0tile` bar first).
-    return tqdm(total=0, unit="tile", dynamic_ncols=True, file=sys.stderr, disable=not enabled, delay=1e-9)
+    return tqdm(total=images, unit="image", dynamic_ncols=True, file=sys.stderr, disable=not enabled)
+
+
+class _TileCounter:
+    """Shows `done/total tiles` of the current image on the bar (a big image takes minutes)."""
+
+    def __init__(self, bar: Any, total: int):
+        self.bar, self.total, self.done = bar, total, 0
+
+    def __call__(self, tiles: int) -> None:
+        self.done += tiles
+        self.bar.set_postfix_str(f"{self.done}/{self.total} tiles")
 
 
 def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[str | os.PathLike[str]],
                   out_dir: str | os.PathLike[str], *, save_probability: bool = False, progress: bool = True,
-                  **options: Any) -> PredictReport:
+                  echo: Callable[[str], Any] | None = None, **options: Any) -> PredictReport:
     """Restore every image of `inputs` (files and directories) into out_dir; see docs/predict.md.
 
     `options` are the fields of RestoreOptions (method, threshold, min_speck, tta, binarize,
@@ -148,13 +168,18 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
     Raises PredictError before anything is written (out_dir is not even created) for bad
     options, a missing/unloadable model, a tile the model does not accept, missing inputs, an
     image-less directory, or an output that would overwrite an input. Images that fail later
-    are listed in the report's `failures`; the others are written regardless.
+    are listed in the report's `failures`; the others are written regardless. `echo` gets the
+    settings line and the inputs line (`PredictReport.used`, `.inputs_line`) before the first image.
     """
     try:
         settings = RestoreOptions(model=model_path, **options)
     except TypeError as exc:
         raise PredictError(_one_line(exc)) from None
     check_options(settings)
+    try:
+        limit = max_pixels()
+    except InputError as exc:
+        raise PredictError(str(exc)) from None
     model_path_of(settings)  # a missing model is reported before the inputs are looked at
     try:
         sources = collect_inputs(inputs)
@@ -167,21 +192,27 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
     make_out_dir(out_dir)
 
     start = time.perf_counter()
+    used = restorer.describe()
+    if echo is not None:
+        echo(used)
+    inputs_line = restorer.inputs_line(survey(sources, limit).values())
+    if echo is not None:
+        echo(inputs_line)
     outputs: list[tuple[Path, Path]] = []
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
     total_tiles = 0
-    bar = _progress_bar(progress and restorer.predictor is not None)
+    bar = _progress_bar(progress, len(sources))
     try:
-        for number, (source, name) in enumerate(zip(sources, names), start=1):
+        for source, name in zip(sources, names):
             png = out_dir / f"{name}.png"
             try:
-                image = read_image(source)
+                bar.set_description(source.name, refresh=False)
+                image, kind = read_kind(source, limit)
                 count = restorer.tiles(image.shape)
-                bar.total += count
-                bar.set_description(f"{number}/{len(sources)} {source.name}", refresh=False)
-                bar.refresh()
-                background, probability = restorer.restore(image, progress=bar.update)
+                bar.set_postfix_str(f"0/{count} tiles" if count else "", refresh=True)
+                background, probability = restorer.restore(image, progress=_TileCounter(bar, count),
+                                                           binary=kind == "binary")
                 del image
                 write_image(png, background)
                 written.append(png)
@@ -193,12 +224,12 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
                 total_tiles += count
             except Exception as exc:  # one bad image (corrupt, memory, model, disk) must not stop the rest
                 failures.append((source, failure_reason(exc)))
-                bar.total = bar.n  # drop the tiles this image will never do
-                bar.refresh()
+            bar.update(1)
     finally:
         bar.close()
     renamed = tuple((source, out_dir / f"{name}.png") for source, name in zip(sources, names) if name != source.stem)
     tile = restorer.predictor.tile if restorer.predictor is not None else None
     return PredictReport(out_dir=out_dir, inputs=len(sources), outputs=tuple(outputs), written=tuple(written),
                          renamed=renamed, failures=tuple(failures), tile=tile, overlap=restorer.overlap,
-                         tiles=total_tiles, seconds=time.perf_counter() - start, used=restorer.describe())
+                         tiles=total_tiles, seconds=time.perf_counter() - start, used=used,
+                         inputs_line=inputs_line)

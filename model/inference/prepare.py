@@ -2,6 +2,10 @@
 
 float32 gray in [0, 1] (boundary dark) -> optional denoising -> optional binarization (1 grain,
 0 boundary) -> optional resampling by `scale`. OpenCV and numpy only; docs/predict.md.
+
+`auto` (the default of --denoise and --binarize) settles per image (`settle`): a binary boundary
+map is left as it is; a gray, 16-bit or colour micrograph gets AUTO_DENOISE and AUTO_BINARIZE,
+chosen on rendered gray micrographs (benchmarks/gray_micrographs.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -11,8 +15,15 @@ import numpy as np
 
 from .images import otsu_binarize
 
-BINARIZE = ("none", "otsu", "adaptive")
-DENOISE = ("none", "median", "nlmeans")
+AUTO = "auto"
+BINARIZE = (AUTO, "none", "otsu", "adaptive")
+DENOISE = (AUTO, "none", "median", "nlmeans")
+# What `auto` does to a micrograph (not to a binary map): of the six (denoise, binarize) pairs
+# tried on rendered gray micrographs (benchmarks/gray_micrographs.py --sweep, its own seed, never
+# the benchmark's), non-local means + adaptive gave the lowest grain-count error for the bundled
+# model (0.4 %; median + adaptive 12 %) and for bridge (1.5 %; 53 %): docs/benchmarks.md.
+AUTO_DENOISE = "nlmeans"
+AUTO_BINARIZE = "adaptive"
 # Adaptive threshold: a pixel is boundary when darker than its Gaussian-weighted neighbourhood
 # mean by more than ADAPTIVE_OFFSET (of the full range; 0.04 and 0.08 compared on the validation
 # split of benchmarks/measure.py, 0.08 halved the grain-count error of bridge); the window (sigma ADAPTIVE_SIGMA px)
@@ -36,6 +47,16 @@ def check_prepare(binarize: str, denoise: str, scale: float) -> None:
         raise PrepareError(f"--denoise must be one of {', '.join(DENOISE)}, got {denoise!r}")
     if not scale > 0 or not np.isfinite(scale):
         raise PrepareError(f"--scale must be > 0, got {scale}")
+
+
+def settle(binary: bool, denoise: str, binarize: str) -> tuple[str, str]:
+    """(denoise, binarize) for one image: `auto` becomes `none` for a binary map, else AUTO_DENOISE /
+    AUTO_BINARIZE; an explicit choice stays."""
+    if denoise == AUTO:
+        denoise = "none" if binary else AUTO_DENOISE
+    if binarize == AUTO:
+        binarize = "none" if binary else AUTO_BINARIZE
+    return denoise, binarize
 
 
 def denoise_image(image: np.ndarray, method: str) -> np.ndarray:

@@ -4,27 +4,33 @@
 the values actually used (printed by the CLI), loads the model once and restores one gray image
 at a time. Order per image: read -> invert -> denoise -> resample by `scale` -> binarize ->
 model (tiled, optional TTA) and/or `bridge` -> back to the input's size -> speck filter.
+With --denoise/--binarize `auto` (the default) the preparation follows the image's kind
+(model/inference/images.py `input_kind`): a binary boundary map goes on as it is, a gray, 16-bit
+or colour micrograph is denoised and binarised first (prepare.py `settle`); `inputs_line` says
+what happened to which images, `survey` finds the kinds before any image is restored.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from model.methods import PREDICT_METHODS, bridge, remove_specks, to_mask, uses_model
 from model.pretrained import NoModelError, resolve_model
-from model.scoring.baselines import bridge
-from model.scoring.predictions import to_mask
-from .postprocess import probability_to_mask, remove_specks
+from .images import ImageError, decode, input_kind, is_binary
+from .postprocess import probability_to_mask
 from .predictor import PredictError, default_overlap, load_predictor
-from .prepare import PrepareError, check_prepare, prepare, restore_size
+from .prepare import AUTO, PrepareError, check_prepare, prepare, restore_size, settle
 from .settings import SettingsError, load_settings, settings_path
 from .tiling import Progress, TilingError, check_tiling
 
-METHODS = ("model", "bridge", "model+bridge", "none")  # none: preparation and speck filter only
+METHODS = PREDICT_METHODS  # none: preparation and speck filter only (identity)
 # Speck filter used when neither --min-speck nor the model's settings file gives one: chosen on
 # the validation split of a rendered gray library (benchmarks/measure.py --sweep-min-speck,
 # docs/measure.md), bridge after Otsu, the value with the lowest grain-count error.
@@ -41,8 +47,8 @@ class RestoreOptions:
     link_threshold: float | None = None  # None: the model's settings (off without them)
     min_speck: int | None = None  # None: the model's settings, else DEFAULT_MIN_SPECK
     tta: bool | None = None  # None: the model's settings
-    binarize: str = "none"
-    denoise: str = "none"
+    binarize: str = AUTO  # auto: per image, by its kind (prepare.settle)
+    denoise: str = AUTO
     invert: bool = False
     scale: float = 1.0
     tile: int | None = None
@@ -52,7 +58,7 @@ class RestoreOptions:
     @property
     def uses_model(self) -> bool:
         """Whether the method runs the network."""
-        return self.method in ("model", "model+bridge")
+        return uses_model(self.method)
 
 
 def check_options(options: RestoreOptions) -> None:
@@ -141,6 +147,29 @@ class Restorer:
         model = f" ({self.model_path})" if self.model_path else ""
         return f"method {self.options.method}{model}: " + ", ".join(parts)
 
+    def preparation(self, binary: bool) -> tuple[str, str]:
+        """(denoise, binarize) used on an image that is (or is not) a binary boundary map."""
+        return settle(binary, self.options.denoise, self.options.binarize)
+
+    def inputs_line(self, kinds: Iterable[str]) -> str:
+        """One line: how many inputs of each kind (images.KINDS) and the preparation each kind gets."""
+        counts = Counter(kinds)
+        parts = []
+        for kind in ("binary", "gray", "16-bit", "colour"):
+            if not counts[kind]:
+                continue
+            noun = "binary boundary map" if kind == "binary" else f"{kind} micrograph"
+            denoise, binarize = self.preparation(kind == "binary")
+            how = ", ".join(f"{step} {value}" for step, value in (("denoise", denoise), ("binarize", binarize))
+                            if value != "none") or "as it is"
+            parts.append(f"{counts[kind]} {noun}{'s' * (counts[kind] > 1)} -> {how}")
+        if not parts:
+            return "inputs: none readable"
+        auto = AUTO in (self.options.denoise, self.options.binarize)
+        hint = (" (--denoise/--binarize override; the model expects a binary map: dark boundary on a bright "
+                "background)") if auto else ""
+        return "inputs: " + "; ".join(parts) + hint
+
     def tiles(self, shape: tuple[int, int]) -> int:
         """Model tiles an image of `shape` costs (0 for bridge)."""
         if self.predictor is None:
@@ -148,12 +177,17 @@ class Restorer:
         height, width = (max(1, round(side * self.options.scale)) for side in shape)
         return self.predictor.count_tiles((height, width), self.overlap)
 
-    def restore(self, image: np.ndarray, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(uint8 mask, 0 boundary / 255 background, at the input's size; background probability or None)."""
+    def restore(self, image: np.ndarray, progress: Progress | None = None,
+                binary: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(uint8 mask, 0 boundary / 255 background, at the input's size; background probability or None).
+
+        `binary`: whether `image` is a binary boundary map (found with images.is_binary when None);
+        it decides what `auto` preparation does.
+        """
         options = self.options
         shape = image.shape
-        ready = prepare(image, invert=options.invert, denoise=options.denoise, binarize=options.binarize,
-                        scale=options.scale)
+        denoise, binarize = self.preparation(is_binary(image) if binary is None else binary)
+        ready = prepare(image, invert=options.invert, denoise=denoise, binarize=binarize, scale=options.scale)
         speck_here = round(self.min_speck * options.scale**2)  # the same area at the working scale
         working = None
         if self.predictor is not None:
@@ -169,6 +203,18 @@ class Restorer:
             linked = bridge(remove_specks(start, speck_here))
             mask = linked if linked.shape == shape else to_mask(restore_size(linked, shape) / np.float32(255), 0.5)
         return remove_specks(mask, self.min_speck), probability
+
+
+def survey(paths: Sequence[Path], limit: int | None = None) -> dict[Path, str]:
+    """The kind (images.KINDS) of every readable image of `paths`, decoded one at a time; unreadable
+    ones are left out (restoring them reports why)."""
+    kinds = {}
+    for path in paths:
+        try:
+            kinds[path] = input_kind(decode(path, limit))
+        except (ImageError, MemoryError):
+            continue
+    return kinds
 
 
 def restorer_or_error(options: RestoreOptions, on_error: Callable[[str], Exception]) -> Restorer:

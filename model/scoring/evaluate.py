@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.store import atomic_write
 
 from model import figures
-from model.scoring.baselines import BASELINES
+from model.methods.classical import BASELINES
 from model.data import SPLITS, DataError, LibraryReader
 from model.scoring.metrics import ImageStatistics, MetricAccumulator, image_statistics
 

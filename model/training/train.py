@@ -289,6 +289,10 @@ class _Run:
                           f"at epoch {state.best_epoch}, {state.wait} epochs without improvement)")
             validation = self.reader.dataset("val", options.batch)
             verbose = 1 if sys.stdout.isatty() else 2
+            if verbose == 2:  # no terminal: Keras prints one line an epoch; add a line every few batches
+                from model.training.progress import BatchLines
+
+                self.callbacks = [*self.callbacks, BatchLines(self.echo)]
             for epoch in range(state.epoch, options.epochs):
                 started = time.perf_counter()
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,

@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model.data import DataError, LibraryReader
-from model.inference.postprocess import link_line, linked_mask, remove_specks
+from model.inference.postprocess import link_line, linked_mask
+from model.methods import remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
 from model.scoring.predictions import predict_probabilities

@@ -1,4 +1,4 @@
-"""Classical baselines of the restoration benchmark: the input itself, and a direction-guided gap closer.
+"""Classical restoration methods: the input itself (identity), and a direction-guided gap closer (bridge).
 
 Both take the fragmented input `micro` (uint8, boundary 0, background 255) and return a uint8
 image in the same convention. numpy and OpenCV only (cv2.ximgproc is not in the headless wheel,

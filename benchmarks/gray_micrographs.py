@@ -1,0 +1,246 @@
+"""Benchmark: the README's first command on raw gray micrographs, against the truth.
+
+Run from the repo root: `.venv/bin/python benchmarks/gray_micrographs.py [--out DIR] [--method model]
+[--steel PATH] [--sweep]`.
+
+Four rendered gray micrographs (`render`: Voronoi grains in gray levels 120-205, dark boundaries
+2-3 px wide, faded stretches, an illumination gradient, blur and noise; `KINDS`: 700 x 500 to
+1500 x 1100, PNG and 8- and 16-bit TIFF, 60 to 450 cells), plus NIST's raw optical micrograph of
+an etched steel (`--steel`, default /work/shared/real/nist-gsat/steel_optical.tif; source: NIST,
+usnistgov/grain-size-analysis-tools; reference: about 220 grains, planimetric G 9.99 at
+0.2252 um/px). The README's first section is run as a user would, through the CLI, with no
+preparation flags: `cli.py predict DIR --out restored/` then `cli.py measure restored/ --out
+measured/ --pixel-size P` (P is the one thing given: PIXEL_SIZE_UM for the rendered images,
+0.2252 for the steel). Truth for a rendered image: `measure` of its crisp boundary map (cells
+cut to slivers by the border drop out as specks, as they would in a perfect restoration).
+Printed: per image, grains found vs truth and planimetric G vs truth; the last stdout line is one
+JSON object with every figure.
+
+`--sweep` chooses the defaults of `--denoise auto --binarize auto` (model/inference/prepare.py):
+it renders the same four kinds from other seeds (SWEEP_SEED, never the benchmark's) and restores
+them with each (denoise, binarize) pair in-process (model.inference.restore.Restorer, the code
+`predict` runs), printing the mean count error and mean |G - G_true| of each pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+STEEL = Path("/work/shared/real/nist-gsat/steel_optical.tif")
+STEEL_PIXEL_UM, STEEL_GRAINS, STEEL_G = 0.2252, 220, 9.99  # NIST's scale; reference measured on its boundary map
+PIXEL_SIZE_UM = 0.5  # the scale given to measure for the rendered images
+BENCHMARK_SEED, SWEEP_SEED = 2026, 7
+SWEEP = [(denoise, binarize) for denoise in ("none", "median", "nlmeans") for binarize in ("otsu", "adaptive")]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of rendered micrograph."""
+
+    name: str
+    height: int
+    width: int
+    cells: int
+    boundary_px: int  # boundary width
+    suffix: str  # .png or .tif
+    bits: int  # 8 or 16
+
+
+KINDS = (
+    Kind("png_coarse", 500, 700, 60, 2, ".png", 8),
+    Kind("tiff8_large", 1100, 1500, 250, 3, ".tif", 8),
+    Kind("tiff16", 700, 900, 90, 2, ".tif", 16),
+    Kind("png_fine", 1100, 1500, 450, 3, ".png", 8),
+)
+
+
+def log(message: str) -> None:
+    """Print a progress line to stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def voronoi_cells(height: int, width: int, cells: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) int32 labels 1..cells: each pixel's nearest of `cells` uniformly random seeds."""
+    seeds = np.full((height, width), 255, np.uint8)
+    seeds[rng.integers(0, height, cells), rng.integers(0, width, cells)] = 0
+    _, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    return labels.astype(np.int32)
+
+
+def boundaries(labels: np.ndarray, width: int) -> np.ndarray:
+    """Boolean: pixels whose `width` x `width` neighbourhood holds more than one cell."""
+    kernel = np.ones((width, width), np.uint8)
+    as_float = labels.astype(np.float32)
+    return cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel)
+
+
+def render(kind: Kind, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(gray micrograph as uint8 or uint16, crisp truth boundary map: uint8 0 boundary / 255 grain).
+
+    Grain levels uniform in 120-205, boundaries 35-75; about one faded stretch per three cells (a
+    disk of radius 6-22 px where the boundary keeps 0-45 % of its contrast); an illumination
+    gradient of +-8-15 % in a random direction; Gaussian blur (sigma 0.8-1.3) and noise (sigma 5-10).
+    """
+    labels = voronoi_cells(kind.height, kind.width, kind.cells, rng)
+    edge = boundaries(labels, kind.boundary_px)
+    levels = rng.uniform(120, 205, labels.max() + 1).astype(np.float32)
+    grain = levels[labels]
+    kept = np.ones(labels.shape, np.float32)  # share of the boundary's contrast kept
+    ys, xs = np.nonzero(edge)
+    for k in rng.choice(len(ys), size=max(1, kind.cells // 3), replace=False):
+        cv2.circle(kept, (int(xs[k]), int(ys[k])), int(rng.integers(6, 23)), float(rng.uniform(0.0, 0.45)), -1)
+    dark = np.float32(rng.uniform(35, 75))
+    gray = np.where(edge, grain - (grain - dark) * kept, grain)
+    angle = rng.uniform(0, 2 * math.pi)
+    y, x = np.mgrid[0 : kind.height, 0 : kind.width].astype(np.float32)
+    ramp = np.cos(angle) * (x / kind.width - 0.5) + np.sin(angle) * (y / kind.height - 0.5)
+    gray = gray * (1 + 2 * rng.uniform(0.08, 0.15) * ramp)
+    gray = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), float(rng.uniform(0.8, 1.3)))
+    gray = gray + rng.normal(0, rng.uniform(5, 10), gray.shape).astype(np.float32)
+    if kind.bits == 16:
+        image = np.clip(np.rint(gray * 257.0), 0, 65535).astype(np.uint16)
+    else:
+        image = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    return image, np.where(edge, 0, 255).astype(np.uint8)
+
+
+def render_set(folder: Path, seed: int) -> dict[str, np.ndarray]:
+    """Write the four KINDS into `folder` (seed `seed`); returns each file name's truth boundary map."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truths = {}
+    for number, kind in enumerate(KINDS):
+        image, truth = render(kind, np.random.default_rng([seed, number]))
+        path = folder / f"{kind.name}{kind.suffix}"
+        if not cv2.imwrite(str(path), image):
+            raise OSError(f"cannot write {path}")
+        truths[path.stem] = truth
+    return truths
+
+
+def truth_of(truth: np.ndarray, pixel_um: float) -> tuple[int, float]:
+    """(grains, planimetric G) of a crisp boundary map, measured as `measure` does."""
+    from model.measure.grains import measure_boundary
+
+    result = measure_boundary(truth, pixel_um)
+    return result.table.count, float(result.astm_g_planimetric)
+
+
+def cli(*args: str) -> str:
+    """Run `cli.py ARGS`; its stdout, or exit with its stderr."""
+    run = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True, cwd=REPO)
+    if run.returncode:
+        sys.exit(f"cli.py {' '.join(args)} failed ({run.returncode}): {run.stderr.strip()[-2000:]}")
+    return run.stdout
+
+
+def measured(folder: Path) -> dict[str, tuple[int, float]]:
+    """(grains, planimetric G) per image of a measure --out folder's summary.csv."""
+    with open(folder / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    count_key = next(k for k in rows[0] if k in ("grains", "grain_count", "count"))
+    g_key = next(k for k in rows[0] if "planimetric" in k)
+    return {row["image"]: (int(row[count_key]), float(row[g_key]) if row[g_key] not in ("", "nan") else math.nan)
+            for row in rows}
+
+
+def benchmark(work: Path, method: str, steel: Path | None) -> dict:
+    """The README's first command on the rendered set (and the steel); figures per image."""
+    micrographs = work / "micrographs"
+    truths = render_set(micrographs, BENCHMARK_SEED)
+    method_args = [] if method == "model" else ["--method", method]
+    started = time.perf_counter()
+    predict_out = cli("predict", str(micrographs), "--out", str(work / "restored"), "--no-progress", *method_args)
+    seconds = time.perf_counter() - started
+    log(predict_out.strip())
+    cli("measure", str(work / "restored"), "--out", str(work / "measured"), "--pixel-size", str(PIXEL_SIZE_UM))
+    found = measured(work / "measured")
+    rows = {}
+    for name, truth in truths.items():
+        true_count, true_g = truth_of(truth, PIXEL_SIZE_UM)
+        count, g = found[name]
+        rows[name] = {"grains": count, "true_grains": true_count, "count_error": (count - true_count) / true_count,
+                      "g": g, "true_g": true_g, "g_error": g - true_g}
+    if steel is not None and steel.is_file():
+        cli("predict", str(steel), "--out", str(work / "steel_restored"), "--no-progress", *method_args)
+        cli("measure", str(work / "steel_restored"), "--out", str(work / "steel_measured"),
+            "--pixel-size", str(STEEL_PIXEL_UM))
+        count, g = measured(work / "steel_measured")[steel.stem]
+        rows["nist_" + steel.stem] = {"grains": count, "true_grains": STEEL_GRAINS,
+                                      "count_error": (count - STEEL_GRAINS) / STEEL_GRAINS, "g": g,
+                                      "true_g": STEEL_G, "g_error": g - STEEL_G}
+    return {"method": method, "predict_seconds_rendered_set": round(seconds, 1), "images": rows,
+            "first_lines": predict_out.strip().splitlines()[:2]}
+
+
+def sweep(work: Path, methods: list[str]) -> dict:
+    """Mean count error and |G error| per (denoise, binarize) pair and method on the sweep seed's set."""
+    from model.inference.images import read_image
+    from model.inference.restore import RestoreOptions, Restorer
+    from model.measure.grains import measure_boundary
+
+    truths = render_set(work / "sweep", SWEEP_SEED)
+    images = {name: read_image(next((work / "sweep").glob(name + ".*"))) for name in truths}
+    results = {}
+    for method in methods:
+        for denoise, binarize in SWEEP:
+            restorer = Restorer(RestoreOptions(method=method, denoise=denoise, binarize=binarize))
+            errors, g_errors = [], []
+            for name, image in images.items():
+                mask, _ = restorer.restore(image)
+                got = measure_boundary(mask, PIXEL_SIZE_UM)
+                true_count, true_g = truth_of(truths[name], PIXEL_SIZE_UM)
+                errors.append(abs(got.table.count - true_count) / true_count)
+                g_errors.append(abs(float(got.astm_g_planimetric) - true_g))
+            key = f"{method} {denoise}+{binarize}"
+            results[key] = {"count_error": float(np.mean(errors)), "g_error": float(np.mean(g_errors)),
+                            "per_image_count_error": [round(e, 3) for e in errors]}
+            log(f"{key:32s} count error {np.mean(errors):.3f}  |G error| {np.mean(g_errors):.3f}  "
+                f"{results[key]['per_image_count_error']}")
+    return results
+
+
+def main() -> None:
+    """Parse the arguments, run, print per-image lines and one JSON line last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="Working folder [default: a temporary one].")
+    parser.add_argument("--method", default="model", choices=["model", "bridge", "model+bridge"])
+    parser.add_argument("--steel", type=Path, default=STEEL, help="NIST's raw steel micrograph (skipped if absent).")
+    parser.add_argument("--sweep", action="store_true", help="Choose the auto preparation instead (other seeds).")
+    parser.add_argument("--sweep-methods", default="bridge,model", help="Methods the sweep tries (comma separated).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.out or Path(temporary)
+        record = {"benchmark": "gray_micrographs", "date": datetime.date.today().isoformat(),
+                  "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version()}
+        if args.sweep:
+            record["sweep"] = sweep(work, args.sweep_methods.split(","))
+        else:
+            result = benchmark(work, args.method, args.steel)
+            for name, row in result["images"].items():
+                print(f"{name:22s} grains {row['grains']:5d} (truth {row['true_grains']:4d}, "
+                      f"{100 * row['count_error']:+6.1f} %)  G {row['g']:6.2f} (truth {row['true_g']:5.2f}, "
+                      f"{row['g_error']:+.2f})")
+            record.update(result)
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
