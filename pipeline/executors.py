@@ -302,12 +302,15 @@ except ImportError:  # pragma: no cover - distributed is a dependency
 
 
 def _ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group: only the driver reacts (it stops the cluster), no worker traceback."""
+    """Ctrl-C (SIGINT) and SLURM's or Kubernetes' SIGTERM reach the whole process group: only the
+    driver reacts (it stops the cluster, whose nannies end their workers by message), so no worker
+    dies mid-task, is restarted, and logs a traceback or leaks its semaphores."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
