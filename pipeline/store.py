@@ -103,6 +103,33 @@ def verify_hint(path: Path) -> str:
     return f"run `python cli.py verify {path}`"
 
 
+# Damage to what describes the store (root attributes, an array's zarr.json) is beyond `verify
+# --repair`, which needs that description to remake samples.
+UNREPAIRABLE = "restore that file from a copy of the store, or make the library again in a new --out"
+IMAGE_DTYPES = {"micro": "uint8", "label": "uint8", "grains": "uint16"}
+
+
+def _check_description(path: Path, attrs: Any, arrays: dict[str, zarr.Array]) -> int:
+    """The planned sample count, once the root attributes and the arrays' types are what format 2 writes."""
+    try:
+        config = GenerationConfig.from_dict(attrs["config"])
+        seed, count = attrs["seed"], attrs["count"]
+        if type(seed) is not int or type(count) is not int or seed < 0 or count < 0:
+            raise ValueError("seed and count must be whole numbers >= 0")
+    except Exception as exc:  # noqa: BLE001 - a missing key, a wrong type, a config no version makes
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"an unreadable description ({exc})"
+        raise StoreDamaged(f"{path} is damaged: its root zarr.json attributes have {what}; {UNREPAIRABLE}") from None
+    wanted = {**IMAGE_DTYPES, **{name: dtype for name, (dtype, _) in META_ARRAYS.items()}, DONE: "bool"}
+    for name, array in arrays.items():
+        if np.dtype(array.dtype) != np.dtype(wanted[name]):
+            raise StoreDamaged(f"{path} is damaged: array {name!r} has data type {array.dtype}, not {wanted[name]} "
+                               f"as this format stores it ({name}/zarr.json); {UNREPAIRABLE}")
+        if name in IMAGE_DTYPES and tuple(array.shape[1:]) != (config.size, config.size):
+            raise StoreDamaged(f"{path} is damaged: array {name!r} holds images of {tuple(array.shape[1:])} px, not "
+                               f"the library's {config.size} x {config.size} ({name}/zarr.json); {UNREPAIRABLE}")
+    return count
+
+
 def _project_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | None:
     """The root group at `path` if it is a store of this project (any format version), else None.
 
@@ -256,9 +283,12 @@ class LibraryStore:
         if group is None:
             raise StoreError(f"{path} is not a Reconstruction-GB store")
         found = group.attrs.get("format_version")
-        if found == 1:
+        if found == 1 and type(found) is int:
             raise StoreError(f"{path} has store format version 1; rewrite it as format {FORMAT_VERSION} with "
                              f"`python cli.py upgrade {path} --out NEW`")
+        if type(found) is not int:  # "2" (text) or 2.0 would print like the number the reader wants
+            raise StoreDamaged(f"{path} is damaged: its root zarr.json gives format_version {json.dumps(found)}, "
+                               f"not a whole number (this version reads {FORMAT_VERSION}); {UNREPAIRABLE}")
         if found != FORMAT_VERSION:
             raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
         if group.attrs.get("complete") is not True:
@@ -271,7 +301,7 @@ class LibraryStore:
             except Exception as exc:  # noqa: BLE001 - missing or garbage zarr.json of one array
                 raise StoreDamaged(f"{path} is damaged: array {name!r} is missing or its metadata cannot be read "
                                    f"({type(exc).__name__}); {verify_hint(path)}") from None
-        count = int(group.attrs.get("count", -1))
+        count = _check_description(path, group.attrs, arrays)
         short = [name for name, array in arrays.items() if array.shape[0] < count]
         if short:
             raise StoreDamaged(f"{path} is damaged: array {short[0]!r} holds fewer than the {count} planned samples; "

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from conftest import one_error_line
 
+def _edit_json(path, change) -> None:
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
 DAMAGE = {
+    "root zarr.json without config": (
+        lambda s: _edit_json(s / "zarr.json", lambda d: d["attributes"].pop("config")),
+        "is damaged: its root zarr.json attributes have no 'config'; restore that file from a copy"),
+    "micro data_type uint16": (
+        lambda s: _edit_json(s / "micro" / "zarr.json", lambda d: d.update(data_type="uint16")),
+        "is damaged: array 'micro' has data type uint16, not uint8 as this format stores it (micro/zarr.json)"),
+    "format_version as text": (
+        lambda s: _edit_json(s / "zarr.json", lambda d: d["attributes"].update(format_version="2")),
+        'its root zarr.json gives format_version "2", not a whole number (this version reads 2)'),
     "garbage root zarr.json": (lambda s: (s / "zarr.json").write_bytes(b"\x00garbage"),
                                "zarr.json (JSONDecodeError): the store's metadata is damaged"),
     "empty root zarr.json": (lambda s: (s / "zarr.json").write_bytes(b""),
@@ -23,6 +39,7 @@ COMMANDS = {
     "info": lambda s, tmp: ["info", s],
     "export": lambda s, tmp: ["export", s, "--out", tmp / "png"],
     "verify": lambda s, tmp: ["verify", s],
+    "verify --repair": lambda s, tmp: ["verify", s, "--repair"],
     "generate": lambda s, tmp: ["generate", "--count", 32, "--size", 64, "--out", s, "--workers", 0, "--no-progress"],
     "evaluate": lambda s, tmp: ["evaluate", "--data", s, "--baseline", "identity", "--out", tmp / "eval",
                                 "--no-progress"],
