@@ -165,6 +165,17 @@ def check_creatable(path: Path) -> None:
         raise StoreError(f"cannot create {path}: {ancestor} is not writable")
 
 
+def check_writable_folder(path: Path) -> None:
+    """Raise StoreError unless files can be written in the folder `path` (existing, or creatable)."""
+    if path.exists():
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write in {path}: it is not writable")
+        return
+    check_creatable(path)
+
+
 def creation_cut_short(path: str | os.PathLike[str]) -> bool:
     """True only for a format-2 store that its own creation marked incomplete (holds no sample yet)."""
     group = _project_group(path)
