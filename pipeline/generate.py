@@ -52,6 +52,7 @@ class Interrupted(Exception):
 class BlockResult:
     block: Block
     metas: tuple[SampleMeta, ...]
+    crcs: tuple[tuple[int, ...], ...] = ()  # per sample: its chunks' CRC32C (micro, label, grains)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def make_block(writer: ImageWriter, config: GenerationConfig, seed: int, block: 
     store in each task read 14 metadata files through zarr, about 6 ms a block.
     """
     samples = [make_sample(config, seed, i) for i in range(block.start, block.stop)]
-    writer.write(samples)
-    return BlockResult(block, tuple(s.meta for s in samples))
+    crcs = writer.write(samples)
+    return BlockResult(block, tuple(s.meta for s in samples), tuple(crcs))
 
 
 def generate(
@@ -221,6 +222,7 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         store = LibraryStore.open(out)
         for name in META_ARRAYS:  # every per-sample array is rewritten by commits: all must be sound
             store.metadata(name)
+        store.recorded_crcs()
         store.done()
     except StoreError as exc:  # damaged, or another format: never replaced unasked
         raise GenerationError(f"{exc}; nothing was changed (--overwrite replaces it)") from None
@@ -249,7 +251,7 @@ def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable
     def commit() -> None:
         nonlocal last_commit
         indices = [i for r in buffer for i in range(r.block.start, r.block.stop)]
-        store.commit(indices, [m for r in buffer for m in r.metas])
+        store.commit(indices, [m for r in buffer for m in r.metas], [c for r in buffer for c in r.crcs])
         buffer.clear()
         last_commit = time.monotonic()
 
