@@ -180,7 +180,8 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     warning = _untrainable_size(size)
     if warning:
         click.echo(warning, err=True)
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_TRACKER)))
+    if QUIET_TRACKER not in os.environ.get("PYTHONWARNINGS", ""):  # inherited by the resource tracker process
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_TRACKER)))
     notify = lambda line: click.echo(line, err=True)  # noqa: E731
     terminated: list[int] = []
     previous = signal.signal(signal.SIGTERM, _on_sigterm(terminated))

@@ -56,6 +56,7 @@ class BatchExecutor(DaskExecutor):
         self.resubmit_limit = resubmit_limit()
         self.lost = self.resubmitted = 0
         self._last_seen: dict[str, float] = {}  # job name -> when one of its workers was last connected
+        self._job_ids: dict[str, str] = {}  # job name -> the batch scheduler's job id
 
     @property
     def description(self) -> str:
@@ -115,39 +116,44 @@ class BatchExecutor(DaskExecutor):
         """Cancel and resubmit jobs whose workers have all gone; then the generic check."""
         connected = {info.get("name") for info in self._connected_workers().values()}
         now = time.monotonic()
+        lost = []
         for name, spec in list(self.cluster.worker_spec.items()):
             if {f"{name}{suffix}" for suffix in spec.get("group", [""])} & connected:
                 self._last_seen[name] = now
-            elif name in self._last_seen and now - self._last_seen[name] >= self.worker_timeout:
-                # It had workers and has had none for worker_timeout: ended (wall time,
-                # preemption, a dead node). A job that never started is waited for: it may be queued.
-                self.cluster.sync(self._replace, name)
+                self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or name
+            elif name in self._last_seen and (now - self._last_seen[name] >= self.worker_timeout
+                                              or name not in self.cluster.workers):
+                # It had workers and has had none for worker_timeout (or dask's SpecCluster has
+                # dropped it already): it ended. A job that never started is waited for: it may be queued.
+                lost.append(name)
+        if lost:
+            self.cluster.sync(self._replace, lost)
         super()._watch_workers()
 
-    async def _replace(self, name: str) -> None:
-        """Cancel the lost job `name` and, while the limit allows, submit another in its place."""
-        job = self.cluster.workers.get(name)
-        job_id = getattr(job, "job_id", None) or name
-        self.lost += 1
-        del self._last_seen[name]
-        if self.resubmitted < self.resubmit_limit:
-            self.resubmitted += 1
-            self.cluster.worker_spec.update(self.cluster.new_worker_spec())  # before the pop: a fresh name
-            self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; submitting another "
-                        f"({self.resubmitted} of at most {self.resubmit_limit} resubmissions)")
-        else:
-            self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; not resubmitted "
-                        f"(reconstruction-gb.resubmit-limit: {self.resubmit_limit})")
-        self.cluster.worker_spec.pop(name, None)
-        lost = self.cluster.workers.pop(name, None)
-        if lost is not None:
-            try:
-                await lost.close()  # scancel: it may still hold the allocation
-            except Exception:  # noqa: BLE001 - the job is gone either way
-                pass
+    async def _replace(self, names: list[str]) -> None:
+        """Cancel the lost jobs `names` and, while the limit allows, submit others in their place."""
+        for name in names:
+            job_id = self._job_ids.pop(name, name)
+            self.lost += 1
+            del self._last_seen[name]
+            if self.resubmitted < self.resubmit_limit:
+                self.resubmitted += 1
+                self.cluster.worker_spec.update(self.cluster.new_worker_spec())  # before the pop: a fresh name
+                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; submitting another "
+                            f"({self.resubmitted} of at most {self.resubmit_limit} resubmissions)")
+            else:
+                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; not resubmitted "
+                            f"(reconstruction-gb.resubmit-limit: {self.resubmit_limit})")
+            self.cluster.worker_spec.pop(name, None)
+            job = self.cluster.workers.pop(name, None)
+            if job is not None:
+                try:
+                    await job.close()  # scancel: it may still hold its allocation
+                except Exception:  # noqa: BLE001 - the job is gone either way
+                    pass
         try:
-            await self.cluster._correct_state()
-        except Exception as exc:  # noqa: BLE001 - a refused submission counts as one more lost job
+            await self.cluster._correct_state()  # submits the new specs (one call: no other spec is re-made)
+        except Exception as exc:  # noqa: BLE001 - a refused submission is one more job that will not come
             for pending, pending_job in list(self.cluster.workers.items()):
                 if getattr(pending_job, "job_id", None) is None:
                     self.cluster.workers.pop(pending, None)

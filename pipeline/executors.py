@@ -136,18 +136,24 @@ def check_scheduler_address(address: str) -> None:
 
 
 class _NoGatherNoise(logging.Filter):
-    """Drop the scheduler's "Couldn't gather keys" errors: a result whose worker died is computed
-    again (or the run stops when no worker is left), which the driver says in words of its own."""
+    """Drop the logged noise of a result whose worker died: the scheduler's and client's
+    "Couldn't gather keys" and asyncio's "Task exception was never retrieved" for the gather the
+    driver gave up waiting on. The result is computed again (or the run stops when no worker is
+    left), which the driver says in words of its own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Couldn't gather keys")
+        if str(record.msg).startswith("Couldn't gather"):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
 
 
 def quiet_lost_results() -> None:
-    """Install `_NoGatherNoise` once on the scheduler's logger (the scheduler of a local or batch cluster runs here)."""
-    scheduler_log = logging.getLogger("distributed.scheduler")
-    if not any(isinstance(f, _NoGatherNoise) for f in scheduler_log.filters):
-        scheduler_log.addFilter(_NoGatherNoise())
+    """Install `_NoGatherNoise` once on the loggers that report lost results in this process."""
+    for name in ("distributed.scheduler", "distributed.client", "asyncio"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoGatherNoise) for f in log.filters):
+            log.addFilter(_NoGatherNoise())
 
 
 class DaskExecutor:
