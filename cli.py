@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +17,7 @@ try:
     from pipeline.batch import DEFAULT_JOBS, SCHEDULERS, BatchExecutor
     from pipeline.config import GENERAL_RATES, PRESETS, TASKS, ConfigError, GenerationConfig
     from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-    from pipeline.generate import GenerationError, Interrupted, generate as generate_library
+    from pipeline.generate import GenerationError, Interrupted, RunStopped, generate as generate_library
     from pipeline.interchange import InterchangeError, export_pairs, import_pairs
     from pipeline.store import LibraryStore, StoreError
     from pipeline.verify import VerifyError, verify as verify_store
@@ -40,6 +43,8 @@ class OneLineErrors(click.Group):
     def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # no arguments: click prints the help, as every click program does
         except click.UsageError as exc:
             exc.ctx = None
             raise
@@ -70,6 +75,33 @@ def main() -> None:
         # Nothing is left to clean up that the OS does not: the interpreter's final garbage
         # collections over every module (Dask's, zarr's) took about 0.4 s of CPU after a run.
         gc.freeze()
+
+
+# SIGTERM (what SLURM, Kubernetes and `kill` send) stops a run as Ctrl-C does; the exit status
+# stays the conventional 128 + 15.
+SIGTERM_EXIT = 143
+# A worker process killed mid-run (or stopped with its cluster on SIGTERM) leaves the semaphores
+# multiprocessing made for it: the resource tracker frees them at exit, and would say so in a
+# "leaked semaphore objects" warning that tells the user nothing they can act on.
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
+
+
+def _on_sigterm(received: list[int]):  # type: ignore[no-untyped-def]
+    """A SIGTERM handler that notes the signal in `received` and stops the run as Ctrl-C does."""
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise _Terminated()
+    return handler
+
+
+def _resume_command() -> str:
+    """The command line of this run, less --overwrite (which would start the library again)."""
+    argv = [arg for arg in getattr(sys, "orig_argv", sys.argv) if arg != "--overwrite"]
+    return shlex.join(argv)
 
 
 def _tensorflow(command: str) -> None:
@@ -152,24 +184,35 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     warning = _untrainable_size(size)
     if warning:
         click.echo(warning, err=True)
+    if QUIET_TRACKER not in os.environ.get("PYTHONWARNINGS", ""):  # inherited by the resource tracker process
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_TRACKER)))
+    notify = lambda line: click.echo(line, err=True)  # noqa: E731
+    terminated: list[int] = []
+    previous = signal.signal(signal.SIGTERM, _on_sigterm(terminated))
     try:
         rates = {"nucleation_rate": nucleation_rate, "growth_rate": growth_rate}
         defaults = GENERAL_RATES if preset == "general" else {}
         config = GenerationConfig(size=size, task=task, preset=preset,
                                   **{k: v or defaults.get(k) for k, v in rates.items() if v or k in defaults})
         if cluster is not None:
-            executor = BatchExecutor(cluster, jobs or DEFAULT_JOBS)
+            executor = BatchExecutor(cluster, jobs or DEFAULT_JOBS, notify=notify)
         else:
-            executor = SerialExecutor() if workers == 0 else DaskExecutor(workers=workers, scheduler=scheduler)
+            executor = (SerialExecutor() if workers == 0
+                        else DaskExecutor(workers=workers, scheduler=scheduler, notify=notify))
         report = generate_library(
             out, count, config, seed=seed, executor=executor, block_size=block, overwrite=overwrite,
             progress=None if no_progress else _progress_bar, echo=click.echo,
         )
+    except RunStopped as exc:  # the workers are gone: what finished is committed
+        raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
+                                   f"to continue, run: {_resume_command()}") from None
     except LIBRARY_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    except Interrupted as exc:  # Ctrl-C: what finished is committed
+    except Interrupted as exc:  # Ctrl-C or SIGTERM: what finished is committed
         click.echo(str(exc), err=True)
-        sys.exit(130)
+        sys.exit(SIGTERM_EXIT if terminated else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(report.summary())
 
 

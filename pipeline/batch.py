@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted
+from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted, quiet_lost_results
 
 REPO = Path(__file__).resolve().parents[1]
 # --cluster value -> (dask-jobqueue class, job submission command, job cancellation command).
@@ -25,19 +27,36 @@ SCHEDULERS = {
     "lsf": ("LSFCluster", "bsub", "bkill"),
 }
 DEFAULT_JOBS = 1
+# Jobs lost in one run (wall time, preemption, a failed node) that are submitted again, in total:
+# `reconstruction-gb.resubmit-limit` in the user's Dask configuration overrides it.
+RESUBMIT_LIMIT = 3
+
+
+def resubmit_limit() -> int:
+    """Lost jobs resubmitted per run (Dask configuration `reconstruction-gb.resubmit-limit`)."""
+    import dask
+
+    value = dask.config.get("reconstruction-gb.resubmit-limit", RESUBMIT_LIMIT)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ExecutorError(f"reconstruction-gb.resubmit-limit must be a whole number >= 0, got {value!r}")
+    return value
 
 
 class BatchExecutor(DaskExecutor):
     """Tasks on workers that dask-jobqueue submits as `jobs` batch jobs; the scheduler runs here."""
 
-    def __init__(self, kind: str, jobs: int = DEFAULT_JOBS):
+    def __init__(self, kind: str, jobs: int = DEFAULT_JOBS, notify: Callable[[str], None] = lambda line: None):
         if kind not in SCHEDULERS:
             raise ExecutorError(f"unknown batch scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
         if jobs < 1:
             raise ExecutorError(f"jobs must be >= 1, got {jobs}")
-        super().__init__(workers=None)
+        super().__init__(workers=None, notify=notify)
         self.kind, self.jobs = kind, jobs
         self.cores = 1
+        self.resubmit_limit = resubmit_limit()
+        self.lost = self.resubmitted = 0
+        self._last_seen: dict[str, float] = {}  # job name -> when one of its workers was last connected
+        self._job_ids: dict[str, str] = {}  # job name -> the batch scheduler's job id
 
     @property
     def description(self) -> str:
@@ -57,6 +76,7 @@ class BatchExecutor(DaskExecutor):
         from distributed import Client
 
         class_name, submit, cancel = SCHEDULERS[self.kind]
+        quiet_lost_results()
         for command in (submit, cancel):
             if shutil.which(command) is None:
                 raise ExecutorError(f"--cluster {self.kind} needs the `{command}` command, which is not on PATH "
@@ -87,6 +107,63 @@ class BatchExecutor(DaskExecutor):
             raise ExecutorError(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}") from None
         self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
         return self
+
+    def _may_get_workers(self) -> bool:
+        """A job not lost (queued, starting or running) may still bring workers."""
+        return bool(self.cluster is not None and self.cluster.worker_spec)
+
+    def _watch_workers(self) -> None:
+        """Cancel and resubmit jobs whose workers have all gone; then the generic check."""
+        connected = {info.get("name") for info in self._connected_workers().values()}
+        now = time.monotonic()
+        lost = []
+        for name, spec in list(self.cluster.worker_spec.items()):
+            if {f"{name}{suffix}" for suffix in spec.get("group", [""])} & connected:
+                self._last_seen[name] = now
+                self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or name
+            elif name in self._last_seen and (now - self._last_seen[name] >= self.worker_timeout
+                                              or name not in self.cluster.workers):
+                # It had workers and has had none for worker_timeout (or dask's SpecCluster has
+                # dropped it already): it ended. A job that never started is waited for: it may be queued.
+                lost.append(name)
+        if lost:
+            self.cluster.sync(self._replace, lost)
+        super()._watch_workers()
+
+    async def _replace(self, names: list[str]) -> None:
+        """Cancel the lost jobs `names` and, while the limit allows, submit others in their place."""
+        for name in names:
+            job_id = self._job_ids.pop(name, name)
+            self.lost += 1
+            del self._last_seen[name]
+            if self.resubmitted < self.resubmit_limit:
+                self.resubmitted += 1
+                self.cluster.worker_spec.update(self.cluster.new_worker_spec())  # before the pop: a fresh name
+                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; submitting another "
+                            f"({self.resubmitted} of at most {self.resubmit_limit} resubmissions)")
+            else:
+                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; not resubmitted "
+                            f"(reconstruction-gb.resubmit-limit: {self.resubmit_limit})")
+            self.cluster.worker_spec.pop(name, None)
+            job = self.cluster.workers.pop(name, None)
+            if job is not None:
+                try:
+                    await job.close()  # scancel: it may still hold its allocation
+                except Exception:  # noqa: BLE001 - the job is gone either way
+                    pass
+        try:
+            await self.cluster._correct_state()  # submits the new specs (one call: no other spec is re-made)
+        except Exception as exc:  # noqa: BLE001 - a refused submission is one more job that will not come
+            for pending, pending_job in list(self.cluster.workers.items()):
+                if getattr(pending_job, "job_id", None) is None:
+                    self.cluster.workers.pop(pending, None)
+                    self.cluster.worker_spec.pop(pending, None)
+            self.notify(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}")
+
+    def _lost_message(self) -> str:
+        return (f"every {self.kind.upper()} job ended ({self.lost} lost, {self.resubmitted} resubmitted, "
+                f"reconstruction-gb.resubmit-limit: {self.resubmit_limit}) and no worker has been connected "
+                f"for {self.worker_timeout:g} s")
 
 
 async def _submit(cluster: Any, jobs: int) -> None:

@@ -12,6 +12,8 @@ PRESETS = ("study", "general")
 # polySim rates of the general preset when none are given (its other draws: pipeline/general.py).
 GENERAL_RATES = {"nucleation_rate": (5, 60), "growth_rate": (1, 8)}
 MIN_SIZE = 64
+# The store records each sample's drawn rates as uint16 (pipeline/store.py, META_ARRAYS).
+MAX_RATE = 65535
 
 
 class ConfigError(ValueError):
@@ -56,8 +58,8 @@ class GenerationConfig:
         if self.size < MIN_SIZE:
             raise ConfigError(f"size must be at least {MIN_SIZE} px, got {self.size}")
         # polySim never fills the image (loops forever) when a rate is zero.
-        _check_range("nucleation rate", self.nucleation_rate, low=1)
-        _check_range("growth rate", self.growth_rate, low=1)
+        _check_range("nucleation rate", self.nucleation_rate, low=1, high=MAX_RATE)
+        _check_range("growth rate", self.growth_rate, low=1, high=MAX_RATE)
         _check_range("patch count", self.patch_count_range, low=0)
         _check_range("patch side", self.patch_side_range, low=1)
         if self.patch_side_range[1] > self.size:
@@ -107,11 +109,13 @@ class GenerationConfig:
         return [name for name in {**mine, **theirs} if mine.get(name, "study") != theirs.get(name, "study")]
 
 
-def _check_range(name: str, bounds: tuple[int, int], low: int) -> None:
+def _check_range(name: str, bounds: tuple[int, int], low: int, high: int | None = None) -> None:
     if len(bounds) != 2:
         raise ConfigError(f"{name} must be a (min, max) pair, got {list(bounds)}")
     lo, hi = bounds
     if lo < low:
         raise ConfigError(f"{name} must be >= {low}, got min {lo}")
+    if high is not None and hi > high:
+        raise ConfigError(f"{name} must be <= {high}, got max {hi}")
     if lo > hi:
         raise ConfigError(f"{name} min {lo} is greater than max {hi}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -35,6 +36,31 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 class ExecutorError(RuntimeError):
     """The executor could not start, or a task failed for good."""
+
+
+class WorkersLost(ExecutorError):
+    """No worker has been connected for `worker_timeout` seconds and none is coming: the run stops."""
+
+
+# How long a run goes on with no worker at all (or a batch job with none of its workers) before
+# it acts: `reconstruction-gb.worker-timeout` in the user's Dask configuration overrides it.
+WORKER_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 1.0  # how often the driver looks at the workers while it waits for results
+
+
+def worker_timeout() -> float:
+    """Seconds without workers before a run stops (Dask configuration `reconstruction-gb.worker-timeout`)."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("reconstruction-gb.worker-timeout", WORKER_TIMEOUT_S)
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (TypeError, ValueError):
+        raise ExecutorError(f"reconstruction-gb.worker-timeout must be a duration such as 60s, got {value!r}") from None
+    if not seconds or seconds <= 0:
+        raise ExecutorError(f"reconstruction-gb.worker-timeout must be > 0, got {value!r}")
+    return float(seconds)
 
 
 class Executor(Protocol):
@@ -79,17 +105,78 @@ class SerialExecutor:
             on_result(function(item))
 
 
+# Local worker processes per core at most: polySim is CPU-bound, so more than one per core gains
+# nothing, and every worker (a nanny and a process, each with its sockets and pipes) costs the
+# driver about 30 open files: 10000 of them hang on start-up and end in "Too many open files".
+WORKERS_PER_CORE = 4
+FILES_PER_WORKER = 32
+
+
+def local_worker_limit() -> int:
+    """The most local worker processes `--workers` accepts on this machine."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    by_files = (soft - 64) // FILES_PER_WORKER if soft != resource.RLIM_INFINITY else WORKERS_PER_CORE * available_cores()
+    return max(1, min(WORKERS_PER_CORE * available_cores(), by_files))
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse an address Dask cannot connect to (e.g. no port) before anything starts."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ExecutorError(f"--scheduler {address!r} is not a Dask scheduler address such as tcp://host:8786 "
+                            f"({exc})") from None
+
+
+class _NoGatherNoise(logging.Filter):
+    """Drop the logged noise of a result whose worker died: the scheduler's and client's
+    "Couldn't gather keys" and asyncio's "Task exception was never retrieved" for the gather the
+    driver gave up waiting on. The result is computed again (or the run stops when no worker is
+    left), which the driver says in words of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Couldn't gather"):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
+
+
+def quiet_lost_results() -> None:
+    """Install `_NoGatherNoise` once on the loggers that report lost results in this process."""
+    for name in ("distributed.scheduler", "distributed.client", "asyncio"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoGatherNoise) for f in log.filters):
+            log.addFilter(_NoGatherNoise())
+
+
 class DaskExecutor:
     """Tasks on a Dask cluster: a new local one (`workers` processes) or an existing one."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None, connect_timeout: float = 10.0):
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, connect_timeout: float = 10.0,
+                 notify: Callable[[str], None] = lambda line: None):
         if workers is not None and scheduler is not None:
             raise ExecutorError("give either a number of workers or a scheduler address, not both")
+        if workers is not None and not 1 <= workers <= local_worker_limit():
+            raise ExecutorError(f"--workers {workers} is more than this machine can use: at most {local_worker_limit()} "
+                                f"({WORKERS_PER_CORE} per core, and each worker process needs open files); "
+                                "nothing was written")
+        if scheduler is not None:
+            check_scheduler_address(scheduler)
         self.n_workers = workers if workers is not None else available_cores()
         self.scheduler = scheduler
         self.connect_timeout = connect_timeout
+        self.notify = notify
+        self.worker_timeout = worker_timeout()
         self.client: Any = None
         self.cluster: Any = None
+        self._no_worker_since: float | None = None
 
     @property
     def description(self) -> str:
@@ -110,6 +197,7 @@ class DaskExecutor:
         import yaml
         from distributed import Client, LocalCluster
 
+        quiet_lost_results()
         try:
             if self.scheduler is None:
                 # Workers are processes of one thread each (polySim is not thread-safe), and
@@ -122,10 +210,15 @@ class DaskExecutor:
                 self.client = Client(self.cluster)
             else:
                 self.client = Client(self.scheduler, timeout=self.connect_timeout)
-        except (OSError, TimeoutError, RuntimeError) as exc:
+        except (OSError, TimeoutError, RuntimeError, ValueError, TypeError, MemoryError) as exc:
             self.__exit__()
             if self.scheduler is None:
                 raise ExecutorError(f"cannot start a local Dask cluster: {exc}") from None
+            # Something that answers, but not with Dask's protocol, makes its reader allocate
+            # whatever length the first bytes claim (MemoryError) or fail to parse them.
+            if isinstance(exc, (MemoryError, ValueError, TypeError)):
+                raise ExecutorError(f"{self.scheduler} answered, but not as a Dask scheduler "
+                                    f"({type(exc).__name__})") from None
             raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
         self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
         return self
@@ -143,21 +236,69 @@ class DaskExecutor:
         items = list(items)
         futures = self.client.map(function, items, pure=False)
         task_of = {f.key: item for f, item in zip(futures, items)}
+        results = as_completed(futures)
+        self._no_worker_since = None
+        watched = time.monotonic()
         try:
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except KilledWorker:
-                    raise ExecutorError(
-                        f"{task_of[future.key]} failed: the worker process running it died every time it was "
-                        "tried (killed, or out of memory); the samples finished before are kept"
-                    ) from None
-                except Exception as exc:  # noqa: BLE001 - reported with the task that raised it
-                    raise ExecutorError(f"{task_of[future.key]} failed: {type(exc).__name__}: {exc}") from exc
-                future.release()
-                on_result(result)
+            while not results.is_empty():
+                # Not `for future in results`: that waits forever when every worker is gone.
+                ready = results.next_batch(block=False) if results.has_ready() else []
+                if not ready:
+                    with results.thread_condition:
+                        results.thread_condition.wait(timeout=0.1)
+                for future in ready:
+                    try:
+                        result = self._result(future)
+                    except WorkersLost:
+                        raise
+                    except KilledWorker:
+                        raise ExecutorError(
+                            f"{task_of[future.key]} failed: the worker process running it died every time it was "
+                            "tried (killed, or out of memory); the samples finished before are kept"
+                        ) from None
+                    except Exception as exc:  # noqa: BLE001 - reported with the task that raised it
+                        raise ExecutorError(f"{task_of[future.key]} failed: {type(exc).__name__}: {exc}") from exc
+                    future.release()
+                    on_result(result)
+                if time.monotonic() - watched >= WATCH_INTERVAL_S:
+                    watched = time.monotonic()
+                    self._watch_workers()
         finally:
             self.client.cancel(futures)
+
+    def _result(self, future: Any) -> Any:
+        """A finished task's result, watching the workers meanwhile: it lives on a worker, and when
+        that worker died after finishing, the task is computed again (or never, with no worker)."""
+        while True:
+            try:
+                return future.result(timeout=WATCH_INTERVAL_S)
+            except TimeoutError:
+                self._watch_workers()
+
+    def _connected_workers(self) -> dict[str, Any]:
+        """The workers the scheduler knows now, by address."""
+        return dict(self.client.scheduler_info()["workers"])
+
+    def _may_get_workers(self) -> bool:
+        """Whether a worker may still join (a batch job waiting in its queue); an existing cluster: never known."""
+        return False
+
+    def _watch_workers(self) -> None:
+        """Stop the run once no worker has been connected for `worker_timeout` and none is coming."""
+        workers = self._connected_workers()
+        if workers or self._may_get_workers():
+            self._no_worker_since = None
+            return
+        now = time.monotonic()
+        if self._no_worker_since is None:
+            self._no_worker_since = now
+            self.notify(f"no worker is connected; waiting up to {self.worker_timeout:g} s for one")
+        elif now - self._no_worker_since >= self.worker_timeout:
+            raise WorkersLost(self._lost_message())
+
+    def _lost_message(self) -> str:
+        where = f"the Dask cluster at {self.scheduler}" if self.scheduler else "the local Dask cluster"
+        return f"no worker of {where} has been connected for {self.worker_timeout:g} s"
 
 
 try:
@@ -167,12 +308,15 @@ except ImportError:  # pragma: no cover - distributed is a dependency
 
 
 def _ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group: only the driver reacts (it stops the cluster), no worker traceback."""
+    """Ctrl-C (SIGINT) and SLURM's or Kubernetes' SIGTERM reach the whole process group: only the
+    driver reacts (it stops the cluster, whose nannies end their workers by message), so no worker
+    dies mid-task, is restarted, and logs a traceback or leaks its semaphores."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import GenerationConfig
-from .executors import Executor, SerialExecutor
+from .executors import Executor, SerialExecutor, WorkersLost
 from .plan import Block, Plan, default_block_size, make_plan
 from .resources import ResourceError, check_resources
 from .sample import SampleMeta, make_sample
@@ -23,10 +23,21 @@ from .store import (META_ARRAYS, ImageWriter, LibraryStore, StoreError, check_cr
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
 # and a kill loses at most this much work.
 COMMIT_INTERVAL_S = 5.0
+# A short run commits sooner: the interval grows with the run's age (a quarter of it) from this
+# floor up to COMMIT_INTERVAL_S, so a kill a few seconds in loses about a second of work.
+MIN_COMMIT_INTERVAL_S = 0.5
 
 
 class GenerationError(RuntimeError):
     """A generation request that cannot be carried out; nothing was written."""
+
+
+class RunStopped(GenerationError):
+    """The run stopped part-way (its workers are gone): what finished is committed, the rest resumes."""
+
+    def __init__(self, reason: str, done: int, count: int):
+        super().__init__(f"{reason}: stopped with {done} of {count} pairs done (kept); run the same command to continue")
+        self.reason, self.done, self.count = reason, done, count
 
 
 class Interrupted(Exception):
@@ -41,6 +52,7 @@ class Interrupted(Exception):
 class BlockResult:
     block: Block
     metas: tuple[SampleMeta, ...]
+    crcs: tuple[tuple[int, ...], ...] = ()  # per sample: its chunks' CRC32C (micro, label, grains)
 
 
 @dataclass(frozen=True)
@@ -70,8 +82,8 @@ def make_block(writer: ImageWriter, config: GenerationConfig, seed: int, block: 
     store in each task read 14 metadata files through zarr, about 6 ms a block.
     """
     samples = [make_sample(config, seed, i) for i in range(block.start, block.stop)]
-    writer.write(samples)
-    return BlockResult(block, tuple(s.meta for s in samples))
+    crcs = writer.write(samples)
+    return BlockResult(block, tuple(s.meta for s in samples), tuple(crcs))
 
 
 def generate(
@@ -89,7 +101,8 @@ def generate(
     """Make every sample of the library (config, seed) of `count` pairs that `out` lacks.
 
     `progress(total)` returns a progress display (tqdm fits) for the pairs this call makes;
-    finished samples are marked done at most every `commit_interval` seconds, and at the end.
+    finished samples are marked done at most every `commit_interval` seconds (sooner while the run
+    is young, MIN_COMMIT_INTERVAL_S), and at the end.
     """
     if count <= 0:
         raise GenerationError(f"count must be > 0, got {count}")
@@ -97,6 +110,8 @@ def generate(
         raise GenerationError(f"seed must be >= 0, got {seed}")
     if block_size is not None and block_size <= 0:
         raise GenerationError(f"block must be > 0, got {block_size}")
+    if block_size is not None:
+        block_size = min(block_size, count)  # a larger block is the same plan: one block of every pair
     out = Path(out).absolute()
     try:
         return _generate(out, count, config, seed, executor, block_size, overwrite, progress, echo, commit_interval)
@@ -177,6 +192,8 @@ def _execute(store: LibraryStore, count: int, block_size: int | None, executor: 
         return _run(plan, store, executor, progress, commit_interval)
     except KeyboardInterrupt:
         raise Interrupted(int(store.done().sum()), store.count) from None
+    except WorkersLost as exc:
+        raise RunStopped(str(exc), int(store.done().sum()), store.count) from None
     except OSError as exc:  # disk full, or the store's filesystem gone: shards are whole or absent
         raise GenerationError(f"cannot write {store.path} ({exc.strerror or exc}); {int(store.done().sum())} of "
                               f"{store.count} pairs are done and kept: free space and run the same command "
@@ -205,6 +222,7 @@ def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, ov
         store = LibraryStore.open(out)
         for name in META_ARRAYS:  # every per-sample array is rewritten by commits: all must be sound
             store.metadata(name)
+        store.recorded_crcs()
         store.done()
     except StoreError as exc:  # damaged, or another format: never replaced unasked
         raise GenerationError(f"{exc}; nothing was changed (--overwrite replaces it)") from None
@@ -228,12 +246,12 @@ def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable
     task = partial(make_block, store.image_writer(), plan.config, plan.seed)
     buffer: list[BlockResult] = []
     made = 0
-    last_commit = time.monotonic()
+    started = last_commit = time.monotonic()
 
     def commit() -> None:
         nonlocal last_commit
         indices = [i for r in buffer for i in range(r.block.start, r.block.stop)]
-        store.commit(indices, [m for r in buffer for m in r.metas])
+        store.commit(indices, [m for r in buffer for m in r.metas], [c for r in buffer for c in r.crcs])
         buffer.clear()
         last_commit = time.monotonic()
 
@@ -242,7 +260,8 @@ def _run(plan: Plan, store: LibraryStore, executor: Executor, progress: Callable
         buffer.append(result)
         made += len(result.block)
         bar.update(len(result.block))
-        if time.monotonic() - last_commit >= commit_interval:
+        now = time.monotonic()
+        if now - last_commit >= min(commit_interval, max(MIN_COMMIT_INTERVAL_S, (now - started) / 4)):
             commit()
 
     try:

@@ -168,6 +168,7 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
         writer = store.image_writer()
         no_grain_map = np.zeros((size, size), np.uint16)  # the grains fill value
         metas = []
+        crcs: list[tuple[int, ...]] = []
         shard: list[Sample] = []  # a shard is written whole, once its samples are read
         with _quiet_opencv():
             for index, file in enumerate(names):
@@ -182,9 +183,9 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
                 shard.append(Sample(index, micro, label, no_grain_map, meta))
                 metas.append(meta)
                 if len(shard) == store.shard or index == len(names) - 1:
-                    writer.write(shard)
+                    crcs += writer.write(shard)
                     shard = []
-        store.commit(list(range(len(names))), metas)
+        store.commit(list(range(len(names))), metas, crcs)
         if out.exists():
             raise InterchangeError(f"{out} appeared while importing; nothing written")
         os.rename(partial, out)

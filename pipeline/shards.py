@@ -41,6 +41,11 @@ def without_crc(data: bytes, what: str) -> bytes:
     return body
 
 
+def chunk_crc(chunk: bytes) -> int:
+    """The CRC32C an encoded inner chunk ends with."""
+    return int.from_bytes(chunk[-CRC:], "little")
+
+
 def encode_shard(chunks: list[bytes | None]) -> bytes:
     """A shard file from its encoded inner chunks (None: absent), index at the end."""
     index = np.full((len(chunks), 2), EMPTY, dtype="<u8")
@@ -99,8 +104,12 @@ class ShardLayout:
             raise ChunkError(f"index of shard file {_name(path)} points past its end")
         return [(int(offset), int(nbytes)) for offset, nbytes in index.tolist()]
 
-    def read_image(self, path: Path, index: list[tuple[int, int]], slot: int) -> np.ndarray:
-        """Decode inner chunk `slot` of the shard at `path` (one byte-range read); ChunkError if unusable."""
+    def read_image(self, path: Path, index: list[tuple[int, int]], slot: int, expected_crc: int = 0) -> np.ndarray:
+        """Decode inner chunk `slot` of the shard at `path` (one byte-range read); ChunkError if unusable.
+
+        `expected_crc` (0: unknown) is the CRC32C recorded for this sample's image: a different
+        one is an image of another sample, in a shard file moved or swapped.
+        """
         offset, nbytes = index[slot]
         if offset == EMPTY:
             raise ChunkError(f"absent from shard file {_name(path)}")
@@ -115,6 +124,10 @@ class ShardLayout:
         if len(data) != nbytes:
             raise ChunkError(f"shard file {_name(path)} is truncated")
         frame = without_crc(data, "chunk")
+        if expected_crc and chunk_crc(data) != expected_crc:
+            raise ChunkError(f"shard file {_name(path)} holds another image than the one committed for this sample "
+                             "(a valid chunk, but not this sample's checksum): shard files moved, swapped or "
+                             "rewritten by something else")
         try:
             raw = self.codec.decode(frame)
         except Exception as exc:  # whatever Blosc raises on a frame that passed its checksum

@@ -32,7 +32,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, Zstd
 from . import __version__
 from .config import GenerationConfig
 from .sample import Sample, SampleMeta
-from .shards import ChunkError, ShardLayout, encode_shard
+from .shards import ChunkError, ShardLayout, chunk_crc, encode_shard
 
 FORMAT = "reconstruction-gb"
 FORMAT_VERSION = 2
@@ -52,7 +52,14 @@ META_ARRAYS: dict[str, tuple[str, Any]] = {
     "split": ("uint8", 0),
 }
 DONE = "done"
+# (N, 3) uint32: the CRC32C of each sample's inner chunk of micro, label and grains, recorded by the
+# driver at commit. A reader compares it with the chunk it reads: a shard file moved or swapped
+# (each chunk's own checksum still valid) reads as damage, not as another sample's images.
+# Stores made before it existed lack it and are read without that check (docs/store.md).
+IMAGE_CRC = "image_crc"
+NO_CRC = 0  # not recorded (a sample not done, or written by a version without the array)
 ALL_ARRAYS = (*SAMPLE_IMAGES, *META_ARRAYS, DONE)
+OPTIONAL_ARRAYS = (IMAGE_CRC,)
 # Samples per chunk of the per-sample arrays (written by the driver alone).
 META_CHUNK = 4096
 # Largest shard, in samples: about 0.5 MB of micro at 512 px, and the work a kill can lose.
@@ -84,6 +91,7 @@ ARRAY_ATTRIBUTES: dict[str, dict[str, str]] = {
                         "units": "1"},
     "split": {"meaning": "0 train, 1 val, 2 test", "units": "1"},
     DONE: {"meaning": "sample complete; only done samples are valid", "units": "1"},
+    IMAGE_CRC: {"meaning": "CRC32C of the sample's micro, label and grains chunks (0: not recorded)", "units": "1"},
 }
 
 
@@ -101,6 +109,37 @@ class StoreDamaged(StoreError):
 
 def verify_hint(path: Path) -> str:
     return f"run `python cli.py verify {path}`"
+
+
+# Damage to what describes the store (root attributes, an array's zarr.json) is beyond `verify
+# --repair`, which needs that description to remake samples.
+UNREPAIRABLE = "restore that file from a copy of the store, or make the library again in a new --out"
+IMAGE_DTYPES = {"micro": "uint8", "label": "uint8", "grains": "uint16"}
+
+
+def _check_description(path: Path, attrs: Any, arrays: dict[str, zarr.Array]) -> int:
+    """The planned sample count, once the root attributes and the arrays' types are what format 2 writes."""
+    try:
+        config = GenerationConfig.from_dict(attrs["config"])
+        seed, count = attrs["seed"], attrs["count"]
+        if type(seed) is not int or type(count) is not int or seed < 0 or count < 0:
+            raise ValueError("seed and count must be whole numbers >= 0")
+    except Exception as exc:  # noqa: BLE001 - a missing key, a wrong type, a config no version makes
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"an unreadable description ({exc})"
+        raise StoreDamaged(f"{path} is damaged: its root zarr.json attributes have {what}; {UNREPAIRABLE}") from None
+    wanted = {**IMAGE_DTYPES, **{name: dtype for name, (dtype, _) in META_ARRAYS.items()}, DONE: "bool",
+              IMAGE_CRC: "uint32"}
+    for name, array in arrays.items():
+        if np.dtype(array.dtype) != np.dtype(wanted[name]):
+            raise StoreDamaged(f"{path} is damaged: array {name!r} has data type {array.dtype}, not {wanted[name]} "
+                               f"as this format stores it ({name}/zarr.json); {UNREPAIRABLE}")
+        if name == IMAGE_CRC and tuple(array.shape[1:]) != (len(SAMPLE_IMAGES),):
+            raise StoreDamaged(f"{path} is damaged: array {name!r} has shape {array.shape}, not (N, "
+                               f"{len(SAMPLE_IMAGES)}) ({name}/zarr.json); {UNREPAIRABLE}")
+        if name in IMAGE_DTYPES and tuple(array.shape[1:]) != (config.size, config.size):
+            raise StoreDamaged(f"{path} is damaged: array {name!r} holds images of {tuple(array.shape[1:])} px, not "
+                               f"the library's {config.size} x {config.size} ({name}/zarr.json); {UNREPAIRABLE}")
+    return count
 
 
 def _project_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | None:
@@ -138,6 +177,17 @@ def check_creatable(path: Path) -> None:
         raise StoreError(f"cannot create {path}: {ancestor} is not writable")
 
 
+def check_writable_folder(path: Path) -> None:
+    """Raise StoreError unless files can be written in the folder `path` (existing, or creatable)."""
+    if path.exists():
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write in {path}: it is not writable")
+        return
+    check_creatable(path)
+
+
 def creation_cut_short(path: str | os.PathLike[str]) -> bool:
     """True only for a format-2 store that its own creation marked incomplete (holds no sample yet)."""
     group = _project_group(path)
@@ -152,8 +202,8 @@ def shard_samples(count: int) -> int:
 
 def file_count(count: int, shard: int) -> int:
     """Files of a complete store of `count` samples: shards of 3 image arrays, per-sample chunks, metadata."""
-    return (len(SAMPLE_IMAGES) * math.ceil(count / shard) + (len(META_ARRAYS) + 1) * math.ceil(count / META_CHUNK)
-            + 1 + len(ALL_ARRAYS))
+    return (len(SAMPLE_IMAGES) * math.ceil(count / shard) + (len(META_ARRAYS) + 2) * math.ceil(count / META_CHUNK)
+            + 1 + len(ALL_ARRAYS) + len(OPTIONAL_ARRAYS))
 
 
 def software_versions() -> dict[str, str]:
@@ -243,6 +293,12 @@ class LibraryStore:
                 dimension_names=("sample",), attributes=ARRAY_ATTRIBUTES[name],
             )
             _writable(array)[:] = np.full(count, fill, dtype=dtype)  # every chunk file exists from the start
+        crc = group.create_array(
+            IMAGE_CRC, shape=(count, len(SAMPLE_IMAGES)), chunks=(META_CHUNK, len(SAMPLE_IMAGES)), dtype="uint32",
+            fill_value=NO_CRC, compressors=(ZstdCodec(), Crc32cCodec()), chunk_key_encoding=CHUNK_KEYS,
+            dimension_names=("sample", "image"), attributes=ARRAY_ATTRIBUTES[IMAGE_CRC],
+        )
+        _writable(crc)[:] = np.full((count, len(SAMPLE_IMAGES)), NO_CRC, dtype="uint32")
         group.attrs["complete"] = True  # last
         return cls.open(path, mode="r+")
 
@@ -256,9 +312,12 @@ class LibraryStore:
         if group is None:
             raise StoreError(f"{path} is not a Reconstruction-GB store")
         found = group.attrs.get("format_version")
-        if found == 1:
+        if found == 1 and type(found) is int:
             raise StoreError(f"{path} has store format version 1; rewrite it as format {FORMAT_VERSION} with "
                              f"`python cli.py upgrade {path} --out NEW`")
+        if type(found) is not int:  # "2" (text) or 2.0 would print like the number the reader wants
+            raise StoreDamaged(f"{path} is damaged: its root zarr.json gives format_version {json.dumps(found)}, "
+                               f"not a whole number (this version reads {FORMAT_VERSION}); {UNREPAIRABLE}")
         if found != FORMAT_VERSION:
             raise StoreError(f"{path} has store format version {found}; this version reads {FORMAT_VERSION}")
         if group.attrs.get("complete") is not True:
@@ -271,7 +330,13 @@ class LibraryStore:
             except Exception as exc:  # noqa: BLE001 - missing or garbage zarr.json of one array
                 raise StoreDamaged(f"{path} is damaged: array {name!r} is missing or its metadata cannot be read "
                                    f"({type(exc).__name__}); {verify_hint(path)}") from None
-        count = int(group.attrs.get("count", -1))
+        if IMAGE_CRC in set(group.array_keys()):  # absent from stores made before it existed
+            try:
+                arrays[IMAGE_CRC] = _writable(group[IMAGE_CRC])
+            except Exception as exc:  # noqa: BLE001 - garbage zarr.json
+                raise StoreDamaged(f"{path} is damaged: the metadata of array {IMAGE_CRC!r} cannot be read "
+                                   f"({type(exc).__name__}); {UNREPAIRABLE}") from None
+        count = _check_description(path, group.attrs, arrays)
         short = [name for name, array in arrays.items() if array.shape[0] < count]
         if short:
             raise StoreDamaged(f"{path} is damaged: array {short[0]!r} holds fewer than the {count} planned samples; "
@@ -337,6 +402,16 @@ class LibraryStore:
             raise StoreDamaged(f"{self.path} is damaged: cannot read the {what} ({type(exc).__name__}: {exc}); "
                                f"{verify_hint(self.path)}") from None
 
+    def recorded_crcs(self) -> np.ndarray | None:
+        """The (N, 3) recorded chunk checksums, or None for a store made before they were (StoreDamaged if unreadable)."""
+        if IMAGE_CRC not in self.arrays:
+            return None
+        try:
+            return np.asarray(self.arrays[IMAGE_CRC][: self.count])
+        except Exception as exc:  # noqa: BLE001 - a checksum mismatch or garbage chunk
+            raise StoreDamaged(f"{self.path} is damaged: cannot read the array {IMAGE_CRC!r} ({type(exc).__name__}); "
+                               f"{verify_hint(self.path)}") from None
+
     def bytes_on_disk(self, arrays: Iterable[str] | None = None) -> int:
         """Bytes of the stored files of the given arrays (all of the store by default)."""
         roots = [self.path / name for name in arrays] if arrays is not None else [self.path]
@@ -351,7 +426,7 @@ class LibraryStore:
 
     def image_reader(self, names: Sequence[str] = IMAGE_ARRAYS) -> ImageReader:
         """Fast whole-sample reads of the given image arrays (for streaming training data)."""
-        return ImageReader(self.path, [self.arrays[name] for name in names])
+        return ImageReader(self.path, [self.arrays[name] for name in names], self.arrays.get(IMAGE_CRC), self.count)
 
     def shard_file(self, name: str, index: int) -> Path:
         """The shard file holding image `name` of sample `index`."""
@@ -383,10 +458,17 @@ class LibraryStore:
             array.resize((count, *array.shape[1:]))
         for name, (dtype, fill) in {**META_ARRAYS, DONE: ("bool", False)}.items():
             self.arrays[name][old:count] = np.full(count - old, fill, dtype=dtype)  # new chunk files exist
+        if IMAGE_CRC in self.arrays:
+            self.arrays[IMAGE_CRC][old:count] = np.full((count - old, len(SAMPLE_IMAGES)), NO_CRC, dtype="uint32")
         self.group.attrs["count"] = count  # last: a kill before this leaves the old plan valid
 
-    def commit(self, indices: Sequence[int], metas: Sequence[SampleMeta]) -> None:
-        """Record metadata of samples whose images are written, then mark them done."""
+    def commit(self, indices: Sequence[int], metas: Sequence[SampleMeta],
+               crcs: Sequence[Sequence[int]] | None = None) -> None:
+        """Record metadata of samples whose images are written, then mark them done.
+
+        `crcs`: per sample, the CRC32C of its micro, label and grains chunks as `ImageWriter.write`
+        returns them; without them the samples are recorded as unchecked (NO_CRC).
+        """
         if not len(indices):
             return
         order = np.argsort(indices)
@@ -398,6 +480,11 @@ class LibraryStore:
             values = np.array([row[name] for row in rows], dtype=dtype)
             for run in runs:
                 self.arrays[name][index[run[0]] : index[run[-1]] + 1] = values[run]
+        if IMAGE_CRC in self.arrays:
+            table = (np.array([crcs[k] for k in order], dtype="uint32").reshape(len(order), len(SAMPLE_IMAGES))
+                     if crcs is not None else np.full((len(order), len(SAMPLE_IMAGES)), NO_CRC, dtype="uint32"))
+            for run in runs:
+                self.arrays[IMAGE_CRC][index[run[0]] : index[run[-1]] + 1] = table[run]
         for run in runs:
             self.arrays[DONE][index[run[0]] : index[run[-1]] + 1] = True
 
@@ -437,11 +524,13 @@ class ImageWriter:
     def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
         self.targets = [(array.basename, path / array.basename, array.metadata, _layout(array)) for array in arrays]
 
-    def write(self, samples: Sequence[Sample]) -> None:
+    def write(self, samples: Sequence[Sample]) -> list[tuple[int, ...]]:
         """Write the shards holding the given samples; a shard holds exactly the given samples that fall in it.
 
         Callers give whole shards (every sample of each shard touched), since a shard is replaced whole.
+        Returns, per sample in the order given, the CRC32C of each of its chunks (for `commit`).
         """
+        crcs: dict[int, list[int]] = {sample.index: [] for sample in samples}
         by_shard: dict[int, list[Sample]] = {}
         for _, _, _, layout in self.targets[:1]:
             for sample in samples:
@@ -451,10 +540,12 @@ class ImageWriter:
                 chunks: list[bytes | None] = [None] * layout.samples
                 for sample in members:
                     try:
-                        chunks[sample.index % layout.samples] = layout.encode_image(getattr(sample, name))
+                        chunk = chunks[sample.index % layout.samples] = layout.encode_image(getattr(sample, name))
                     except ValueError as exc:
                         raise ValueError(f"{name} of sample {sample.index} does not fit the store: {exc}") from None
+                    crcs[sample.index].append(chunk_crc(chunk))
                 atomic_write(root / metadata.encode_chunk_key((shard, 0, 0)), encode_shard(chunks))
+        return [tuple(crcs[sample.index]) for sample in samples]
 
 
 class ImageReader:
@@ -466,10 +557,14 @@ class ImageReader:
     naming the sample: a done sample never reads as the fill value.
     """
 
-    def __init__(self, path: Path, arrays: Sequence[zarr.Array]):
+    def __init__(self, path: Path, arrays: Sequence[zarr.Array], crc_array: zarr.Array | None = None,
+                 count: int = 0):
         self.store_path = path
         self.targets = [(array.basename, path / array.basename, array.metadata, _layout(array)) for array in arrays]
         self._indices: dict[tuple[int, int], tuple[Path, list[tuple[int, int]]]] = {}
+        self._crc_array, self._count = crc_array, count
+        self._columns = [SAMPLE_IMAGES.index(array.basename) for array in arrays]
+        self._crcs: np.ndarray | None = None  # the recorded CRCs, read once (4 bytes an image)
 
     def read(self, index: int) -> tuple[np.ndarray, ...]:
         """The images of sample `index`, one per array, in the order the reader was made with."""
@@ -490,11 +585,23 @@ class ImageReader:
         if kept is None:
             path = root / metadata.encode_chunk_key((shard, 0, 0))
             kept = self._indices[(position, shard)] = (path, layout.read_index(path))
-        return layout.read_image(kept[0], kept[1], slot)
+        return layout.read_image(kept[0], kept[1], slot, self._recorded_crc(position, int(index)))
+
+    def _recorded_crc(self, position: int, index: int) -> int:
+        """The CRC32C the driver recorded for this image of sample `index`, or NO_CRC."""
+        if self._crc_array is None:
+            return NO_CRC
+        if self._crcs is None:
+            try:
+                self._crcs = np.asarray(self._crc_array[: self._count])
+            except Exception as exc:  # noqa: BLE001 - a checksum mismatch or garbage chunk, whatever the codec raises
+                raise ChunkError(f"cannot read the recorded checksums ({IMAGE_CRC}: {type(exc).__name__})") from None
+        return int(self._crcs[index, self._columns[position]]) if index < len(self._crcs) else NO_CRC
 
     def forget(self) -> None:
-        """Drop the kept shard indices (after shards were rewritten)."""
+        """Drop the kept shard indices and recorded checksums (after shards were rewritten)."""
         self._indices.clear()
+        self._crcs = None
 
 
 def atomic_write(target: Path, data: bytes) -> None:

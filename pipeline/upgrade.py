@@ -21,7 +21,7 @@ from zarr.codecs import BloscCodec, BytesCodec
 
 from .config import GenerationConfig
 from .sample import Sample
-from .store import DONE, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, _project_group, check_creatable
+from .store import DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, _project_group, check_creatable
 from .verify import verify
 
 OLD_FORMAT = 1
@@ -113,13 +113,16 @@ def _write(group: zarr.Group, old: Path, partial: Path, attrs: dict, count: int,
     codecs = {name: _format1_codec(group[name]) for name in SAMPLE_IMAGES}
     shape = tuple(group["micro"].shape[1:])
     writer = store.image_writer()
+    crcs = np.zeros((count, len(SAMPLE_IMAGES)), dtype="uint32")  # recorded in one write, before `done`
     for first in range(0, count, store.shard):
         samples = []
         for index in (int(i) for i in np.flatnonzero(done[first : first + store.shard]) + first):
             images = {name: _read_format1(old, group, name, index, codecs[name], shape) for name in SAMPLE_IMAGES}
             samples.append(Sample(index, images["micro"], images["label"], images["grains"], meta=None))  # type: ignore[arg-type]
         if samples:
-            writer.write(samples)
+            for sample, sample_crcs in zip(samples, writer.write(samples)):
+                crcs[sample.index] = sample_crcs
+    store.arrays[IMAGE_CRC][:count] = crcs
     for name in (*META_ARRAYS, DONE):  # `done` last
         store.arrays[name][:count] = group[name][:count]
     echo(f"wrote {int(done.sum())} done samples of {count} into {partial.name}; verifying")

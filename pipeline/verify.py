@@ -119,8 +119,8 @@ def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) ->
         writer = store.image_writer()
         for first in sorted({i // shard * shard for i in bad}):
             samples = [make_sample(config, seed, i) for i in range(first, min(first + shard, count))]
-            writer.write(samples)
-            store.commit([s.index for s in samples], [s.meta for s in samples])
+            crcs = writer.write(samples)
+            store.commit([s.index for s in samples], [s.meta for s in samples], crcs)
     meta = {name: store.metadata(name) for name in CHECKED_META}
     still_bad = set(_check(store, bad, meta, echo))
     repaired = [i for i in bad if i not in still_bad]

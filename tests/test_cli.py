@@ -8,6 +8,8 @@ import sys
 import tomllib
 
 import click
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -33,6 +35,19 @@ def test_top_level_help_lists_every_command_in_full(run_cli):
     listed = [line.split()[0] for line in listing.strip().splitlines()]
     assert listed == list(cli.commands)  # generate ... predict, evaluate: the order of a first run
     assert "predict" in listed and "..." not in listing
+
+
+def test_no_arguments_prints_the_help_as_click_programs_do():
+    # It used to end in AttributeError: 'NoneType' object has no attribute 'color'.
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "cli.py"], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stdout + run.stderr  # click's status for "no command given"
+    output = run.stdout + run.stderr
+    assert output.startswith("Usage: cli.py [OPTIONS] COMMAND [ARGS]...") and "Commands:" in output, output
+    assert "Traceback" not in output and "Error" not in output
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))

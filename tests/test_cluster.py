@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pipeline.executors import DASK_SETTINGS
 
 STANDINS = REPO / "tests" / "standins"
 JOBQUEUE_YAML = """
+reconstruction-gb:
+  worker-timeout: 2s
 jobqueue:
   slurm:
     cores: 2
@@ -75,6 +78,82 @@ def _generate(env, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", "12", "--size", "64",
                "--out", "lib.zarr", "--no-progress", *extra]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def _done_count(store: Path) -> int:
+    import zarr
+
+    try:
+        return int(zarr.open_group(str(store), mode="r")["done"][:].sum())
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return 0  # not created yet
+
+
+def _kill_first_job_once_samples_are_done(env, cwd: Path, jobs: Path, count: int, *extra: str):
+    """Run generate; SIGKILL the first job's processes once a sample is done; returns (process, done at kill)."""
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", str(count), "--size", "64",
+               "--out", "lib.zarr", "--no-progress", "--cluster", "slurm", "--block", "1", *extra]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:  # events: a sample marked done in the store, or the run's end
+        done = _done_count(cwd / "lib.zarr")
+        if done:
+            os.killpg(int((jobs / "1000.pid").read_text()), signal.SIGKILL)
+            return process, done
+        time.sleep(0.02)
+    out, err = process.communicate()
+    pytest.fail(f"generate ended (exit {process.returncode}) before any sample was done, so before the kill:\n"
+                f"{out}{err}")
+
+
+@pytest.fixture(scope="module")
+def serial_24(tmp_path_factory):
+    from pipeline.config import GenerationConfig
+    from pipeline.generate import generate
+
+    out = tmp_path_factory.mktemp("serial24") / "serial.zarr"
+    generate(out, 24, GenerationConfig(size=64), seed=0)
+    return out
+
+
+def test_a_job_killed_mid_run_is_resubmitted_and_the_store_matches_the_serial_one(tmp_path, slurm, serial_24):
+    env, jobs = slurm
+    (Path(env["DASK_CONFIG"]) / "limits.yaml").write_text("reconstruction-gb: {resubmit-limit: 1}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    process, done = _kill_first_job_once_samples_are_done(env, work, jobs, 24)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, out + err + "".join(p.read_text() for p in jobs.glob("*.log"))
+    assert "SLURM job 1000 lost all its workers; submitting another (1 of at most 1 resubmissions)" in err, err
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in jobs.glob("*.sh")) == ["1000.sh", "1001.sh"]
+    assert sorted((jobs / "cancelled").read_text().split()) == ["1000", "1001"]
+    assert_same_arrays(serial_24, work / "lib.zarr")
+
+
+def test_when_every_job_is_lost_generate_stops_with_one_line_and_resumes(tmp_path, slurm, serial_24):
+    env, jobs = slurm
+    (Path(env["DASK_CONFIG"]) / "limits.yaml").write_text("reconstruction-gb: {resubmit-limit: 0}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    process, done = _kill_first_job_once_samples_are_done(env, work, jobs, 24)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    kept = _done_count(work / "lib.zarr")
+    assert kept >= done
+    assert last.startswith("Error: every SLURM job ended (1 lost, 0 resubmitted, reconstruction-gb.resubmit-limit: 0) "
+                           "and no worker has been connected for 2 s: "
+                           f"stopped with {kept} of 24 pairs done (kept); to continue, run: "), err
+    assert last.endswith("cli.py generate --count 24 --size 64 --out lib.zarr --no-progress --cluster slurm --block 1")
+    assert "Traceback" not in out + err and "leaked semaphore" not in err
+    assert sorted(p.name for p in jobs.glob("*.sh")) == ["1000.sh"]
+    # The command it names continues the library to the store a single uninterrupted run makes.
+    (Path(env["DASK_CONFIG"]) / "limits.yaml").unlink()
+    run = subprocess.run(shlex.split(last.split("to continue, run: ", 1)[1]), cwd=work, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"resuming: {kept} of 24 pairs done" in run.stdout
+    assert_same_arrays(serial_24, work / "lib.zarr")
 
 
 def test_generate_on_slurm_through_dask_jobqueue_matches_the_serial_store(tmp_path, slurm, serial):

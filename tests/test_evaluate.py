@@ -125,6 +125,14 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
     assert not (tmp_path / "out").exists()
 
 
+def test_a_read_only_out_is_one_line_before_any_scoring(run_cli, tiny_library):
+    # /proc/sys: a folder nobody may create files in, not even root.
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--baseline", "identity", "--out",
+                                  "/proc/sys/rgb-evaluation", "--no-progress"))
+    assert line == ("Error: --out: cannot create /proc/sys/rgb-evaluation: /proc/sys is not writable; "
+                    "nothing was written")
+
+
 def test_a_model_for_three_channel_inputs_is_one_clear_line(run_cli, tmp_path, tiny_library):
     import keras
 

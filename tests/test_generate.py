@@ -157,6 +157,14 @@ def test_info_describes_the_store(run_cli, reference):
         # Used to raise MemoryError and leave an empty store behind that `info` could not read.
         (["--count", "1000000000000"], "need about"),
         (["--count", "1", "--size", "100000", "--workers", "0"], "of memory;"),
+        # Used to hang for minutes, then "Too many open files".
+        (["--workers", "10000"], "--workers 10000 is more than this machine can use: at most "),
+        # Used to end in tracebacks: "missing port number", or a reader allocating exabytes.
+        (["--scheduler", "notanaddress"], "--scheduler 'notanaddress' is not a Dask scheduler address such as "
+                                          "tcp://host:8786 (missing port number"),
+        # Used to create the store, then fail to record the drawn rates (uint16) at the first commit.
+        (["--growth-rate", "70000", "70001"], "growth rate must be <= 65535, got max 70001"),
+        (["--nucleation-rate", "1000000", "1000000"], "nucleation rate must be <= 65535, got max 1000000"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, args, message):
@@ -167,6 +175,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, args,
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert "Traceback" not in result.output
     assert tree(tmp_path) == []
+
+
+def test_a_block_larger_than_the_count_is_one_block_of_every_pair(run_cli, tmp_path):
+    # It used to be sized as a billion pairs and refused as needing "16.4 TB of memory".
+    result = run_cli("generate", "--count", 4, "--size", 64, "--out", tmp_path / "big.zarr", "--workers", 0,
+                     "--block", 1000000000, "--no-progress")
+    assert result.exit_code == 0, result.output
+    reference = run_cli("generate", "--count", 4, "--size", 64, "--out", tmp_path / "ref.zarr", "--workers", 0,
+                        "--no-progress")
+    assert reference.exit_code == 0, reference.output
+    assert_same_arrays(tmp_path / "ref.zarr", tmp_path / "big.zarr")
 
 
 def test_out_must_not_be_a_file_or_a_foreign_directory(run_cli, tmp_path):

@@ -97,8 +97,8 @@ def test_a_small_store_has_the_files_of_the_formula(tmp_path):
     files = [p for p in (tmp_path / "s.zarr").rglob("*") if p.is_file()]
     assert shard_samples(32) == 2
     # 16 shards of 3 image arrays, one chunk of each of 10 per-sample arrays, 14 zarr.json (one per sample: 96).
-    assert len(files) == file_count(32, 2) == 3 * 16 + 10 * 1 + 14
-    assert file_count(14999, shard_samples(14999)) == 3 * 469 + 10 * 4 + 14 == 1461  # the study's library
+    assert len(files) == file_count(32, 2) == 3 * 16 + 11 * 1 + 15
+    assert file_count(14999, shard_samples(14999)) == 3 * 469 + 11 * 4 + 15 == 1466  # the study's library
 
 
 def test_xarray_opens_the_library_as_a_dataset(tmp_path, samples):
@@ -180,3 +180,24 @@ def test_default_block_size_gives_many_more_tasks_than_workers():
         tasks = -(-count // block)
         assert 1 <= block <= 32
         assert tasks >= min(count, 10 * workers + 1) or block == 1
+
+
+def test_a_store_made_before_image_crc_existed_is_read_and_extended_without_it(run_cli, tmp_path):
+    import shutil
+
+    from conftest import store_arrays
+
+    old = tmp_path / "old.zarr"
+    assert run_cli("generate", "--count", 4, "--size", 64, "--out", old, "--workers", 0, "--no-progress").exit_code == 0
+    shutil.rmtree(old / "image_crc")  # what every format-2 store written before it holds
+    for args in (["info", old], ["verify", old], ["export", old, "--out", tmp_path / "png"]):
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+    result = run_cli("generate", "--count", 6, "--size", 64, "--out", old, "--workers", 0, "--no-progress")
+    assert result.exit_code == 0 and "resuming: 4 of 4 pairs done" in result.output, result.output
+    assert not (old / "image_crc").exists()
+    fresh = tmp_path / "fresh.zarr"
+    assert run_cli("generate", "--count", 6, "--size", 64, "--out", fresh, "--workers", 0, "--no-progress").exit_code == 0
+    a, b = store_arrays(old), store_arrays(fresh)
+    assert sorted(b) == sorted([*a, "image_crc"])
+    assert all(a[name].tobytes() == b[name].tobytes() for name in a)

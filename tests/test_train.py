@@ -159,6 +159,12 @@ def empty_store(tmp_path):
     ([], "Missing option '--data'"),
     (["--data", "{garbage}"], "cannot read the per-sample array 'split'"),
     (["--data", "{tiny}", "--init", "{missing}"], "no such model file"),
+    (["--data", "{tiny}", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--data", "{tiny}", "--corrupt", "--corrupt-scale", "inf"], "--corrupt-scale must be a finite number > 0, got inf"),
+    (["--data", "{tiny}", "--corrupt", "--corrupt-scale", "100"],
+     "--corrupt-scale 100 makes holes of up to 900 px, larger than the 64 px images"),
+    (["--data", "{tiny}", "--out", "/proc/sys/rgb-run"],  # a read-only folder, even for root
+     "--out: cannot create /proc/sys/rgb-run: /proc/sys is not writable; nothing was written"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_library, empty_store, args,
                                                          message):
@@ -206,16 +212,21 @@ def test_kill_9_mid_run_then_resume_matches_the_uninterrupted_run(run_cli, tmp_p
     from conftest import REPO
 
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "cli.py", "train", "--data", str(tiny_library), "--out", str(run_dir),
-                                "--epochs", "3", *SMALL], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "epoch-0001").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+    log = tmp_path / "train.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "cli.py", "train", "--data", str(tiny_library), "--out",
+                                    str(run_dir), "--epochs", "3", *SMALL], cwd=REPO, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    # The event is the first checkpoint (or the process's end): no wall-clock guess, which a
+    # loaded machine outlasts while training is still running.
+    while not (run_dir / "checkpoints" / "epoch-0001").exists() and process.poll() is None:
         time.sleep(0.05)
+    assert process.poll() is None, (f"training exited ({process.returncode}) before its first checkpoint was seen; "
+                                    f"it printed:\n{log.read_text()[-2000:]}")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (run_dir / "metrics.json").exists()
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert not (run_dir / "metrics.json").exists(), f"training finished before the kill (checkpoints: {checkpoints})"
 
     result = run_cli("train", "--out", run_dir, "--resume")
     assert result.exit_code == 0, result.output
@@ -251,6 +262,20 @@ def test_init_starts_from_a_trained_models_weights(run_cli, tmp_path, trained_ru
     assert kernels and all(np.allclose(a, b, atol=1e-6) for a, b in kernels)
     fresh = keras.models.load_model(trained_run[0] / "checkpoints" / "epoch-0003" / "model.keras")
     assert all(a.shape == b.shape for a, b in zip(fresh.get_weights(), tuned.get_weights()))
+
+
+def test_init_from_a_model_with_a_lambda_layer_quotes_keras_safe_mode(run_cli, tmp_path, tiny_library):
+    inputs = keras.Input((64, 64, 1))
+    risky = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    risky.save(tmp_path / "lambda.keras")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--epochs", "1", *SMALL,
+                     "--init", tmp_path / "lambda.keras")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: --init {tmp_path / 'lambda.keras'}: not a readable Keras model (ValueError: "), last
+    assert "Lambda" in last and "safe_mode" in last, last
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_init_from_a_model_of_another_size_is_one_line(run_cli, tmp_path, trained_run, tiny_library):

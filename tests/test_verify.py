@@ -61,6 +61,11 @@ def test_a_garbage_chunk_and_a_wrong_num_grains_are_exactly_the_bad_samples(run_
     assert "Traceback" not in result.output
 
 
+def unrecorded(group, index):
+    """As a store made before `image_crc` existed: the content checks below are what catch the damage."""
+    group["image_crc"][index] = 0
+
+
 def erase_label_chunk(store, group):
     (store / "label" / "c.5.0.0").unlink()
 
@@ -69,18 +74,31 @@ def gray_pixel(store, group):
     micro = group["micro"][5]
     micro[0, 0] = 17
     group["micro"][5] = micro
+    unrecorded(group, 5)
 
 
 def gap_in_grain_ids(store, group):
     grains = group["grains"][5]
     grains[grains == grains.max()] = grains.max() + 1
     group["grains"][5] = grains
+    unrecorded(group, 5)
 
 
 def grain_id_zero(store, group):
     grains = group["grains"][5]
     grains[0, 0] = 0
     group["grains"][5] = grains
+    unrecorded(group, 5)
+
+
+def test_an_image_rewritten_behind_the_stores_back_is_caught_by_its_recorded_checksum(run_cli, store):
+    group = zarr.open_group(str(store), mode="r+")
+    micro = group["micro"][5]
+    micro[0, 0] = 255 - micro[0, 0]  # still 0/255, a valid chunk: only the recorded checksum tells
+    group["micro"][5] = micro
+    bad = bad_samples(run_cli("verify", store).output)
+    assert list(bad) == [5] and bad[5].startswith("micro: shard file micro/c.5.0.0 holds another image than the one "
+                                                  "committed for this sample"), bad
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -124,6 +142,7 @@ def test_an_imported_store_must_have_no_grain_map(run_cli, tmp_path, library):
     grains = np.zeros((64, 64), np.uint16)
     grains[:, 32:] = 1
     group["grains"][9] = grains
+    unrecorded(group, 9)
     result = run_cli("verify", store)
     assert result.exit_code == 1, result.output
     assert bad_samples(result.output) == {

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from pipeline.store import atomic_write
+from pipeline.store import StoreError, atomic_write, check_writable_folder
 
 from model import figures
 from model.methods.classical import BASELINES
@@ -194,6 +194,10 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluationError(f"--out {out_dir} is a file")
+    try:  # before any scoring: a read-only --out would otherwise fail only at the end
+        check_writable_folder(out_dir.absolute())
+    except StoreError as error:
+        raise EvaluationError(f"--out: {error}; nothing was written") from None
 
     combined = [f"{method.name} + bridge"] if method.plus_bridge else []
     rows = [method.name, *combined, *(name for name in BASELINES if name != method.name)]

@@ -30,10 +30,11 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from pipeline.store import LibraryStore, StoreError, atomic_write, software_versions
+from pipeline.store import LibraryStore, StoreError, atomic_write, check_writable_folder, software_versions
 
 from model import figures
 from model.data import DataError, LibraryReader
+from model.data.reader import HOLE_SIDE
 from model.inference.settings import save_settings
 from model.scoring.evaluate import evaluate, model_method
 from model.training.batchnorm import BATCHES as BN_BATCHES, recalibrate_batchnorm
@@ -93,8 +94,8 @@ class TrainOptions:
                 raise TrainError(f"--{name} must be > 0, got {getattr(self, name)}")
         if self.limit is not None and self.limit <= 0:
             raise TrainError(f"--limit must be > 0, got {self.limit}")
-        if not self.lr > 0:
-            raise TrainError(f"--lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.seed < 0:
             raise TrainError(f"--seed must be >= 0, got {self.seed}")
         if self.loss not in LOSSES:
@@ -103,8 +104,8 @@ class TrainOptions:
             raise TrainError(f"--cldice-weight must be >= 0, got {self.cldice_weight}")
         if self.crop is not None and self.crop <= 0:
             raise TrainError(f"--crop must be > 0, got {self.crop}")
-        if not self.corrupt_scale > 0:
-            raise TrainError(f"--corrupt-scale must be > 0, got {self.corrupt_scale}")
+        if not (self.corrupt_scale > 0 and math.isfinite(self.corrupt_scale)):
+            raise TrainError(f"--corrupt-scale must be a finite number > 0, got {self.corrupt_scale}")
         if self.corrupt_scale != 1.0 and not self.corrupt:
             raise TrainError("--corrupt-scale needs --corrupt")
         if self.init is not None and not Path(self.init).is_file():
@@ -170,6 +171,9 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
     `progress(total)` makes a progress bar for the final evaluation (none by default).
     """
     reader, config = describe(options)
+    if options.corrupt and round(HOLE_SIDE[1] * options.corrupt_scale) > reader.size:
+        raise TrainError(f"--corrupt-scale {options.corrupt_scale:g} makes holes of up to "
+                         f"{round(HOLE_SIDE[1] * options.corrupt_scale)} px, larger than the {reader.size} px images")
     run_dir = Path(options.out).absolute()
     state = None if dry_run else _prepare_run_dir(run_dir, resume)
     counts = reader.counts()
@@ -219,6 +223,10 @@ def _same_library(path: str, recorded: dict[str, Any]) -> bool:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> RunState:
+    try:  # before the model is built: a read-only --out would otherwise fail at the first file
+        check_writable_folder(run_dir)
+    except StoreError as error:
+        raise TrainError(f"--out: {error}; nothing was written") from None
     if not resume:
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise TrainError(f"{run_dir} is not empty; use --resume to continue the run in it, "
@@ -419,7 +427,11 @@ def _load_init_weights(model: keras.Model, path: str) -> None:
     try:
         source = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises several types for an unreadable file
-        raise TrainError(f"--init {path}: not a readable Keras model ({type(error).__name__})") from None
+        # Keras' own reason, e.g. safe mode refusing a Lambda layer's Python code, as `predict` quotes it.
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise TrainError(f"--init {path}: not a readable Keras model ({type(error).__name__}"
+                         f"{': ' + reason if reason else ''})") from None
     theirs, ours = source.get_weights(), model.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
         raise TrainError(f"--init {path}: its layers differ from this run's network "
