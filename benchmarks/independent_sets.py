@@ -29,7 +29,6 @@ generator seeds, so a later run (or one without MicroStructPy) reuses them.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -265,10 +264,3 @@ def makers(source_type: Callable[..., Any], sharp_cuts: Callable[..., Any]) -> d
         "nist-optical": make_nist_optical,
     }
 
-
-def diameter_spread(grains: np.ndarray) -> float:
-    """Ratio of the 95th to the 5th percentile of equivalent grain diameters (a decade is 10)."""
-    areas = np.bincount(grains.ravel())[1:]
-    diameters = np.sqrt(areas[areas > 0] * 4 / math.pi)
-    low, high = np.percentile(diameters, [5, 95])
-    return float(high / low)
