@@ -28,7 +28,9 @@ generator seeds, so a later run (or one without MicroStructPy) reuses them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,7 +42,9 @@ from pipeline.config import GenerationConfig
 from pipeline.sample import BACKGROUND, BOUNDARY, fragment
 
 ROOT = Path(__file__).resolve().parents[1]
-NIST_DIR = ROOT.parent / "shared" / "real" / "nist-gsat"
+# shared/ lies beside the checkout (../shared); a checkout that holds one of its own uses that.
+NIST_DIR = next((d for d in (ROOT / "shared" / "real" / "nist-gsat", ROOT.parent / "shared" / "real" / "nist-gsat")
+                 if d.is_dir()), ROOT.parent / "shared" / "real" / "nist-gsat")
 CACHE_DIR = ROOT / "generated_data" / "independent-grains"
 # Set name -> random stream (after generalisation.py's 0-6); part of the benchmark's definition.
 STREAMS = {"msp-lognormal": 7, "msp-elongated": 8, "msp-cuts": 9, "nist-steel": 10, "nist-optical": 11}
@@ -128,7 +132,8 @@ def msp_tessellation(kind: str, size: int, seeds: tuple[int, ...], angle: float)
     """A MicroStructPy grain map (uint16 ids from 1) of a size x size square: seeds, positions, Laguerre cells.
 
     MicroStructPy seeds numpy's global generator with the given seeds; its state is saved and
-    restored around the call, so nothing else sees it.
+    restored around the call, so nothing else sees it. Its log of rejected seeds goes to a
+    scratch folder, not the working directory.
     """
     try:
         import microstructpy as msp
@@ -144,7 +149,9 @@ def msp_tessellation(kind: str, size: int, seeds: tuple[int, ...], angle: float)
                                                    rng_seeds={k: s for k, s in zip(keys, seeds[1:])})
         # rtol 1: seeds may overlap up to their radius; the tessellation resolves it, and
         # positioning takes seconds instead of minutes.
-        seed_list.position(domain, rng_seed=seeds[0], rtol=1.0)
+        with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+            # MicroStructPy logs the seeds it could not place to ./seed_position_reject.log.
+            seed_list.position(domain, rng_seed=seeds[0], rtol=1.0)
         mesh = msp.meshing.PolyMesh.from_seeds(seed_list, domain)
     finally:
         np.random.set_state(state)
