@@ -29,6 +29,8 @@ fragmentation ranges (`store.config`) where gaps are blurred squares:
   on the background, porous boundaries (single white pixels) and small round holes. Unlike
   `train --corrupt` (square specks and holes), so a model trained with it is not tested on its
   own augmentation.
+Five more sets no polySim run could make (MicroStructPy grain maps with lognormal and elongated
+grains, 1-6 px lines; NIST's real steel, fragmented and raw): benchmarks/independent_sets.py.
 Images of a derived set cycle over the test samples with fresh draws, so N may exceed the split.
 Targets are always the true boundaries of the image's own grain map, thickened like its input.
 Every image k of set s draws from its own generator, SeedSequence(seed, spawn_key=(stream of s,
@@ -71,6 +73,8 @@ from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402
 from pipeline.polysim import simulate  # noqa: E402
 from pipeline.sample import BACKGROUND, TEST, boundaries, erased_fraction, fragment, thicken  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
+
+import independent_sets  # noqa: E402  (beside this file)
 
 # Set name -> random stream; the numbers are part of the benchmark's definition.
 SET_STREAMS = {"library": 0, "elongated": 1, "fine": 2, "coarse": 3, "sharp-cuts": 4, "faded": 5, "noisy": 6}
@@ -199,11 +203,14 @@ MAKERS: dict[str, Callable[[Source, GenerationConfig, np.random.Generator], Pair
     "library": make_library, "elongated": make_elongated, "fine": make_fine, "coarse": make_coarse,
     "sharp-cuts": make_sharp_cuts, "faded": make_faded, "noisy": make_noisy,
 }
+# Sets no polySim run could make: an independent generator's grain maps and NIST's steel (independent_sets.py).
+SET_STREAMS.update(independent_sets.STREAMS)
+MAKERS.update(independent_sets.makers(Source, make_sharp_cuts))
 
 
 def make_set(name: str, sources: list[Source], config: GenerationConfig, seed: int, count: int) -> Iterator[Pair]:
     """The images of set `name`: image k from test sample k mod len(sources) and its own generator."""
-    count = min(count, len(sources)) if name == "library" else count
+    count = min(count, len(sources)) if name == "library" else min(count, independent_sets.CAPS.get(name, count))
     for k in range(count):
         yield MAKERS[name](sources[k % len(sources)], config, image_rng(seed, name, k))
 
@@ -298,13 +305,17 @@ def main() -> None:
     parser.add_argument("store", type=Path, help="a Reconstruction-GB store (its test split is read, nothing written)")
     parser.add_argument("--model", default=None, help="a .keras model (default: the bundled model, if installed)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="images per set")
-    parser.add_argument("--sets", default=",".join(SET_STREAMS), help="comma-separated sets to run")
+    parser.add_argument("--sets", default=",".join(s for s in SET_STREAMS if independent_sets.available(s)),
+                        help="comma-separated sets to run (default: all that can be made here)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every set's draws")
     args = parser.parse_args()
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [s for s in sets if s not in SET_STREAMS]
     if unknown or not sets:
         parser.error(f"unknown set(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SET_STREAMS)}")
+    missing = [s for s in sets if not independent_sets.available(s)]
+    if missing:
+        parser.error(f"set(s) {', '.join(missing)} cannot be made here: see benchmarks/independent_sets.py")
     if args.count <= 0:
         parser.error("--count must be > 0")
 
