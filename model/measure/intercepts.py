@@ -36,6 +36,8 @@ class Paths:
     origin: np.ndarray  # (n, 2) x, y (px, 0 = top-left corner of the image) where each line enters; circles: centre
     direction: tuple[float, float]  # (ux, uy) along the lines; circles: (radius of the largest, 0)
     pixel_exact: bool = False  # rows or columns: every pixel of the line, 4-adjacent steps
+    corner_steps: tuple[int, int] | None = None  # diagonals: flat offsets from a sample to the two pixels
+    # that share the corner it steps through to the next sample (see `count_crossings`)
 
     @property
     def line_of(self) -> np.ndarray:
@@ -57,11 +59,12 @@ class Crossings:
     open_count: int  # how many of them cross an open boundary (the rest separate two grains)
     length_px: float  # total length of the paths
     paths: Paths
+    corner_bonus: float = 0.0  # diagonals: crossings of grain tips between two samples (see _corner_grains)
 
     @property
-    def count(self) -> int:
-        """Number of crossings."""
-        return int(self.path.size)
+    def count(self) -> float:
+        """Number of crossings, E112's P (a grain tip grazed between two diagonal samples counts 1/2)."""
+        return self.path.size + self.corner_bonus
 
 
 def nearest_grain(grain_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +149,9 @@ def _diagonal_paths(shape: tuple[int, int], leftward: bool) -> Paths:
     flat *= stride
     flat += (r0 * width + c0)[line]
     origin = np.stack([origin_x, r0 + 1.0], axis=1)  # the corner of the first pixel the line enters by
-    return Paths(flat, first, np.full(count.size, math.sqrt(2)), count * math.sqrt(2), False, origin, direction)
+    beside = (1, -width) if not leftward else (-1, -width)  # the pixels right/left of and above a sample
+    return Paths(flat, first, np.full(count.size, math.sqrt(2)), count * math.sqrt(2), False, origin, direction,
+                 False, beside)
 
 
 def _sampled_paths(shape: tuple[int, int], angle_deg: float, spacing: float, step: float) -> Paths:
@@ -246,7 +251,28 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
     j = np.concatenate([change - 0.5, (run_first + run_last) / 2]) - paths.first[path]
     position = paths.offset(path, j)
     order = np.lexsort((position, path))
-    return Crossings(label, path[order], position[order], int(run_first.size), float(paths.length.sum()), paths)
+    bonus = 0.0
+    if paths.corner_steps is not None:
+        bonus = _corner_grains(paths, near, ids, change)
+    return Crossings(label, path[order], position[order], int(run_first.size), float(paths.length.sum()), paths,
+                     bonus)
+
+
+def _corner_grains(paths: Paths, near: np.ndarray, ids: np.ndarray, change: np.ndarray) -> float:
+    """Crossings a diagonal misses by stepping through a pixel corner past the tip of a third grain.
+
+    From sample A to the next sample C a diagonal passes exactly through the corner the two share
+    with two other pixels. If both of those belong to a third grain B, the line went A -> B -> C:
+    one crossing more; if one of them does, it grazed B's tip: half a crossing (E112 counts a
+    line through a triple point as 1.5).
+    """
+    before = paths.flat[change - 1]
+    a, c = ids[change - 1], ids[change]
+    foreign = np.zeros(change.size)
+    for step in paths.corner_steps:
+        b = near[before + step]
+        foreign += (b != a) & (b != c)
+    return float(np.count_nonzero(foreign == 2) + 0.5 * np.count_nonzero(foreign == 1))
 
 
 def intercept_lengths(crossings: Crossings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
