@@ -79,12 +79,14 @@ def nearest_grain(grain_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lookup[nearest], distance
 
 
-def open_boundary(boundary: np.ndarray, near: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def open_boundary(boundary: np.ndarray, near: np.ndarray, distance: np.ndarray,
+                  specks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boundary pixels with one nearest grain all around them: boundaries that separate no two grains.
 
     The neighbourhood is a disc a little wider than the band's half-width (90th percentile of the
     boundary pixels' distance to a grain, + 1.5 px), so the edge pixels of a band between two grains
-    still see both. Returned twice: as found, for rows and columns (which cannot pass an 8-connected
+    still see both. Pieces touching a speck (`specks`: background too small to be a grain) are its
+    walls, not boundaries, and are left out. Returned twice: as found, for rows and columns (which cannot pass an 8-connected
     line without touching it), and widened by a 4-neighbour cross for the other lines and circles.
     """
     if not boundary.any():
@@ -94,6 +96,10 @@ def open_boundary(boundary: np.ndarray, near: np.ndarray, distance: np.ndarray) 
     ids = near.astype(np.uint16) if near.dtype != np.uint16 else near
     uniform = cv2.dilate(ids, disc) == cv2.erode(ids, disc)
     opened = boundary & uniform
+    if specks is not None and specks.any():  # the walls of debris (specks) are no boundary crossed
+        count, pieces = cv2.connectedComponents(opened.view(np.uint8), connectivity=8)
+        walls = np.unique(pieces[cv2.dilate(specks.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)])
+        opened &= ~np.isin(pieces, walls[walls > 0])
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     return opened, cv2.dilate(opened.view(np.uint8), cross).view(bool) & uniform
 
@@ -225,11 +231,13 @@ def _rotate_closed(paths: Paths, marks: np.ndarray) -> Paths:
     return Paths(flat, paths.first, paths.step, paths.length, True, paths.origin, paths.direction, paths.pixel_exact)
 
 
-def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarray) -> Crossings:
+def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarray,
+                    grain: np.ndarray | None = None) -> Crossings:
     """The crossings of `paths`: changes of nearest-grain id, plus runs through open boundary.
 
-    A run of open boundary counts once; one that touches an end of its line does not (the line
-    starts or stops inside the band, crossing nothing).
+    A run of open boundary counts once when grain pixels (`grain`, default: all) lie on both sides
+    of it: not one that touches an end of its line (the line starts or stops inside the band), nor
+    the wall of a speck (debris walled in beside a boundary is no boundary crossed).
     """
     near, opened = near.ravel(), opened.ravel()
     if paths.closed:
@@ -247,6 +255,10 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
     run_last = np.flatnonzero(marks & ~following)
     whole = ~begins[run_first] & ~finishes[run_last]
     run_first, run_last = run_first[whole], run_last[whole]
+    if grain is not None:
+        grain = grain.ravel()
+        flanked = grain[paths.flat[run_first - 1]] & grain[paths.flat[run_last + 1]]
+        run_first, run_last = run_first[flanked], run_last[flanked]
     path = np.searchsorted(paths.first, np.concatenate([change, run_first]), side="right") - 1
     j = np.concatenate([change - 0.5, (run_first + run_last) / 2]) - paths.first[path]
     position = paths.offset(path, j)
