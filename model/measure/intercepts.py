@@ -36,6 +36,7 @@ class Paths:
     origin: np.ndarray  # (n, 2) x, y (px, 0 = top-left corner of the image) where each line enters; circles: centre
     direction: tuple[float, float]  # (ux, uy) along the lines; circles: (radius of the largest, 0)
     pixel_exact: bool = False  # rows or columns: every pixel of the line, 4-adjacent steps
+    wobbles: bool = False  # samples rounded to pixels off the true path: circles, lines at odd angles
     corner_steps: tuple[int, int] | None = None  # diagonals: flat offsets from a sample to the two pixels
     # that share the corner it steps through to the next sample (see `count_crossings`)
 
@@ -199,7 +200,7 @@ def _sampled_paths(shape: tuple[int, int], angle_deg: float, spacing: float, ste
     flat = np.clip(y, 0, height - 1, out=y).astype(np.int32).astype(np.int64)
     flat *= width
     flat += cols
-    return Paths(flat, first, np.full(count.size, step), length, False, origin, (ux, uy))
+    return Paths(flat, first, np.full(count.size, step), length, False, origin, (ux, uy), wobbles=True)
 
 
 def circle_paths(shape: tuple[int, int], step: float = 1.0) -> Paths:
@@ -216,7 +217,7 @@ def circle_paths(shape: tuple[int, int], step: float = 1.0) -> Paths:
         y = np.clip(np.floor(cy - r * np.sin(phi)), 0, height - 1).astype(np.int64)
         flats.append(y * width + x)
     return Paths(np.concatenate(flats), np.concatenate([[0], np.cumsum(count + 1)]), 2 * np.pi * radii / count,
-                 2 * np.pi * radii, True, np.array([[cx, cy]] * 3), (float(radius), 0.0))
+                 2 * np.pi * radii, True, np.array([[cx, cy]] * 3), (float(radius), 0.0), wobbles=True)
 
 
 def _rotate_closed(paths: Paths, marks: np.ndarray) -> Paths:
@@ -228,7 +229,24 @@ def _rotate_closed(paths: Paths, marks: np.ndarray) -> Paths:
         shift = int(free[0]) if free.size else 0
         order = (np.arange(b - a + 1) % (b - a) + shift) % (b - a)
         flat[a:b + 1] = paths.flat[a + order]
-    return Paths(flat, paths.first, paths.step, paths.length, True, paths.origin, paths.direction, paths.pixel_exact)
+    return Paths(flat, paths.first, paths.step, paths.length, True, paths.origin, paths.direction, paths.pixel_exact,
+                 paths.wobbles, paths.corner_steps)
+
+
+def _drop_wobbles(change: np.ndarray, ids: np.ndarray, samples: int = 2) -> np.ndarray:
+    """`change` without the pairs A -> B -> A that last at most `samples` samples.
+
+    A rounded path (a circle, a line at an odd angle) wanders up to 0.7 px off its true course, so it
+    can step over a boundary it runs along and back: two crossings the true path never makes.
+    """
+    if change.size < 2:
+        return change
+    close = (np.diff(change) <= samples) & (ids[change[:-1] - 1] == ids[change[1:]])
+    drop = np.zeros(change.size, bool)
+    for i in np.flatnonzero(close).tolist():
+        if not drop[i]:
+            drop[i] = drop[i + 1] = True
+    return change[~drop]
 
 
 def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarray,
@@ -249,6 +267,8 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
     finishes = np.zeros(ids.size, bool)
     finishes[paths.first[1:] - 1] = True
     change = np.flatnonzero((ids[1:] != ids[:-1]) & ~begins[1:]) + 1  # sample after the change
+    if paths.wobbles:
+        change = _drop_wobbles(change, ids)
     previous = np.concatenate([[False], marks[:-1]]) & ~begins
     following = np.concatenate([marks[1:], [False]]) & ~finishes
     run_first = np.flatnonzero(marks & ~previous)
