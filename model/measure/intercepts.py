@@ -158,7 +158,7 @@ def _diagonal_paths(shape: tuple[int, int], leftward: bool) -> Paths:
     origin = np.stack([origin_x, r0 + 1.0], axis=1)  # the corner of the first pixel the line enters by
     beside = (1, -width) if not leftward else (-1, -width)  # the pixels right/left of and above a sample
     return Paths(flat, first, np.full(count.size, math.sqrt(2)), count * math.sqrt(2), False, origin, direction,
-                 False, beside)
+                 corner_steps=beside)
 
 
 def _sampled_paths(shape: tuple[int, int], angle_deg: float, spacing: float, step: float) -> Paths:
