@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.measure.grains import INTERCEPT_OFFSET, INTERCEPT_SLOPE, measure_boundary, planimetric_grain_size  # noqa: E402
@@ -175,6 +176,65 @@ def known_image(kind: str, size: int, cell: float, width: float, seed: int = 0):
 
 
 CELLS = {"squares": 32.0, "hexagons": 40.0, "voronoi": 48.0}
+NIST_PIXEL_UM = 0.2252  # NIST's readme: 222 px = 50 um on the steel micrograph
+
+
+def nist_line_grid(white_boundaries: np.ndarray, row_step: int = 60,
+                   angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0)) -> np.ndarray:
+    """Segment lengths (px) by the rule of NIST's `count_intersects_line_grid.py` (usnistgov/grain-size-analysis-tools).
+
+    Re-implemented here from its description: the image (boundaries white) is padded with black
+    to its diagonal, rotated about its centre by each angle (bilinear, cut at 128), and along rows
+    `row_step` px apart each run of black between a white-to-black and the next black-to-white
+    edge longer than 2 px is one grain segment. Boundary pixels are not part of any segment.
+    """
+    height, width = white_boundaries.shape
+    pad = int(math.ceil(1.1 * (math.ceil(math.hypot(height, width)) - min(height, width)) * 0.5))
+    padded = cv2.copyMakeBorder(white_boundaries, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    centre = ((padded.shape[1] - 1) / 2, (padded.shape[0] - 1) / 2)
+    lengths = []
+    for angle in angles:
+        turned = padded
+        if angle:
+            matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+            turned = cv2.warpAffine(padded, matrix, padded.shape[::-1], flags=cv2.INTER_LINEAR, borderValue=0)
+        white = turned >= 128
+        for row in white[::row_step]:
+            edges = np.flatnonzero(row[1:] != row[:-1]) + 1  # index of the first pixel after each edge
+            starts = edges[~row[edges]]  # white -> black
+            ends = edges[row[edges]]  # black -> white
+            for start in starts:
+                after = ends[ends > start]
+                if after.size and after[0] - start > 2:
+                    lengths.append(after[0] - start)
+    return np.asarray(lengths, np.float64)
+
+
+def nist_comparison(path: Path, pixel_um: float = NIST_PIXEL_UM) -> dict[str, float]:
+    """`measure` (bright boundaries detected and inverted) beside NIST's line-grid rule on NIST's reference map."""
+    from model.inference.images import read_image
+    from model.measure.run import read_boundary
+
+    gray = read_image(path)
+    boundary, inverted, dark = read_boundary(gray, invert=False)
+    found = measure_boundary(boundary, pixel_um, None)
+    segments = nist_line_grid(np.where(boundary == 0, 255, 0).astype(np.uint8))
+    nist_mean_um = float(segments.mean()) * pixel_um
+    ours_interior = [length for c in found.per_path for length in _complete_lengths(c)]
+    return {"inverted": inverted, "dark_share": round(dark, 4), "grains": found.table.count,
+            "min_grain_px": found.min_grain,
+            "g_planimetric": round(found.astm_g_planimetric, 4), "g_intercept": round(found.astm_g_intercept, 4),
+            "mean_intercept_um": round(found.mean_intercept_um, 4), "crossings": found.intercepts,
+            "nist_segments": int(segments.size), "nist_mean_segment_um": round(nist_mean_um, 4),
+            "nist_g_intercept": round(INTERCEPT_SLOPE * math.log10(nist_mean_um * 1e-3) - INTERCEPT_OFFSET, 4),
+            "ours_mean_complete_intercept_um": round(float(np.mean(ours_interior)) * pixel_um, 4)}
+
+
+def _complete_lengths(crossings):  # type: ignore[no-untyped-def]
+    from model.measure.intercepts import intercept_lengths
+
+    _, lengths, complete = intercept_lengths(crossings)
+    return lengths[complete].tolist()
 
 
 def main() -> None:
@@ -183,6 +243,7 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[1, 2, 3, 5])
     parser.add_argument("--kinds", nargs="+", default=list(CELLS))
     parser.add_argument("--circles", action="store_true", help="also the three-circle pattern")
+    parser.add_argument("--nist", type=Path, default=None, help="NIST's steel_reference_boundaries.tif")
     args = parser.parse_args()
     rows = []
     for kind in args.kinds:
@@ -205,8 +266,12 @@ def main() -> None:
                            "seconds": round(seconds, 3)}
                     rows.append(row)
                     print(" ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr, flush=True)
-    worst = {key: max(abs(r[key]) for r in rows) for key in ("g_intercept_error", "g_planimetric_error")}
-    print(json.dumps({"images": rows, "worst": worst,
+    worst = {f"{pattern}_{key}": max([abs(r[key]) for r in rows if r["pattern"] == pattern], default=None)
+             for pattern in ("lines", "circles") for key in ("g_intercept_error", "g_planimetric_error")}
+    nist = nist_comparison(args.nist) if args.nist else None
+    if nist:
+        print(" ".join(f"{k}={v}" for k, v in nist.items()), file=sys.stderr, flush=True)
+    print(json.dumps({"images": rows, "worst": worst, "nist_steel": nist,
                       "date": datetime.date.today().isoformat(),
                       "machine": f"{platform.machine()}, {platform.python_version()}"}))
 

@@ -102,7 +102,8 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     write(tmp_path / "in" / "grid.png", grid())
     write(tmp_path / "in" / "poly.png", polygons())
     out = tmp_path / "out"
-    result = run_cli("measure", tmp_path / "in", "--out", out, "--pixel-size", "10", "--angles", "0,90")
+    result = run_cli("measure", tmp_path / "in", "--out", out, "--pixel-size", "10", "--angles", "0,90",
+                     "--min-grain", "10")
     assert result.exit_code == 0, result.output
     assert "measured 2 of 2 images (19 grains)" in result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -115,7 +116,7 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     assert float(summary["grid"]["astm_g_intercept"]) == pytest.approx(-0.118075, abs=1e-6)
     assert float(summary["grid"]["mean_intercept_um_0"]) == pytest.approx(333.333, abs=1e-3)
     assert float(summary["grid"]["anisotropy"]) == 1.0 and summary["grid"]["pixel_size_um"] == "10"
-    assert summary["grid"]["min_grain_px"] == "18"  # 552 px (area-weighted median) / 30, rounded
+    assert summary["grid"]["min_grain_px"] == "10" and summary["poly"]["below_min_grain"] == "1"
     grains = rows(out / "poly_grains.csv")
     assert [(g["grain_id"], g["area_px"], g["area_um2"], g["touches_border"]) for g in grains] == [
         ("1", "200", "20000", "0"), ("2", "376", "37600", "0"), ("3", "100", "10000", "1")]
@@ -126,11 +127,11 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     assert overlay.shape == (40, 60, 3) and (overlay[0, 0] == 0).all()  # boundary drawn black
     assert len({tuple(overlay[y, x]) for y, x in [(5, 5), (18, 5), (35, 5)]}) == 3  # one colour per grain
     options = json.loads((out / "summary.json").read_text())
-    assert options["options"] == {"pixel_size_um": 10.0, "min_grain": None, "exclude_border": False, "pooled": False,
+    assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False,
                                   "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False}
     assert options["restore"] is None
     assert [(i["image"], i["min_grain_px"], i["scale_from"]) for i in options["images"]] == [
-        ("grid", 18, "option"), ("poly", 13, "option")]  # poly: 376 / 30 = 12.5 -> 13; the 9 px speck stays out
+        ("grid", 10, "option"), ("poly", 10, "option")]
 
 
 def test_pooled_histogram_and_exclude_border(run_cli, tmp_path) -> None:

@@ -209,9 +209,10 @@ def test_min_grain_default_leaves_debris_out_and_warns(run_cli, tmp_path) -> Non
     pieces = measure_boundary(image, 1.0, 1)
     clean = measure_boundary(lattice(200, 50, 2, offset=24), 1.0, None)
     assert pieces.table.count == 45  # at --min-grain 1 every pocket is a grain
-    # Half the background lies in pieces of at least 2,141 px (an inner grain holding 3 pockets of 7 x 7 px
-    # and a pit of 4 x 4: 2,304 - 147 - 16): the default is 2141 / 30 = 71.4 -> 71 px.
-    assert found.min_grain == 71
+    # The 20 pockets (25 px) are a cluster far below the grains (M = 2,141 px, an inner grain holding 3
+    # pockets and a pit): the empty stretch of the size histogram between them and M / 4 = 535 px runs
+    # over the bins centred on 10**1.7 ... 10**2.3; its middle is 10**2.0 = 100 px.
+    assert found.min_grain == 100
     assert found.table.count == 25 and found.below_min_grain == 20
     assert found.pits == 6  # the etch pits are filled: neither grains nor boundaries
     # No pocket wall counts as a boundary crossed; only the column running inside the band beside each
@@ -221,16 +222,20 @@ def test_min_grain_default_leaves_debris_out_and_warns(run_cli, tmp_path) -> Non
     cv2.imwrite(str(tmp_path / "specks.png"), image)
     result = run_cli("measure", tmp_path / "specks.png", "--out", tmp_path / "out", "--pixel-size", "1")
     assert result.exit_code == 0, result.output
-    assert "specks: 20 background pieces under --min-grain 71 px were not counted as grains" in result.output
+    assert "specks: 20 background pieces under --min-grain 100 px were not counted as grains" in result.output
     row = rows(tmp_path / "out" / "summary.csv")[0]
-    assert row["grains"] == "25" and row["min_grain_px"] == "71" and row["below_min_grain"] == "20"
+    assert row["grains"] == "25" and row["min_grain_px"] == "100" and row["below_min_grain"] == "20"
     small = run_cli("measure", tmp_path / "specks.png", "--out", tmp_path / "small", "--min-grain", "10")
     assert rows(tmp_path / "small" / "summary.csv")[0]["grains"] == "45"
 
 
 def test_auto_min_grain_by_hand() -> None:
-    # Areas 9, 100, 200, 376: half of the 685 px lies in pieces of 376 px or more: 376 / 30 = 12.5 -> 13.
-    assert auto_min_grain(np.array([9, 100, 200, 376])) == 13
+    # 20 pieces of 25 px and 10 grains of 2,000 px: M = 2000, M / 4 = 500 px. In 0.2-decade bins the
+    # pieces fill the bin 1.2-1.4 (log10 25 = 1.40); the longest empty stretch below log10 500 = 2.70 is
+    # 1.6-2.8, centres 1.7 ... 2.7: its middle 10**2.2 = 158 px.
+    assert auto_min_grain(np.array([25] * 20 + [2000] * 10)) == 158
+    # No small-piece cluster: M / 100, with M = 700 (half of the 2,600 px lie in pieces of 700 px or more).
+    assert auto_min_grain(np.array([500, 600, 700, 800])) == 7
     assert auto_min_grain(np.array([3, 4, 50])) == 5  # never below 5
     assert auto_min_grain(np.array([], np.int64)) == 5
 

@@ -21,10 +21,10 @@ from .intercepts import LINE_ANGLES, Crossings, count_crossings, nearest_grain, 
 # ASTM E112 intercept relation: G = -6.643856 log10(l) - 3.288, l the mean lineal intercept in mm.
 INTERCEPT_SLOPE, INTERCEPT_OFFSET = -6.643856, 3.288
 MAX_GRAINS = 65535  # the labelled grain map is 16-bit
-# Default --min-grain: this fraction of the area-weighted median grain area (the area such that
-# half the grain area lies in larger pieces; specks, however many, barely move it) ...
-AUTO_FRACTION = 1 / 30
-AUTO_FLOOR = 5  # ... but never below this many pixels (junction pockets are 1-4 px)
+# Default --min-grain (auto_min_grain): the valley between debris and grains in the size histogram, or
+AUTO_FRACTION = 1 / 100  # without a valley in the size histogram: this share of the area-weighted median
+AUTO_FLOOR = 5  # never below this many pixels (junction pockets are 1-4 px)
+VALLEY_BIN, VALLEY_PIECES = 0.2, 3.0  # histogram bin (decades); pieces a debris cluster needs (smoothed)
 MANY_BELOW = 0.1  # warn when the pieces left out number more than this share of the grains
 
 
@@ -140,13 +140,38 @@ def grain_table(grains: Grains, pixel_size_um: float, exclude_border: bool = Fal
 
 
 def auto_min_grain(areas: np.ndarray) -> int:
-    """Default speck threshold (px) from background component areas: 1/30 of the area-weighted median, at least 5."""
+    """Default speck threshold (px) from the areas of all background pieces; see docs/measure.md.
+
+    With M the area-weighted median (half the background lies in pieces at least this big; specks,
+    however many, barely move it): when the pieces' size histogram (log scale, 0.2 decade bins) has
+    a cluster of small pieces and a valley, at most half as high, between it and M / 4, the threshold
+    is the middle of that valley; otherwise M / 100. Never below AUTO_FLOOR px.
+    """
     areas = np.sort(np.asarray(areas, np.int64)[np.asarray(areas) > 0])
     if areas.size == 0:
         return AUTO_FLOOR
     cumulative = np.cumsum(areas)
     weighted_median = int(areas[np.searchsorted(cumulative, cumulative[-1] / 2)])
-    return max(AUTO_FLOOR, int(round(weighted_median * AUTO_FRACTION)))
+    fallback = max(AUTO_FLOOR, int(round(weighted_median * AUTO_FRACTION)))
+    low, high = math.log10(AUTO_FLOOR), math.log10(weighted_median / 4)
+    if high - low < 3 * VALLEY_BIN:
+        return fallback
+    edges = np.arange(0.0, high + VALLEY_BIN, VALLEY_BIN)
+    counts, _ = np.histogram(np.log10(areas), bins=edges)
+    smooth = np.convolve(np.pad(counts.astype(np.float64), 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    centres = (edges[:-1] + edges[1:]) / 2
+    inside = np.flatnonzero(centres >= low)
+    if inside.size < 3:
+        return fallback
+    lowest = smooth[inside].min()
+    floor = inside[smooth[inside] <= lowest + 1e-9]
+    # the longest stretch of bins at the minimum, and the small-piece cluster left of it
+    runs = np.split(floor, np.flatnonzero(np.diff(floor) > 1) + 1)
+    valley = max(runs, key=len)
+    left_peak = smooth[:valley[0]].max() if valley[0] > 0 else 0.0
+    if left_peak < VALLEY_PIECES or lowest > 0.5 * left_peak:
+        return fallback
+    return max(AUTO_FLOOR, int(round(10 ** centres[valley].mean())))
 
 
 def keep_grains(pieces: Grains, min_grain: int) -> Grains:
