@@ -24,7 +24,7 @@ MAX_GRAINS = 65535  # the labelled grain map is 16-bit
 # Default --min-grain (auto_min_grain): the valley between debris and grains in the size histogram, or
 AUTO_FRACTION = 1 / 100  # without a valley in the size histogram: this share of the area-weighted median
 AUTO_FLOOR = 5  # never below this many pixels (junction pockets are 1-4 px)
-OPEN_SHARE = 0.2  # a piece holding more of the background than this is left out of M
+OPEN_SHARE = 0.5  # a piece holding more of the background than this is left out of M
 VALLEY_BIN, VALLEY_PIECES = 0.2, 3.0  # histogram bin (decades); pieces a debris cluster needs (smoothed)
 MANY_BELOW = 0.1  # warn when the pieces left out number more than this share of the grains
 
@@ -144,7 +144,7 @@ def auto_min_grain(areas: np.ndarray) -> int:
     """Default speck threshold (px) from the areas of all background pieces; see docs/measure.md.
 
     With M the area-weighted median (half the background lies in pieces at least this big; specks,
-    however many, barely move it; a piece holding over a fifth of the background, left open by a
+    however many, barely move it; a piece holding over half of the background, left open by a
     skeleton that does not close, is left out): when the pieces' size histogram (log scale, 0.2 decade bins) has
     a cluster of small pieces and a valley, at most half as high, between it and M / 4, the threshold
     is the middle of that valley; otherwise M / 100. Never below AUTO_FLOOR px.
