@@ -73,7 +73,7 @@ class ImageMeasurement:
     astm_g_planimetric: float  # NaN without grains or scale
     astm_g_intercept: float  # NaN without a crossing or scale
     mean_intercept_um: float
-    intercepts: int  # boundary crossings counted on all test paths (open ones included)
+    intercepts: float  # E112 P: boundary crossings on all test paths, open ones included (half: a grazed tip)
     open_intercepts: int  # ... of which cross a boundary that separates no two grains
     line_length_px: float  # total length of the test paths
     per_path: tuple[Crossings, ...]  # one per angle (or the circles)
