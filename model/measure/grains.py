@@ -281,10 +281,11 @@ def measure_boundary(image: np.ndarray, pixel_size_um: float | None = 1.0, min_g
     """
     pixel = math.nan if pixel_size_um is None else float(pixel_size_um)
     boundary = boundary_mask(image)
+    pieces = find_grains(boundary, 1)
     if min_grain is None:
-        min_grain = auto_min_grain(find_grains(boundary, 1).areas[1:])
+        min_grain = auto_min_grain(pieces.areas[1:])
     boundary, pits = fill_pits(boundary, min_grain)
-    grains = keep_grains(find_grains(boundary, 1), min_grain)
+    grains = keep_grains(find_grains(boundary, 1) if pits else pieces, min_grain)
     every = grain_table(grains, pixel)
     near, distance = nearest_grain(every.grain_map)
     seeds = speck_owners(grains, every.grain_map, near)

@@ -249,6 +249,25 @@ def _drop_wobbles(change: np.ndarray, ids: np.ndarray, samples: int = 2) -> np.n
     return change[~drop]
 
 
+def _split_at_paths(first: np.ndarray, last: np.ndarray, starts: np.ndarray,
+                    stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs [first, last] of the flat sample array cut at the paths' ends (a run never spans two paths)."""
+    path_first = np.searchsorted(starts, first, side="right") - 1
+    path_last = np.searchsorted(starts, last, side="right") - 1
+    if np.array_equal(path_first, path_last):
+        return first, last
+    spans = np.flatnonzero(path_first != path_last)
+    extra_first = [first[~np.isin(np.arange(first.size), spans)]]
+    extra_last = [last[~np.isin(np.arange(last.size), spans)]]
+    for k in spans.tolist():  # rare: an open run at the end of one path and the start of the next
+        a, b = int(path_first[k]), int(path_last[k])
+        extra_first.append(np.concatenate([[first[k]], starts[a + 1:b + 1]]))
+        extra_last.append(np.concatenate([stops[a:b], [last[k]]]))
+    first, last = np.concatenate(extra_first), np.concatenate(extra_last)
+    order = np.argsort(first)
+    return first[order], last[order]
+
+
 def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarray,
                     grain: np.ndarray | None = None) -> Crossings:
     """The crossings of `paths`: changes of nearest-grain id, plus runs through open boundary.
@@ -261,20 +280,22 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
     if paths.closed:
         paths = _rotate_closed(paths, opened[paths.flat])
     ids = near[paths.flat]
-    marks = opened[paths.flat]
-    begins = np.zeros(ids.size, bool)
-    begins[paths.first[:-1]] = True  # the first sample of each path
-    finishes = np.zeros(ids.size, bool)
-    finishes[paths.first[1:] - 1] = True
-    change = np.flatnonzero((ids[1:] != ids[:-1]) & ~begins[1:]) + 1  # sample after the change
+    starts, stops = paths.first[:-1], paths.first[1:] - 1  # first and last sample of each path
+    differs = ids[1:] != ids[:-1]
+    differs[starts[1:] - 1] = False  # no change between one path's last sample and the next one's first
+    change = np.flatnonzero(differs) + 1  # sample after the change
     if paths.wobbles:
         change = _drop_wobbles(change, ids)
-    previous = np.concatenate([[False], marks[:-1]]) & ~begins
-    following = np.concatenate([marks[1:], [False]]) & ~finishes
-    run_first = np.flatnonzero(marks & ~previous)
-    run_last = np.flatnonzero(marks & ~following)
-    whole = ~begins[run_first] & ~finishes[run_last]
-    run_first, run_last = run_first[whole], run_last[whole]
+    marks = opened[paths.flat]
+    if marks.any():
+        edge = np.diff(marks.view(np.int8), prepend=0, append=0)  # +1: a run begins; -1: one ended before
+        run_first, run_last = np.flatnonzero(edge[:-1] == 1), np.flatnonzero(edge[1:] == -1)
+        # runs across two paths are cut where one path ends, runs touching an end are no crossing
+        run_first, run_last = _split_at_paths(run_first, run_last, starts, stops)
+        whole = ~np.isin(run_first, starts) & ~np.isin(run_last, stops)
+        run_first, run_last = run_first[whole], run_last[whole]
+    else:
+        run_first = run_last = np.zeros(0, np.int64)
     if grain is not None:
         grain = grain.ravel()
         flanked = grain[paths.flat[run_first - 1]] & grain[paths.flat[run_last + 1]]
