@@ -430,7 +430,8 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Micrometres per pixel [default: read from TIFF/ImageJ/OME tags; without any, G is left empty].")
 @click.option("--min-grain", type=click.IntRange(min=1), default=None,
               help="Smaller background pieces (px) are specks, not grains "
-                   "[default: 1/30 of the image's area-weighted median grain area, at least 5].")
+                   "[default: from each image: the gap between debris and grains in its size histogram, "
+                   "else 1/100 of the area-weighted median grain area; at least 5].")
 @click.option("--angles", default="0,45,90,135", show_default=True, callback=_angles,
               help="Directions of the straight test lines, degrees (0 = rows, 90 = columns).")
 @click.option("--pattern", type=click.Choice(["lines", "circles"]), default="lines", show_default=True,
