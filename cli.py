@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import shlex
 import signal
@@ -472,22 +473,42 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
         ctx.exit(1)
 
 
+def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    """--angles "0,45,90,135" as a tuple of degrees."""
+    try:
+        angles = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected degrees separated by commas, got {value!r}") from None
+    if not angles or not all(math.isfinite(a) for a in angles):
+        raise click.BadParameter(f"expected degrees separated by commas, got {value!r}")
+    return angles
+
+
 @cli.command(short_help="Grain counts, sizes and ASTM G of boundary images.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
-@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Micrometres per pixel.")
-@click.option("--min-grain", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Smaller background components (px) are specks, not grains.")
+@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Micrometres per pixel [default: read from TIFF/ImageJ/OME tags; without any, G is left empty].")
+@click.option("--min-grain", type=click.IntRange(min=1), default=None,
+              help="Smaller background pieces (px) are specks, not grains "
+                   "[default: from each image: the gap between debris and grains in its size histogram, "
+                   "else 1/100 of the area-weighted median grain area; at least 5].")
+@click.option("--angles", default="0,45,90,135", show_default=True, callback=_angles,
+              help="Directions of the straight test lines, degrees (0 = rows, 90 = columns).")
+@click.option("--pattern", type=click.Choice(["lines", "circles"]), default="lines", show_default=True,
+              help="Intercept test pattern: straight lines at --angles, or E112's three concentric circles.")
+@click.option("--intercepts", "intercepts_csv", is_flag=True,
+              help="Also write <name>_intercepts.csv: the length of every intercept.")
 @click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
 @click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context
-def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float, min_grain: int,
-            exclude_border: bool, pooled: bool, restore: bool, model_path: Path | None, **options: object) -> None:
-    """Grain counts, sizes and ASTM E112 G: INPUTS are restored boundary images (0 = boundary), files or
-    folders, or raw micrographs restored first with --restore."""
+def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float | None, min_grain: int | None,
+            angles: tuple[float, ...], pattern: str, intercepts_csv: bool, exclude_border: bool, pooled: bool,
+            restore: bool, model_path: Path | None, **options: object) -> None:
+    """Grain counts, sizes and ASTM E112 G: INPUTS are boundary images (dark boundaries; bright ones are
+    detected, or say --invert), files or folders, or raw micrographs restored first with --restore."""
     from model.measure.run import MeasureError, MeasureOptions, measure_files
 
     if restore:
@@ -497,13 +518,15 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
         restore_with = RestoreOptions(model=model_path, **options)
     else:
         given = [k for k in RESTORE_KEYS + ("model_path",)
-                 if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
+                 if k != "invert" and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"--{given[0].replace('_path', '').replace('_', '-')} needs --restore")
         restore_with = None
+    settings = MeasureOptions(pixel_size_um=pixel_size, min_grain=min_grain, exclude_border=exclude_border,
+                              pooled=pooled, angles=angles, pattern=pattern, intercepts_csv=intercepts_csv,
+                              invert=bool(options["invert"]) and not restore)
     try:
-        report = measure_files(inputs, out, MeasureOptions(pixel_size, min_grain, exclude_border, pooled),
-                               restore_with, echo=click.echo)
+        report = measure_files(inputs, out, settings, restore_with, echo=click.echo)
     except MeasureError as exc:
         raise click.ClickException(str(exc)) from None
     for line in report.messages():

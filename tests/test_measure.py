@@ -52,40 +52,40 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 # --- by hand -----------------------------------------------------------------------------------
 def test_grid_counts_areas_diameters_and_both_astm_numbers() -> None:
-    result = measure_boundary(grid(), pixel_size_um=10.0)  # 100 x 100 px of 10 um: 1 mm^2
+    result = measure_boundary(grid(), pixel_size_um=10.0, angles=(0, 90))  # 100 x 100 px of 10 um: 1 mm^2
     table = result.table
     assert table.count == 16 and result.grains_inside == 4 and result.grains_cut == 12
     assert sorted(table.area_px.tolist()) == [529] * 4 + [552] * 8 + [576] * 4
     assert table.area_um2.sum() == 8836 * 100
     assert table.diameter_um[0] == pytest.approx(2 * math.sqrt(57600 / math.pi))  # 270.81 um
-    # Planimetric: N_A = (4 + 12 / 2) / 1 mm^2 = 10; G = 3.321928 log10(10) - 2.954.
-    assert result.astm_g_planimetric == pytest.approx(3.321928 - 2.954)
-    # Intercept: a row or column through grains crosses 3 boundaries (94 of the 100 rows, and
-    # of the columns; the 6 lying in a boundary cross none): P = 2 x 94 x 3 = 564 on
-    # L = 2 x 100 x 100 px = 200 mm; l = 200 / 564 mm; G = -6.643856 log10(l) - 3.288 = -0.2966.
-    assert result.intercepts == 564 and result.line_length_px == 20000
-    assert result.mean_intercept_um == pytest.approx(200_000 / 564)
-    assert result.astm_g_intercept == pytest.approx(-6.643856 * math.log10(200 / 564) - 3.288)
-    assert result.astm_g_intercept == pytest.approx(-0.2966, abs=1e-4)
+    # Planimetric (E112, rectangular field): 4 inside + 8 cut / 2 + 4 corner grains / 4 = 9 per mm^2;
+    # G = 3.321928 log10(9) - 2.954 = 0.2159 (0.3679 if the corner grains counted 1/2 like the others).
+    assert result.grains_weighted == 9.0
+    assert result.astm_g_planimetric == pytest.approx(3.321928 * math.log10(9) - 2.954)
+    assert result.astm_g_planimetric == pytest.approx(0.2159, abs=1e-4)
+    # Intercept: every row and every column crosses 3 boundaries, the 6 lying inside a boundary
+    # band too (they cross the 3 bands across them): P = 2 x 100 x 3 = 600 on L = 2 x 100 x 100 px
+    # = 200 mm; l = 1/3 mm; G = -6.643856 log10(1/3) - 3.288 = -0.1181.
+    assert result.intercepts == 600 and result.line_length_px == 20000 and result.open_intercepts == 0
+    assert result.mean_intercept_um == pytest.approx(1000 / 3)
+    assert result.astm_g_intercept == pytest.approx(-6.643856 * math.log10(1 / 3) - 3.288)
+    assert result.astm_g_intercept == pytest.approx(-0.1181, abs=1e-4)
+    assert result.mean_intercepts_um() == {"0": pytest.approx(1000 / 3), "90": pytest.approx(1000 / 3)}
+    assert result.anisotropy == pytest.approx(1.0)
 
 
 def test_polygons_areas_centroids_and_the_speck_rule() -> None:
-    result = measure_boundary(polygons())
+    result = measure_boundary(polygons())  # min_grain 10
     table = result.table
     assert table.area_px.tolist() == [200, 376, 100]  # raster order of the first pixel; the speck is not a grain
     assert table.touches_border.tolist() == [False, False, True]
     np.testing.assert_allclose(table.centroid_x, [11.5, (256 * 17.5 + 120 * 28.5) / 376, 6.5])
     np.testing.assert_allclose(table.centroid_y, [6.5, (256 * 17.5 + 120 * 7.5) / 376, 34.5])
     np.testing.assert_allclose(table.diameter_um, 2 * np.sqrt(np.array([200, 376, 100]) / math.pi))
-    # Planimetric: 2400 um^2 = 0.0024 mm^2, N_A = (2 + 1/2) / 0.0024; G = 7.0707.
+    # Planimetric: 2400 um^2 = 0.0024 mm^2, N_A = (2 + 1/2) / 0.0024; G = 7.0707. No grain holds a
+    # corner: the corners lie in boundary, and the grain nearest to one does not touch both its edges.
     assert result.astm_g_planimetric == pytest.approx(3.321928 * math.log10(2.5 / 0.0024) - 2.954)
     assert result.astm_g_planimetric == pytest.approx(7.0707, abs=1e-4)
-    # Intercept: rows 2-11 cross rectangle -> L arm (10); columns 2-21 cross rectangle -> L foot
-    # (20) and columns 2-11 also L foot -> square (10); the L's arm and foot are one grain: P = 40
-    # on L = 2 x 40 x 60 px = 4.8 mm; l = 0.12 mm; G = -6.643856 log10(0.12) - 3.288 = 2.8298.
-    assert result.intercepts == 40
-    assert result.astm_g_intercept == pytest.approx(-6.643856 * math.log10(0.12) - 3.288)
-    assert result.astm_g_intercept == pytest.approx(2.8298, abs=1e-4)
     assert measure_boundary(polygons(), min_grain=9).table.area_px.tolist() == [200, 376, 100, 9]
     inner = measure_boundary(polygons(), exclude_border=True)
     assert inner.table.area_px.tolist() == [200, 376]
@@ -102,7 +102,8 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     write(tmp_path / "in" / "grid.png", grid())
     write(tmp_path / "in" / "poly.png", polygons())
     out = tmp_path / "out"
-    result = run_cli("measure", tmp_path / "in", "--out", out, "--pixel-size", "10")
+    result = run_cli("measure", tmp_path / "in", "--out", out, "--pixel-size", "10", "--angles", "0,90",
+                     "--min-grain", "10")
     assert result.exit_code == 0, result.output
     assert "measured 2 of 2 images (19 grains)" in result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -111,8 +112,11 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     summary = {row["image"]: row for row in rows(out / "summary.csv")}
     assert summary["grid"]["grains"] == "16" and summary["grid"]["grains_cut"] == "12"
     assert float(summary["grid"]["mean_area_um2"]) == 55225 and float(summary["grid"]["median_area_um2"]) == 55200
-    assert float(summary["grid"]["astm_g_planimetric"]) == pytest.approx(0.367928, abs=1e-6)
-    assert float(summary["grid"]["astm_g_intercept"]) == pytest.approx(-0.29661, abs=1e-5)
+    assert float(summary["grid"]["astm_g_planimetric"]) == pytest.approx(0.215925, abs=1e-6)
+    assert float(summary["grid"]["astm_g_intercept"]) == pytest.approx(-0.118075, abs=1e-6)
+    assert float(summary["grid"]["mean_intercept_um_0"]) == pytest.approx(333.333, abs=1e-3)
+    assert float(summary["grid"]["anisotropy"]) == 1.0 and summary["grid"]["pixel_size_um"] == "10"
+    assert summary["grid"]["min_grain_px"] == "10" and summary["poly"]["below_min_grain"] == "1"
     grains = rows(out / "poly_grains.csv")
     assert [(g["grain_id"], g["area_px"], g["area_um2"], g["touches_border"]) for g in grains] == [
         ("1", "200", "20000", "0"), ("2", "376", "37600", "0"), ("3", "100", "10000", "1")]
@@ -123,8 +127,11 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     assert overlay.shape == (40, 60, 3) and (overlay[0, 0] == 0).all()  # boundary drawn black
     assert len({tuple(overlay[y, x]) for y, x in [(5, 5), (18, 5), (35, 5)]}) == 3  # one colour per grain
     options = json.loads((out / "summary.json").read_text())
-    assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False}
+    assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False,
+                                  "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False}
     assert options["restore"] is None
+    assert [(i["image"], i["min_grain_px"], i["scale_from"]) for i in options["images"]] == [
+        ("grid", 10, "option"), ("poly", 10, "option")]
 
 
 def test_pooled_histogram_and_exclude_border(run_cli, tmp_path) -> None:
@@ -153,6 +160,9 @@ def test_a_corrupt_file_is_named_at_the_end_and_the_others_measured(run_cli, tmp
 @pytest.mark.parametrize("args, message", [
     (["--pixel-size", "0"], "--pixel-size"),
     (["--min-grain", "0"], "--min-grain"),
+    (["--angles", "0,x"], "--angles"),
+    (["--angles", "0,180"], "same direction twice"),
+    (["--pattern", "squares"], "--pattern"),
     (["--method", "bridge"], "--method needs --restore"),
     (["--restore", "--scale", "0"], "--scale"),
     (["--restore", "--model", "{tmp}/none.keras"], "model file not found"),
@@ -198,3 +208,13 @@ def test_restore_with_bridge_closes_the_gaps_of_a_gray_micrograph(run_cli, tmp_p
     assert rows(tmp_path / "out" / "summary.csv")[0]["grains"] == "16"
     restore = json.loads((tmp_path / "out" / "summary.json").read_text())["restore"]
     assert restore["method"] == "bridge" and restore["binarize"] == "otsu" and restore["min_speck"] == 10
+
+
+def test_restore_draws_the_overlay_on_the_micrograph_not_on_the_restoration(run_cli, tmp_path) -> None:
+    write(tmp_path / "gray.png", gray_fragmented_grid())
+    result = run_cli("measure", tmp_path / "gray.png", "--out", tmp_path / "out", "--restore", "--method", "bridge",
+                     "--binarize", "otsu", "--min-speck", "10")
+    assert result.exit_code == 0, result.output
+    overlay = cv2.imread(str(tmp_path / "out" / "gray_overlay.png")).astype(np.float64)
+    inside = overlay[5:20, 5:20]  # one grain: a binary restoration under it would be one flat colour
+    assert inside.std(axis=(0, 1)).min() > 3  # the micrograph's noise (sigma 12, 45 % of it) shows through

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.store import atomic_write
 from .grains import GrainTable
+from .intercepts import Crossings, intercept_lengths
 
 GRAIN_COLUMNS = ("grain_id", "area_px", "area_um2", "diameter_um", "centroid_x_px", "centroid_y_px",
                  "touches_border")
@@ -85,8 +86,8 @@ def write_overlay(path: Path, gray: np.ndarray, boundary: np.ndarray, table: Gra
     atomic_write(path, _encode(".png", overlay(gray, boundary, table)))
 
 
-def write_histogram(path: Path, diameters_um: np.ndarray, title: str) -> None:
-    """A PNG histogram of equivalent circle diameters (um), with the count and mean in the title."""
+def write_histogram(path: Path, diameters: np.ndarray, title: str, unit: str = "µm") -> None:
+    """A PNG histogram of equivalent circle diameters (in `unit`: µm, or px without a scale), count and mean in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,19 +95,32 @@ def write_histogram(path: Path, diameters_um: np.ndarray, title: str) -> None:
 
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.add_subplot()
-    if diameters_um.size:
-        axes.hist(diameters_um, bins=min(40, max(5, int(math.sqrt(diameters_um.size)))), color="#4c72b0",
+    if diameters.size:
+        axes.hist(diameters, bins=min(40, max(5, int(math.sqrt(diameters.size)))), color="#4c72b0",
                   edgecolor="white")
-        title += f" ({diameters_um.size} grains, mean {diameters_um.mean():.3g} um)"
+        title += f" ({diameters.size} grains, mean {diameters.mean():.3g} {unit})"
     else:
         title += " (no grains)"
-    axes.set_xlabel("equivalent circle diameter (um)")
+    axes.set_xlabel(f"equivalent circle diameter ({unit})")
     axes.set_ylabel("grains")
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
     data = io.BytesIO()
     figure.savefig(data, format="png")
     atomic_write(path, data.getvalue())
+
+
+INTERCEPT_COLUMNS = ("test_lines", "path", "length_px", "length_um", "complete")
+
+
+def write_intercepts_csv(path: Path, per_path: Sequence[Crossings], pixel_size_um: float) -> None:
+    """<name>_intercepts.csv: every intercept (piece of a test path between crossings), per angle or circle."""
+    rows: list[list[Any]] = []
+    for crossings in per_path:
+        index, length, complete = intercept_lengths(crossings)
+        rows.extend([crossings.label, k, f"{v:.4g}", v * pixel_size_um, int(c)]
+                    for k, v, c in zip(index.tolist(), length.tolist(), complete.tolist()))
+    atomic_write(path, csv_bytes(INTERCEPT_COLUMNS, rows))
 
 
 def _plain(value: Any) -> Any:
