@@ -242,7 +242,11 @@ def test_screenshot_shows_micrograph_boundaries_and_grains(make_napari_viewer, q
     micro = open_sample(viewer, library, SAMPLE)[0]
     boundaries = restore_with(viewer, qtbot, micro, "bridge")
     measure_with(viewer, boundaries)
+    from qtpy.QtWidgets import QApplication
+
     viewer.layers.move(viewer.layers.index(boundaries), len(viewer.layers))  # boundaries drawn on top
+    viewer.window.resize(1500, 1000)
+    QApplication.processEvents()  # lay the docks out before fitting the image into the canvas left
     viewer.reset_view()
     path = REPO / "docs" / "napari.png"
     shot = viewer.screenshot(path=str(path), canvas_only=False, flash=False)

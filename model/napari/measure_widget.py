@@ -38,13 +38,13 @@ class MeasureWidget(Container):
         self.exclude_border = CheckBox(value=False, text="exclude border grains")
         self.measure_button = PushButton(text="Measure")
         self.table = Table(value={"data": [], "index": [], "columns": ["value"]}, label="summary")
+        self.table.min_height = 8 * 30 + 30  # all rows of the summary without scrolling
         self.out_dir = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save")
         self.status = Label(value="")
         super().__init__(widgets=[self.boundaries, self.pixel_size, self.min_grain, self.exclude_border,
                                   self.measure_button, self.table, self.out_dir, self.save_button, self.status])
         self.histogram = QLabel()
-        self.histogram.setMinimumHeight(200)
         self.native.layout().insertWidget(self.native.layout().count() - 3, self.histogram)
         self.boundaries.changed.connect(self._layer_changed)
         self.measure_button.clicked.connect(self.measure)
@@ -91,7 +91,9 @@ class MeasureWidget(Container):
                             "columns": ["value"]}
         pixmap = QPixmap()
         pixmap.loadFromData(adapter.histogram_png(result, self._name(layer)))
-        self.histogram.setPixmap(pixmap.scaledToWidth(360))
+        shown = pixmap.scaledToWidth(360)
+        self.histogram.setPixmap(shown)
+        self.histogram.setFixedSize(shown.size())  # the whole histogram, title included, never clipped
         self._say(f"{result.table.count} grains")
 
     def save(self) -> None:
