@@ -124,12 +124,19 @@ def test_reader_opens_micro_label_and_grains_of_each_sample(make_napari_viewer, 
         np.testing.assert_array_equal(np.asarray(layer.data[SAMPLE]), store.read(name, SAMPLE))
 
 
-def test_reader_leaves_other_paths_to_napari(tmp_path):
+def test_reader_leaves_other_paths_to_napari(make_napari_viewer, tmp_path, library):
+    from napari.plugins import _npe2
+
     from model.napari.reader import get_reader
 
     image = tmp_path / "plain.png"
     cv2.imwrite(str(image), np.full((8, 8), 255, np.uint8))
     assert get_reader(str(image)) is None and get_reader(str(tmp_path)) is None
+    viewer = make_napari_viewer()
+    assert "reconstruction-gb" not in _npe2.get_readers(str(image))  # no "choose a reader" dialog for images
+    assert "reconstruction-gb" in _npe2.get_readers(str(library))
+    (layer,) = viewer.open(str(image))
+    assert layer.name == "plain" and layer.data.shape == (8, 8)
 
 
 def test_bridge_restore_and_measure_equal_the_cli(make_napari_viewer, qtbot, library, tmp_path):
