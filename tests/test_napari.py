@@ -192,6 +192,23 @@ def test_save_into_a_file_is_one_error_and_writes_nothing(make_napari_viewer, qt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+def test_a_missing_model_file_is_one_error_line(make_napari_viewer, qtbot, library, tmp_path):
+    viewer = make_napari_viewer()
+    micro = open_sample(viewer, library, SAMPLE)[0]
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore")
+    widget.reset_choices()
+    widget.image.value = micro
+    widget.method.value = "other model file"
+    widget.run()
+    assert widget.error == "Error: choose a model file (.keras) for 'other model file'" and not widget.busy
+    widget.model_file.value = tmp_path / "missing.keras"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.error == f"Error: model file not found: {tmp_path / 'missing.keras'}"
+    assert "lib micro boundaries" not in viewer.layers
+
+
 def shared_boundary(grain_map: np.ndarray, boundary: np.ndarray, reach: int = 3) -> np.ndarray:
     """Boundary pixels with exactly two grains within `reach` (of the pair with the longest such boundary)."""
     height, width = grain_map.shape

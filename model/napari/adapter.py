@@ -12,7 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from model.inference.restore import RestoreOptions, Restorer
 from model.measure.grains import ImageMeasurement
 from model.measure.outputs import write_histogram
 from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
-from pipeline.store import SAMPLE_IMAGES, LibraryStore, StoreError, is_store
+from pipeline.store import LibraryStore, StoreError, is_store
 
 # What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside).
 METHODS = {"bundled model": "model", "other model file": "model", "bridge": "bridge", "none": "none"}
@@ -84,9 +84,6 @@ def open_library(path: str | os.PathLike[str]) -> Library:
     return Library(store, samples, int(store.config.size))
 
 
-LIBRARY_IMAGES: Sequence[str] = SAMPLE_IMAGES  # micro, label, grains
-
-
 # --- restoring ----------------------------------------------------------------------------------
 def restore_options(method: str, model_file: str | os.PathLike[str] | None = None, threshold: float | None = None,
                     binarize: str = "none", denoise: str = "none", invert: bool = False) -> RestoreOptions:
@@ -95,7 +92,7 @@ def restore_options(method: str, model_file: str | os.PathLike[str] | None = Non
         raise PluginError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     model = None
     if method == "other model file":
-        if not model_file or not str(model_file).strip():
+        if model_file is None or str(model_file).strip() in ("", "."):  # an empty file field reads as "."
             raise PluginError("choose a model file (.keras) for 'other model file'")
         model = Path(model_file)
     return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if METHODS[method] == "model" else None,

@@ -100,10 +100,11 @@ class RestoreWidget(Container):
         self.busy, self.run_button.enabled = True, False
         self.progress.value, self.progress.max = 0, 1
         self._say("loading the model..." if options.uses_model else "restoring...")
-        self.worker = self._work(options, gray)
+        # With an "errored" handler of our own the worker shows the error instead of re-raising it.
+        self.worker = self._work(options, gray, _connect={"errored": lambda exc: self._say(f"Error: {exc}")},
+                                 _start_thread=False)
         self.worker.yielded.connect(self._report)
         self.worker.returned.connect(lambda labels: self._show(layer, step, labels))
-        self.worker.errored.connect(lambda exc: self._say(f"Error: {exc}"))
         self.worker.finished.connect(self._finished)
         self.worker.start()
 
