@@ -272,11 +272,18 @@ def test_screenshot_shows_micrograph_boundaries_and_grains(make_napari_viewer, q
     viewer.window.resize(1500, 1000)
     QApplication.processEvents()  # lay the docks out before fitting the image into the canvas left
     viewer.reset_view()
-    path = REPO / "docs" / "napari.png"
-    shot = viewer.screenshot(path=str(path), canvas_only=False, flash=False)
-    assert path.stat().st_size > 0 and shot.ndim == 3 and shot[..., :3].std() > 10
+    shot = viewer.screenshot(canvas_only=False, flash=False)  # RGBA
+    assert shot.ndim == 3 and shot.shape[0] > 500 and shot[..., :3].std() > 10
     red = (shot[..., 0] > 200) & (shot[..., 1] < 80) & (shot[..., 2] < 80)
     assert red.sum() > 100, "the boundary layer (red) is not visible"
+    # The README's figure. A few thumbnail pixels differ from run to run: rewrite it only when the
+    # window really looks different, so that running the tests leaves the checkout clean.
+    path = REPO / "docs" / "napari.png"
+    bgr = cv2.cvtColor(shot, cv2.COLOR_RGBA2BGR)
+    old = cv2.imread(str(path)) if path.is_file() else None
+    if old is None or old.shape != bgr.shape or np.count_nonzero((old != bgr).any(axis=2)) > bgr.shape[0] * bgr.shape[1] // 1000:
+        assert cv2.imwrite(str(path), bgr)
+    assert path.stat().st_size > 0
 
 
 def test_cell_formats_numbers_as_summary_csv():
