@@ -209,6 +209,21 @@ def test_a_missing_model_file_is_one_error_line(make_napari_viewer, qtbot, libra
     assert "lib micro boundaries" not in viewer.layers
 
 
+def test_a_colour_image_is_read_as_cli_reads_its_file(make_napari_viewer, qtbot, library, tmp_path):
+    micro = LibraryStore.open(library).read("micro", SAMPLE)
+    # Background orange (gray 0.53 read as RGB, 0.34 if red and blue were swapped): the channel order shows.
+    rgb = np.where((micro == 255)[..., None], np.array([255, 100, 0], np.uint8), np.uint8(0))
+    png = tmp_path / "colour.png"
+    assert cv2.imwrite(str(png), rgb[..., ::-1])  # OpenCV writes BGR
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(rgb, name="colour", rgb=True)
+    boundaries = restore_with(viewer, qtbot, layer, "none")
+    cli("predict", png, "--out", tmp_path / "predicted", "--method", "none", "--no-progress")
+    predicted = cv2.imread(str(tmp_path / "predicted" / "colour.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(boundaries.data, (predicted == 0).astype(np.uint8))
+    assert 0 < boundaries.data.mean() < 0.5
+
+
 def shared_boundary(grain_map: np.ndarray, boundary: np.ndarray, reach: int = 3) -> np.ndarray:
     """Boundary pixels with exactly two grains within `reach` (of the pair with the longest such boundary)."""
     height, width = grain_map.shape

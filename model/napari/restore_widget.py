@@ -128,20 +128,20 @@ class RestoreWidget(Container):
 
     def _finished(self) -> None:
         self.busy, self.run_button.enabled = False, True
-        self.progress.value = self.progress.max
 
     def _show(self, layer: Image, step: int | None, labels: np.ndarray) -> None:
         name = f"{layer.name} boundaries"
         stem = adapter.safe_name(layer.name if step is None else f"{layer.name}_{step}")
         metadata = {"source": layer.name, "sample": step, "name": stem, "restore": self.status.value,
                     **({"pixel_size_um": layer.metadata["pixel_size_um"]} if "pixel_size_um" in layer.metadata else {})}
-        scale, translate = layer.scale[-2:] if not layer.rgb else layer.scale[-3:-1], layer.translate[-2:]
+        scale, translate = layer.scale[-2:], layer.translate[-2:]  # a layer's ndim leaves out RGB channels
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             target = self.viewer.layers[name]
             target.data, target.metadata = labels, metadata
         else:
             target = self.viewer.add_labels(labels, name=name, metadata=metadata, scale=scale, translate=translate,
                                             opacity=1.0, colormap=boundary_colormap())
+        self.progress.value = self.progress.max
         target.selected_label = 1  # painting draws boundary, erasing (label 0) removes it
         target.brush_size = 2
         self._say(f"{int(labels.sum())} boundary pixels; paint or erase in '{name}', then Measure")
