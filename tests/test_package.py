@@ -14,7 +14,7 @@ import pytest
 import pipeline
 from tests.conftest import REPO
 
-LEFT_OUT = shutil.ignore_patterns(".venv", ".git", "generated_data", "build", "dist", "*.egg-info", "__pycache__",
+LEFT_OUT = shutil.ignore_patterns(".venv", ".venv-napari", ".git", "generated_data", "build", "dist", "*.egg-info", "__pycache__",
                                   ".pytest_cache", "runs", "evaluation", "*.zarr")
 
 
@@ -36,7 +36,8 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_carries_the_cli_packages_and_data_files(wheel):
     names = set(wheel.namelist())
     assert {"cli.py", "pipeline/__init__.py", "model/__init__.py", "model/training/train.py",
-            "model/inference/predict.py", "model/pretrained/__init__.py"} <= names
+            "model/inference/predict.py", "model/pretrained/__init__.py", "model/napari/napari.yaml",
+            "model/napari/adapter.py"} <= names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
     # The Dask settings as a file (in a checkout pipeline/dask_config links to config/dask).
     settings = wheel.read("pipeline/dask_config/reconstruction-gb.yaml")
@@ -53,6 +54,8 @@ def test_wheel_metadata_version_command_and_ranges(wheel):
     assert any(r.startswith("zarr") for r in requires) and any(r.startswith("tensorflow-cpu") for r in requires)
     entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "reconstruction-gb = cli:main" in entry_points
+    assert "[napari.manifest]\nreconstruction-gb = model.napari:napari.yaml" in entry_points  # the plugin (extra)
+    assert any(r.startswith("napari") and 'extra == "napari"' in r for r in requires)
 
 
 def test_citation_names_this_version_and_the_study():

@@ -1,0 +1,217 @@
+"""The plugin's only door into the project: store reading, restoring, measuring and saving.
+
+Every widget and the reader call these functions and nothing else of `pipeline/` or `model/`,
+so a change to the project's restore or measure API is answered here, in one place. Nothing in
+this module imports napari or Qt: it is plain numpy on the project's own functions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from model.inference.images import to_unit_gray
+from model.inference.predict import write_image
+from model.inference.predictor import PredictError
+from model.inference.restore import RestoreOptions, Restorer
+from model.measure.grains import ImageMeasurement
+from model.measure.outputs import write_histogram
+from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
+from pipeline.store import LibraryStore, StoreError, is_store
+
+# What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside).
+METHODS = {"bundled model": "model", "other model file": "model", "bridge": "bridge", "none": "none"}
+BOUNDARY, BACKGROUND = 0, 255  # the project's boundary-image convention (gray < 128 is boundary)
+
+
+class PluginError(ValueError):
+    """Anything the project refused (options, model, store, output folder): one line for the user."""
+
+
+# --- the store --------------------------------------------------------------------------------
+def is_library(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a Reconstruction-GB store (any other path is left to napari's readers)."""
+    try:
+        return is_store(path)
+    except StoreError:
+        return True  # a damaged store of ours: opening it says what is wrong
+
+
+@dataclass(frozen=True)
+class Library:
+    """The done samples of a store and a way to read one image of one of them."""
+
+    store: LibraryStore
+    samples: tuple[int, ...]  # store indices of the done samples, in order
+    size: int
+
+    @property
+    def path(self) -> Path:
+        """The store's folder."""
+        return self.store.path
+
+    def read(self, name: str, position: int) -> np.ndarray:
+        """Image `name` ('micro', 'label' or 'grains') of the `position`-th done sample."""
+        try:
+            return self.store.read(name, self.samples[position])
+        except StoreError as exc:
+            raise PluginError(str(exc)) from None
+
+
+def open_store(path: str | os.PathLike[str]) -> LibraryStore:
+    """The store at `path` opened read-only; PluginError with the store module's own message."""
+    try:
+        return LibraryStore.open(path)
+    except StoreError as exc:
+        raise PluginError(str(exc)) from None
+
+
+def open_library(path: str | os.PathLike[str]) -> Library:
+    """The done samples of the store at `path`; PluginError if it cannot be read or holds none."""
+    store = open_store(path)
+    try:
+        samples = tuple(int(i) for i in np.flatnonzero(store.done()))
+    except StoreError as exc:
+        raise PluginError(str(exc)) from None
+    if not samples:
+        raise PluginError(f"{store.path} holds no finished sample yet")
+    return Library(store, samples, int(store.config.size))
+
+
+# --- restoring ----------------------------------------------------------------------------------
+def restore_options(method: str, model_file: str | os.PathLike[str] | None = None, threshold: float | None = None,
+                    binarize: str = "none", denoise: str = "none", invert: bool = False) -> RestoreOptions:
+    """The project's RestoreOptions for a choice of the Restore widget (threshold None: the model's own)."""
+    if method not in METHODS:
+        raise PluginError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    model = None
+    if method == "other model file":
+        if model_file is None or str(model_file).strip() in ("", "."):  # an empty file field reads as "."
+            raise PluginError("choose a model file (.keras) for 'other model file'")
+        model = Path(model_file)
+    return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if METHODS[method] == "model" else None,
+                          binarize=binarize, denoise=denoise, invert=invert)
+
+
+def make_restorer(options: RestoreOptions) -> Restorer:
+    """Check the options and load the model once (slow for model methods: call it off the UI thread)."""
+    try:
+        return Restorer(options)
+    except PredictError as exc:
+        raise PluginError(str(exc)) from None
+
+
+def tiles_of(restorer: Restorer, shape: tuple[int, int]) -> int:
+    """Model tiles restoring an image of `shape` costs (0 for bridge and none): the progress bar's length."""
+    return restorer.tiles(shape)
+
+
+def unit_gray(data: np.ndarray) -> np.ndarray:
+    """A layer's 2D samples as the float32 [0, 1] gray that `cli.py` reads from a file of the same samples."""
+    try:
+        return to_unit_gray(np.asarray(data))
+    except ValueError as exc:
+        raise PluginError(f"this image cannot be restored: {exc}") from None
+
+
+def restore(restorer: Restorer, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Boundary labels of one gray image (1 = boundary, 0 = background), as `cli.py predict` restores it."""
+    mask, _ = restorer.restore(unit_gray(image), progress=progress)
+    return (mask == BOUNDARY).astype(np.uint8)
+
+
+def describe(restorer: Restorer) -> str:
+    """The restorer's one line of values used (what `cli.py predict` prints)."""
+    return restorer.describe()
+
+
+# --- measuring ------------------------------------------------------------------------------------
+def boundary_image(boundary_labels: np.ndarray) -> np.ndarray:
+    """Boundary labels (non-zero = boundary) -> the project's uint8 boundary image (0 boundary, 255 background)."""
+    labels = np.asarray(boundary_labels)
+    if labels.ndim != 2:
+        raise PluginError(f"the boundary layer must be 2D, got shape {labels.shape}")
+    return np.where(labels != 0, BOUNDARY, BACKGROUND).astype(np.uint8)
+
+
+def measure_options(pixel_size_um: float, min_grain: int, exclude_border: bool = False) -> MeasureOptions:
+    """The project's MeasureOptions, checked as `cli.py measure` checks them."""
+    if not pixel_size_um > 0 or not np.isfinite(pixel_size_um):
+        raise PluginError(f"pixel size must be > 0, got {pixel_size_um}")
+    if min_grain < 1:
+        raise PluginError(f"min grain must be >= 1, got {min_grain}")
+    return MeasureOptions(pixel_size_um=float(pixel_size_um), min_grain=int(min_grain), exclude_border=exclude_border)
+
+
+def measure(boundary_labels: np.ndarray, options: MeasureOptions) -> ImageMeasurement:
+    """Measure an (edited) boundary labels layer exactly as `cli.py measure` measures its saved image."""
+    return measure_image(boundary_image(boundary_labels), options)
+
+
+# The rows of the dock's table: (label, key of `ImageMeasurement.summary()`).
+TABLE_ROWS = (("grains", "grains"), ("mean area (um2)", "mean_area_um2"),
+              ("G planimetric", "astm_g_planimetric"), ("G intercept", "astm_g_intercept"),
+              ("grains inside", "grains_inside"), ("grains cut", "grains_cut"),
+              ("mean diameter (um)", "mean_diameter_um"), ("mean intercept (um)", "mean_intercept_um"))
+
+
+def summary_rows(result: ImageMeasurement) -> list[tuple[str, float | int]]:
+    """(label, value) rows of the dock's table, values straight from the measurement's summary."""
+    summary = result.summary()
+    return [(label, summary[key]) for label, key in TABLE_ROWS]
+
+
+def grain_ids(result: ImageMeasurement) -> np.ndarray:
+    """The 16-bit grain-id map `cli.py measure` writes as NAME_grains.tif."""
+    return result.table.grain_map
+
+
+def histogram_png(result: ImageMeasurement, title: str) -> bytes:
+    """The size histogram PNG that Save (and `cli.py measure`) writes as NAME_histogram.png."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "histogram.png"
+        write_histogram(path, result.table.diameter_um, title)
+        return path.read_bytes()
+
+
+def pixel_size_of(metadata: dict) -> float | None:
+    """The pixel size (um) a reader left in a layer's metadata, or None (then the widget's own field counts)."""
+    value = metadata.get("pixel_size_um")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def safe_name(name: str) -> str:
+    """A layer name as a file stem: letters, digits, '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "image"
+
+
+def save(boundary_labels: np.ndarray, out_dir: str | os.PathLike[str], name: str,
+         options: MeasureOptions) -> tuple[Path, MeasureReport]:
+    """Write NAME.png (the boundary map, 0 = boundary) to out_dir, then run `measure` on it into out_dir.
+
+    The folder then holds exactly what `cli.py measure out_dir/NAME.png --out out_dir` writes
+    (NAME_grains.csv, NAME_grains.tif, NAME_overlay.png, NAME_histogram.png, summary.csv/.json).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PluginError(f"{out_dir} exists and is not a folder")
+    boundary = boundary_image(boundary_labels)
+    path = out_dir / f"{safe_name(name)}.png"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_image(path, boundary)
+    except OSError as exc:
+        raise PluginError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        report = measure_files([path], out_dir, options)
+    except MeasureError as exc:
+        raise PluginError(str(exc)) from None
+    if not report.ok:
+        raise PluginError("; ".join(report.messages()))
+    return path, report
