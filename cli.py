@@ -15,10 +15,8 @@ try:
     import click
 
     from pipeline import __version__
-    from pipeline.batch import DEFAULT_JOBS, SCHEDULERS, BatchExecutor
+    from pipeline.clusters import DEFAULT_JOBS, SCHEDULERS
     from pipeline.config import GENERAL_RATES, PRESETS, TASKS, ConfigError, GenerationConfig
-    from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-    from pipeline.generate import GenerationError, Interrupted, RunStopped, generate as generate_library
     from pipeline.interchange import InterchangeError, export_pairs, import_pairs
     from pipeline.store import LibraryStore, StoreError
     from pipeline.verify import VerifyError, verify as verify_store
@@ -31,7 +29,6 @@ except ModuleNotFoundError as missing:  # a Python without the dependencies: one
              "and use .venv/bin/python cli.py, or `pip install .` and run reconstruction-gb")
 
 DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
-LIBRARY_ERRORS = (ConfigError, ExecutorError, GenerationError, StoreError)
 
 
 class OneLineErrors(click.Group):
@@ -178,6 +175,11 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
              nucleation_rate: tuple[int, int] | None, growth_rate: tuple[int, int] | None,
              overwrite: bool, no_progress: bool) -> None:
     """Generate COUNT fragmented/true boundary pairs into a Zarr store (continues an unfinished one)."""
+    # Dask is imported here, not at start-up: `cli.py --help` and the other commands stay fast.
+    from pipeline.batch import BatchExecutor
+    from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
+    from pipeline.generate import GenerationError, Interrupted, RunStopped, generate as generate_library
+
     if sum(option is not None for option in (workers, scheduler, cluster)) > 1:
         raise click.UsageError("give only one of --workers, --scheduler, --cluster")
     if jobs is not None and cluster is None:
@@ -207,7 +209,7 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     except RunStopped as exc:  # the workers are gone: what finished is committed
         raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
                                    f"to continue, run: {_resume_command()}") from None
-    except LIBRARY_ERRORS as exc:
+    except (ConfigError, ExecutorError, GenerationError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     except Interrupted as exc:  # Ctrl-C or SIGTERM: what finished is committed
         click.echo(str(exc), err=True)
@@ -512,8 +514,11 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
     from model.measure.run import MeasureError, MeasureOptions, measure_files
 
     if restore:
-        _tensorflow("measure --restore")
         from model.inference.restore import RestoreOptions
+        from model.methods import uses_model
+
+        if uses_model(str(options["method"])):  # bridge and none never load TensorFlow
+            _tensorflow("measure --restore")
 
         restore_with = RestoreOptions(model=model_path, **options)
     else:

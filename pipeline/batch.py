@@ -16,17 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .clusters import DEFAULT_JOBS, SCHEDULERS
 from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted, quiet_lost_results
 
 REPO = Path(__file__).resolve().parents[1]
-# --cluster value -> (dask-jobqueue class, job submission command, job cancellation command).
-SCHEDULERS = {
-    "slurm": ("SLURMCluster", "sbatch", "scancel"),
-    "pbs": ("PBSCluster", "qsub", "qdel"),
-    "sge": ("SGECluster", "qsub", "qdel"),
-    "lsf": ("LSFCluster", "bsub", "bkill"),
-}
-DEFAULT_JOBS = 1
 # Jobs lost in one run (wall time, preemption, a failed node) that are submitted again, in total:
 # `reconstruction-gb.resubmit-limit` in the user's Dask configuration overrides it.
 RESUBMIT_LIMIT = 3

@@ -22,7 +22,7 @@ from pipeline.store import atomic_write
 from model.inference.images import InputError, collect_inputs, read_image
 from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names
 from model.inference.predictor import PredictError
-from model.inference.restore import RestoreOptions, Restorer, check_options, model_path_of
+from model.inference.restore import RestoreOptions, Restorer, check_options, model_path_of, survey
 from .fields import field_statistics
 from .grains import INTERCEPT_OFFSET, INTERCEPT_SLOPE, ImageMeasurement, many_below, measure_boundary
 from .intercepts import LINE_ANGLES
@@ -203,6 +203,7 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     say = echo or (lambda line: None)
     if restorer is not None:
         say(restorer.describe())
+        say(restorer.inputs_line(survey(sources).values()))  # which inputs get which preparation, first
 
     start = time.perf_counter()
     records: list[ImageRecord] = []
