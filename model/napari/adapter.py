@@ -20,6 +20,7 @@ from model.inference.images import to_unit_gray
 from model.inference.predict import write_image
 from model.inference.predictor import PredictError
 from model.inference.restore import RestoreOptions, Restorer
+from model.measure import scale
 from model.measure.grains import ImageMeasurement
 from model.measure.outputs import write_histogram
 from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
@@ -180,10 +181,13 @@ def histogram_png(result: ImageMeasurement, title: str) -> bytes:
         return path.read_bytes()
 
 
-def pixel_size_of(metadata: dict) -> float | None:
-    """The pixel size (um) a reader left in a layer's metadata, or None (then the widget's own field counts)."""
+def pixel_size_of(metadata: dict, path: str | os.PathLike[str] | None = None) -> float | None:
+    """The pixel size (um) a reader left in a layer's metadata, else the one written in the layer's file
+    (TIFF, ImageJ or OME tags, as `cli.py measure` reads them), or None (then the widget's own field counts)."""
     value = metadata.get("pixel_size_um")
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    return scale.pixel_size_of(path) if path else None
 
 
 def safe_name(name: str) -> str:

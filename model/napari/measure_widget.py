@@ -57,7 +57,7 @@ class MeasureWidget(Container):
         self.error = text if text.startswith("Error") else ""
 
     def _layer_changed(self, layer: Labels | None) -> None:
-        size = adapter.pixel_size_of(layer.metadata) if layer is not None else None
+        size = adapter.pixel_size_of(layer.metadata, getattr(layer.source, "path", None)) if layer is not None else None
         if size is not None:
             self.pixel_size.value = size
 
