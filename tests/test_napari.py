@@ -268,7 +268,7 @@ def test_bundled_model_restore_equals_cli_measure_restore(make_napari_viewer, qt
     boundaries = restore_with(viewer, qtbot, micro, "bundled model")
     widget = measure_with(viewer, boundaries)
     png = micro_png(library, SAMPLE, tmp_path / "in")
-    cli("measure", "--restore", png, "--out", tmp_path / "cli")
+    cli("measure", "--restore", png, "--out", tmp_path / "cli", "--pixel-size", 1)
     row, shown = summary_row(tmp_path / "cli"), table(widget)
     assert (shown["grains"], shown["G planimetric"], shown["G intercept"]) == (
         row["grains"], row["astm_g_planimetric"], row["astm_g_intercept"])

@@ -142,12 +142,15 @@ def boundary_image(boundary_labels: np.ndarray) -> np.ndarray:
 
 
 def measure_options(pixel_size_um: float, min_grain: int, exclude_border: bool = False) -> MeasureOptions:
-    """The project's MeasureOptions, checked as `cli.py measure` checks them."""
-    if not pixel_size_um > 0 or not np.isfinite(pixel_size_um):
-        raise PluginError(f"pixel size must be > 0, got {pixel_size_um}")
-    if min_grain < 1:
-        raise PluginError(f"min grain must be >= 1, got {min_grain}")
-    return MeasureOptions(pixel_size_um=float(pixel_size_um), min_grain=int(min_grain), exclude_border=exclude_border)
+    """The project's MeasureOptions, checked as `cli.py measure` checks them. A pixel size of 0 means
+    none (G left empty, as `cli.py measure` without a scale); a min grain of 0, the one read from the
+    image (`cli.py measure`'s default)."""
+    if not pixel_size_um >= 0 or not np.isfinite(pixel_size_um):
+        raise PluginError(f"pixel size must be > 0 (0: none), got {pixel_size_um}")
+    if min_grain < 0:
+        raise PluginError(f"min grain must be >= 1 (0: from the image), got {min_grain}")
+    return MeasureOptions(pixel_size_um=float(pixel_size_um) or None, min_grain=int(min_grain) or None,
+                          exclude_border=exclude_border)
 
 
 def measure(boundary_labels: np.ndarray, options: MeasureOptions) -> ImageMeasurement:
@@ -177,7 +180,10 @@ def histogram_png(result: ImageMeasurement, title: str) -> bytes:
     """The size histogram PNG that Save (and `cli.py measure`) writes as NAME_histogram.png."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "histogram.png"
-        write_histogram(path, result.table.diameter_um, title)
+        if np.isfinite(result.pixel_size_um):
+            write_histogram(path, result.table.diameter_um, title, "µm")
+        else:
+            write_histogram(path, result.table.diameter_px, title, "px")
         return path.read_bytes()
 
 

@@ -33,8 +33,9 @@ class MeasureWidget(Container):
     def __init__(self, napari_viewer: Any):
         self.viewer = napari_viewer
         self.boundaries = create_widget(annotation=Labels, label="boundaries")
-        self.pixel_size = FloatSpinBox(value=1.0, min=1e-6, max=1e6, step=0.01, label="pixel size (um)")
-        self.min_grain = SpinBox(value=10, min=1, max=10**9, label="min grain (px)")
+        self.pixel_size = FloatSpinBox(value=0.0, min=0.0, max=1e6, step=0.01,
+                                       label="pixel size (um; 0: none)")
+        self.min_grain = SpinBox(value=0, min=0, max=10**9, label="min grain (px; 0: auto)")
         self.exclude_border = CheckBox(value=False, text="exclude border grains")
         self.measure_button = PushButton(text="Measure")
         self.table = Table(value={"data": [], "index": [], "columns": ["value"]}, label="summary")
