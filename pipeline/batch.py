@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,7 @@ class BatchExecutor(DaskExecutor):
         self.resubmit_limit = resubmit_limit()
         self.lost = self.resubmitted = 0
         self._last_seen: dict[str, float] = {}  # job name -> when one of its workers was last connected
+        self._presence = WorkerPresence()  # every worker that joined, as the scheduler saw it
         self._job_ids: dict[str, str] = {}  # job name -> the batch scheduler's job id
 
     @property
@@ -93,7 +95,7 @@ class BatchExecutor(DaskExecutor):
             with dask.config.set(_dotted(yaml.safe_load(DASK_SETTINGS.read_text()))):
                 self.cluster = getattr(dask_jobqueue, class_name)(
                     processes=self.cores, job_script_prologue=prologue, scheduler_options=scheduler_options)
-            self.cluster.sync(_submit, self.cluster, self.jobs)
+            self.cluster.sync(_submit, self.cluster, self.jobs, self._presence)
             self.client = Client(self.cluster)
         except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
             self.__exit__()
@@ -107,15 +109,23 @@ class BatchExecutor(DaskExecutor):
 
     def _watch_workers(self) -> None:
         """Cancel and resubmit jobs whose workers have all gone; then the generic check."""
-        connected = {info.get("name") for info in self._connected_workers().values()}
+        # From the scheduler's own record of joins and departures, not from what is connected at
+        # this look: a job whose workers joined and left between two looks would otherwise never
+        # count as having had workers, and be waited for forever, as if still queued.
+        connected, last_seen = self._presence.snapshot()
         now = time.monotonic()
         lost = []
         for name, spec in list(self.cluster.worker_spec.items()):
-            if {f"{name}{suffix}" for suffix in spec.get("group", [""])} & connected:
+            workers = {f"{name}{suffix}" for suffix in spec.get("group", [""])}
+            if workers & connected:
                 self._last_seen[name] = now
-                self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or name
-            elif name in self._last_seen and (now - self._last_seen[name] >= self.worker_timeout
-                                              or name not in self.cluster.workers):
+            elif workers & last_seen.keys():
+                self._last_seen[name] = max(last_seen[worker] for worker in workers & last_seen.keys())
+            else:
+                continue  # none of its workers has joined yet: it may be queued
+            self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or name
+            if not workers & connected and (now - self._last_seen[name] >= self.worker_timeout
+                                             or name not in self.cluster.workers):
                 # It had workers and has had none for worker_timeout (or dask's SpecCluster has
                 # dropped it already): it ended. A job that never started is waited for: it may be queued.
                 lost.append(name)
@@ -159,14 +169,52 @@ class BatchExecutor(DaskExecutor):
                 f"for {self.worker_timeout:g} s")
 
 
-async def _submit(cluster: Any, jobs: int) -> None:
+try:
+    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
+except ImportError:  # pragma: no cover - distributed is a dependency
+    _SchedulerPlugin = object  # type: ignore[misc,assignment]
+
+
+class WorkerPresence(_SchedulerPlugin):  # type: ignore[misc]
+    """Scheduler plugin (the scheduler runs in this process): when each worker, by name, was last
+    connected, from the scheduler's own joins and departures, so none is missed between two looks."""
+
+    name = "reconstruction-gb-presence"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # hooks run on the scheduler's event loop, readers in the driver
+        self._names: dict[str, str] = {}  # worker address -> name
+        self._seen: dict[str, float] = {}  # worker name -> time.monotonic() when it joined or last left
+
+    def add_worker(self, scheduler: Any, worker: str) -> None:
+        with self._lock:
+            name = str(scheduler.workers[worker].name)
+            self._names[worker] = name
+            self._seen[name] = time.monotonic()
+
+    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
+        with self._lock:
+            name = self._names.pop(worker, None)
+            if name is not None:
+                self._seen[name] = time.monotonic()
+
+    def snapshot(self) -> tuple[set[str], dict[str, float]]:
+        """(names of the workers connected now, name -> when it joined or last left) for every worker that joined."""
+        with self._lock:
+            return set(self._names.values()), dict(self._seen)
+
+
+async def _submit(cluster: Any, jobs: int, presence: WorkerPresence | None = None) -> None:
     """Submit `jobs` jobs and wait until each is submitted; raises if a submission fails.
 
+    `presence` is installed on the scheduler first, so it sees every worker of these jobs join.
     (`cluster.scale(jobs=...)` would submit in the background and only log a failure, leaving
     generate waiting forever for workers that will never come.)
     """
     from distributed.core import Status
 
+    if presence is not None:
+        cluster.scheduler.add_plugin(presence, name=presence.name)
     for _ in range(jobs):
         cluster.worker_spec.update(cluster.new_worker_spec())
     try:

@@ -130,6 +130,35 @@ def test_a_job_killed_mid_run_is_resubmitted_and_the_store_matches_the_serial_on
     assert_same_arrays(serial_24, work / "lib.zarr")
 
 
+def test_a_job_whose_workers_join_and_leave_between_two_looks_is_still_found_lost(tmp_path, slurm, monkeypatch):
+    """The driver looks at the workers once a second; a job killed soon after its workers joined
+    (before any look saw them) had workers all the same, and is resubmitted, not waited for."""
+    import dask
+    import yaml
+
+    from pipeline.batch import BatchExecutor
+
+    env, jobs = slurm
+    for name in ("PATH", "STANDIN_JOBS"):
+        monkeypatch.setenv(name, env[name])
+    settings = yaml.safe_load(JOBQUEUE_YAML.format(workers=tmp_path / "worker-space"))
+    lines: list[str] = []
+    with dask.config.set({"jobqueue.slurm": settings["jobqueue"]["slurm"], "reconstruction-gb.worker-timeout": "2s",
+                          "reconstruction-gb.resubmit-limit": 1}):
+        with BatchExecutor("slurm", jobs=1, notify=lines.append) as executor:
+            executor.client.wait_for_workers(2)  # both workers of job 1000 joined; the driver has not looked
+            os.killpg(int((jobs / "1000.pid").read_text()), signal.SIGKILL)
+            while executor.client.scheduler_info()["workers"]:  # event: the scheduler saw them leave
+                time.sleep(0.05)
+            left = time.monotonic()
+            executor._watch_workers()  # the first look: no worker of any job is connected
+            time.sleep(max(0.0, left + executor.worker_timeout - time.monotonic()))
+            executor._watch_workers()  # a look once worker-timeout has passed since they left
+            assert lines == ["SLURM job 1000 lost all its workers; submitting another (1 of at most 1 resubmissions)"]
+            assert sorted(p.name for p in jobs.glob("*.sh")) == ["1000.sh", "1001.sh"]
+    assert sorted((jobs / "cancelled").read_text().split()) == ["1000", "1001"]
+
+
 def test_when_every_job_is_lost_generate_stops_with_one_line_and_resumes(tmp_path, slurm, serial_24):
     env, jobs = slurm
     (Path(env["DASK_CONFIG"]) / "limits.yaml").write_text("reconstruction-gb: {resubmit-limit: 0}\n")
