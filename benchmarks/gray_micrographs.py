@@ -9,8 +9,7 @@ Four rendered gray micrographs (`render`: Voronoi grains in gray levels 120-205,
 an etched steel (`--steel`, default /work/shared/real/nist-gsat/steel_optical.tif; source: NIST,
 usnistgov/grain-size-analysis-tools; reference: about 220 grains, planimetric G 9.99 at
 0.2252 um/px). The README's first section is run as a user would, through the CLI, with no
-preparation flags: `cli.py predict DIR --out restored/` then `cli.py measure restored/ --out
-measured/ --pixel-size P` (P is the one thing given: PIXEL_SIZE_UM for the rendered images,
+preparation flags: `cli.py measure --restore DIR --out measured/ --pixel-size P` (P is the one thing given: PIXEL_SIZE_UM for the rendered images,
 0.2252 for the steel). Truth for a rendered image: `measure` of its crisp boundary map (cells
 cut to slivers by the border drop out as specks, as they would in a perfect restoration).
 Printed: per image, grains found vs truth and planimetric G vs truth; the last stdout line is one
@@ -161,16 +160,18 @@ def measured(folder: Path) -> dict[str, tuple[int, float]]:
             for row in rows}
 
 
-def benchmark(work: Path, method: str, steel: Path | None) -> dict:
+def benchmark(work: Path, method: str, steel: Path | None, model: Path | None = None) -> dict:
     """The README's first command on the rendered set (and the steel); figures per image."""
     micrographs = work / "micrographs"
     truths = render_set(micrographs, BENCHMARK_SEED)
     method_args = [] if method == "model" else ["--method", method]
+    if model is not None and method != "bridge":
+        method_args += ["--model", str(model)]
     started = time.perf_counter()
-    predict_out = cli("predict", str(micrographs), "--out", str(work / "restored"), "--no-progress", *method_args)
+    predict_out = cli("measure", "--restore", str(micrographs), "--out", str(work / "measured"),
+                      "--pixel-size", str(PIXEL_SIZE_UM), *method_args)
     seconds = time.perf_counter() - started
     log(predict_out.strip())
-    cli("measure", str(work / "restored"), "--out", str(work / "measured"), "--pixel-size", str(PIXEL_SIZE_UM))
     found = measured(work / "measured")
     rows = {}
     for name, truth in truths.items():
@@ -179,9 +180,8 @@ def benchmark(work: Path, method: str, steel: Path | None) -> dict:
         rows[name] = {"grains": count, "true_grains": true_count, "count_error": (count - true_count) / true_count,
                       "g": g, "true_g": true_g, "g_error": g - true_g}
     if steel is not None and steel.is_file():
-        cli("predict", str(steel), "--out", str(work / "steel_restored"), "--no-progress", *method_args)
-        cli("measure", str(work / "steel_restored"), "--out", str(work / "steel_measured"),
-            "--pixel-size", str(STEEL_PIXEL_UM))
+        cli("measure", "--restore", str(steel), "--out", str(work / "steel_measured"),
+            "--pixel-size", str(STEEL_PIXEL_UM), *method_args)
         count, g = measured(work / "steel_measured")[steel.stem]
         rows["nist_" + steel.stem] = {"grains": count, "true_grains": STEEL_GRAINS,
                                       "count_error": (count - STEEL_GRAINS) / STEEL_GRAINS, "g": g,
@@ -222,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="Working folder [default: a temporary one].")
     parser.add_argument("--method", default="model", choices=["model", "bridge", "model+bridge"])
+    parser.add_argument("--model", type=Path, default=None, help="A .keras model [default: the bundled one].")
     parser.add_argument("--steel", type=Path, default=STEEL, help="NIST's raw steel micrograph (skipped if absent).")
     parser.add_argument("--sweep", action="store_true", help="Choose the auto preparation instead (other seeds).")
     parser.add_argument("--sweep-methods", default="bridge,model", help="Methods the sweep tries (comma separated).")
@@ -233,7 +234,7 @@ def main() -> None:
         if args.sweep:
             record["sweep"] = sweep(work, args.sweep_methods.split(","))
         else:
-            result = benchmark(work, args.method, args.steel)
+            result = benchmark(work, args.method, args.steel, args.model)
             for name, row in result["images"].items():
                 print(f"{name:22s} grains {row['grains']:5d} (truth {row['true_grains']:4d}, "
                       f"{100 * row['count_error']:+6.1f} %)  G {row['g']:6.2f} (truth {row['true_g']:5.2f}, "
