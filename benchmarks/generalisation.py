@@ -70,8 +70,9 @@ from model.methods.classical import BASELINES  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402
+from pipeline.general import warp  # noqa: E402
 from pipeline.polysim import simulate  # noqa: E402
-from pipeline.sample import BACKGROUND, TEST, boundaries, erased_fraction, fragment, thicken  # noqa: E402
+from pipeline.sample import TEST, blurred_fragments, boundaries, erased_fraction, thicken  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
 
 import independent_sets  # noqa: E402  (beside this file)
@@ -130,9 +131,7 @@ def fresh_grains(size: int, config: GenerationConfig, rng: np.random.Generator) 
 def library_fragments(grains: np.ndarray, config: GenerationConfig, rng: np.random.Generator) -> Pair:
     """Boundaries of `grains`, fragmented, binarised and thickened exactly as a library sample."""
     label = boundaries(grains)
-    micro = label.copy()
-    fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
-    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
+    micro, _ = blurred_fragments(label, rng, config)
     dilation = int(rng.choice(config.dilations))
     return Pair(thicken(micro, dilation), thicken(label, dilation), grains)
 
@@ -142,11 +141,7 @@ def stretched(grains: np.ndarray, size: int, angle: float, along: float, across:
     c, s = math.cos(angle), math.sin(angle)
     rotation = np.array([[c, -s], [s, c]])
     # Output pixel -> source pixel (inverse map), about the centres of both images.
-    inverse = rotation @ np.diag([1 / along, 1 / across]) @ rotation.T
-    centre_src, centre_out = (np.array(grains.shape[::-1]) - 1) / 2, np.full(2, (size - 1) / 2)
-    matrix = np.hstack([inverse, (centre_src - inverse @ centre_out)[:, None]])
-    return cv2.warpAffine(grains, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return warp(grains, size, rotation @ np.diag([1 / along, 1 / across]) @ rotation.T)
 
 
 def zoomed(grains: np.ndarray, size: int, zoom: float, rng: np.random.Generator) -> np.ndarray:

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import GenerationConfig
-from pipeline.sample import BACKGROUND, BOUNDARY, fragment
+from pipeline.sample import BACKGROUND, BOUNDARY, blurred_fragments
 
 ROOT = Path(__file__).resolve().parents[1]
 # shared/ lies beside the checkout (../shared); a checkout that holds one of its own uses that.
@@ -111,10 +111,7 @@ def widen(image: np.ndarray, width: int) -> np.ndarray:
 
 def blurred_gaps(thin: np.ndarray, width: int, config: GenerationConfig, rng: np.random.Generator) -> np.ndarray:
     """The library's gaps: blurred squares on the thin lines, Otsu, then widened to `width`."""
-    micro = thin.copy()
-    fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
-    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
-    return widen(micro, width)
+    return widen(blurred_fragments(thin, rng, config)[0], width)
 
 
 # --- MicroStructPy grain maps ------------------------------------------------------------

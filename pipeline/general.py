@@ -100,14 +100,18 @@ def draw_shape(size: int, rng: np.random.Generator, ranges: GeneralRanges = GENE
     return shape
 
 
-def resample(grains: np.ndarray, size: int, shape: Shape) -> np.ndarray:
-    """The size x size grain map seen through `shape` (nearest neighbour, 5x5 median on the staircase)."""
-    inverse = shape.inverse()
-    centre_src, centre_out = np.full(2, (grains.shape[0] - 1) / 2), np.full(2, (size - 1) / 2)
+def warp(grains: np.ndarray, size: int, inverse: np.ndarray) -> np.ndarray:
+    """The size x size grain map whose offset from its centre maps by `inverse` (2x2) to an offset
+    from the centre of `grains` (nearest neighbour, replicated border)."""
+    centre_src, centre_out = (np.array(grains.shape[::-1]) - 1) / 2, np.full(2, (size - 1) / 2)
     matrix = np.hstack([inverse, (centre_src - inverse @ centre_out)[:, None]])
-    out = cv2.warpAffine(grains, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE)
-    return cv2.medianBlur(out, 5)
+    return cv2.warpAffine(grains, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def resample(grains: np.ndarray, size: int, shape: Shape) -> np.ndarray:
+    """The size x size grain map seen through `shape` (`warp`, then a 5x5 median on the staircase)."""
+    return cv2.medianBlur(warp(grains, size, shape.inverse()), 5)
 
 
 def neighbour_pairs(grains: np.ndarray) -> np.ndarray:
@@ -202,19 +206,16 @@ def draw_label(grains: np.ndarray, width: int, pockets: int, radius: tuple[int, 
     return label
 
 
-def fragment_general(label: np.ndarray, line: np.ndarray, style: str, blur: tuple[tuple[int, int], tuple[int, int], float],
-                     width: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def fragment_general(label: np.ndarray, line: np.ndarray, style: str, config: GenerationConfig, width: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The fragmented input of one gap style, and the number of gaps (patches, cuts, dips or stretches) drawn."""
-    from .sample import fragment
+    from .sample import blurred_fragments
 
     if style == "blur":
-        micro = label.copy()
-        count = fragment(micro, rng, *blur)
-        cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
-        return micro, count
+        return blurred_fragments(label, rng, config)
     if style == "cuts":
         count = int(rng.integers(*CUT_COUNT, endpoint=True))
-        return sharp_cuts(label, rng, (count, count), CUT_LENGTH, width + 6, blur[1]), count
+        return sharp_cuts(label, rng, (count, count), CUT_LENGTH, width + 6, config.patch_side_range), count
     if style == "faded":
         count = int(rng.integers(*FADE_DIPS, endpoint=True))
         return faded(label, rng, (count, count), FADE_SIGMA, FADE_NOISE), count
@@ -277,8 +278,7 @@ def make_general_sample(config: GenerationConfig, seed: int, index: int) -> Samp
 
     line = line_of(grains)
     label = draw_label(grains, choices.width, choices.pockets, GENERAL.pocket_radius, rng)
-    blur = (config.patch_count_range, config.patch_side_range, config.blur_sigma)
-    micro, gaps = fragment_general(label, line, choices.style, blur, choices.width, rng)
+    micro, gaps = fragment_general(label, line, choices.style, config, choices.width, rng)
     if choices.noise:
         micro = speckle(micro, rng, NOISE_PEPPER, NOISE_POROSITY, NOISE_BLOBS)
 

@@ -101,9 +101,7 @@ def make_sample(config: GenerationConfig, seed: int, index: int) -> Sample:
     structure = simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
 
     label = boundaries(structure.grains)
-    micro = label.copy()
-    patches = fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
-    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
+    micro, patches = blurred_fragments(label, rng, config)
     micro, label = thicken(micro, draws.dilation), thicken(label, draws.dilation)
 
     meta = SampleMeta(
@@ -128,6 +126,15 @@ def boundaries(grains: np.ndarray) -> np.ndarray:
     """
     laplacian = cv2.Laplacian(grains, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REPLICATE)
     return cv2.compare(laplacian, 0.0, cv2.CMP_EQ)
+
+
+def blurred_fragments(label: np.ndarray, rng: np.random.Generator, config: GenerationConfig) -> tuple[np.ndarray, int]:
+    """The study's fragmented input of `label`: blurred square patches (`fragment`), then Otsu's
+    threshold; and the number of patches."""
+    micro = label.copy()
+    count = fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
+    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
+    return micro, count
 
 
 def fragment(

@@ -50,7 +50,7 @@ def linked_mask(probability: np.ndarray, threshold: float, line: np.ndarray | No
     if count <= 1:
         return mask
     # Separate places where each segment meets the boundary: 8-connected clusters of its contact pixels.
-    contacts, clusters = cv2.connectedComponents((added & near).view(np.uint8), connectivity=8)
+    _, clusters = cv2.connectedComponents((added & near).view(np.uint8), connectivity=8)
     pairs = np.unique(np.stack([segments[clusters > 0], clusters[clusters > 0]]), axis=1)
     meetings = np.bincount(pairs[0], minlength=count)
     keep = meetings >= 2
