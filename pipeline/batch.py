@@ -100,7 +100,7 @@ class BatchExecutor(DaskExecutor):
         except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
             self.__exit__()
             raise ExecutorError(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}") from None
-        self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
+        self.client.register_plugin(WorkerSetup(ignore_signals=False), name="reconstruction-gb-setup")
         return self
 
     def _may_get_workers(self) -> bool:

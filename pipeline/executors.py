@@ -320,12 +320,22 @@ def _ignore_sigint() -> None:
 
 
 class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
-    """Per worker process: polySim's scratch directory inside the worker's own directory."""
+    """Per worker process: polySim's scratch directory inside the worker's own directory.
+
+    Local workers share the driver's process group and ignore SIGINT and SIGTERM (`_ignore_sigint`).
+    Batch-job workers (`ignore_signals=False`) run in their job's own session, which the driver's
+    signals never reach: there SIGTERM is the scheduler ending the job (scancel, walltime), and a
+    worker that ignored it would outlive its job.
+    """
+
+    def __init__(self, ignore_signals: bool = True) -> None:
+        self.ignore_signals = ignore_signals
 
     def setup(self, worker: Any) -> None:
         from . import polysim
 
-        _ignore_sigint()
+        if self.ignore_signals:
+            _ignore_sigint()
         # Ctrl-C cancels the running tasks; each would log "Async instruction ... ended with
         # CancelledError" on this worker, where the user is owed a single line.
         logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)

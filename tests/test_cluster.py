@@ -240,3 +240,19 @@ def test_bad_cluster_options_are_one_clear_line(run_cli, tmp_path, args, message
     result = run_cli("generate", "--count", 3, "--size", 64, "--out", tmp_path / "x.zarr", *args)
     assert message in one_error_line(result)
     assert tree(tmp_path) == []
+
+
+def test_batch_workers_end_with_their_job_while_local_workers_leave_sigterm_to_the_driver(tmp_path):
+    """scancel and the walltime end a job with SIGTERM to its session: a batch worker that ignored it
+    (as local workers do, since they share the driver's process group) would outlive its job."""
+    script = (
+        "import signal, sys, types\n"
+        "from pipeline.executors import WorkerSetup\n"
+        "worker = types.SimpleNamespace(local_directory=sys.argv[1])\n"
+        "WorkerSetup(ignore_signals=sys.argv[2] == 'local').setup(worker)\n"
+        "print(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, signal.getsignal(signal.SIGINT) == signal.SIG_IGN)\n"
+    )
+    seen = {kind: subprocess.run([sys.executable, "-c", script, str(tmp_path), kind], cwd=REPO, capture_output=True,
+                                 text=True, timeout=120) for kind in ("local", "batch")}
+    assert seen["local"].stdout.split() == ["True", "True"], seen["local"].stderr
+    assert seen["batch"].stdout.split() == ["False", "False"], seen["batch"].stderr
