@@ -15,7 +15,11 @@ cut to slivers by the border drop out as specks, as they would in a perfect rest
 Printed: per image, grains found vs truth and planimetric G vs truth; the last stdout line is one
 JSON object with every figure.
 
-`--sweep` chooses the defaults of `--denoise auto --binarize auto` (model/inference/prepare.py):
+`--sweep-strength` chooses how hard each method's auto preparation smooths and thresholds
+(prepare.MODEL_STRENGTH, CLASSICAL_STRENGTH): non-local means + adaptive at each (h, offset) on the
+four kinds rendered from seeds 7-10 (STRENGTH_SEEDS, never the benchmark's).
+
+`--sweep` chose the defaults of `--denoise auto --binarize auto` (model/inference/prepare.py):
 it renders the same four kinds from other seeds (SWEEP_SEED, never the benchmark's) and restores
 them with each (denoise, binarize) pair in-process (model.inference.restore.Restorer, the code
 `predict` runs), printing the mean count error and mean |G - G_true| of each pair.
@@ -48,6 +52,10 @@ STEEL_PIXEL_UM, STEEL_GRAINS, STEEL_G = 0.2252, 220, 9.99  # NIST's scale; refer
 PIXEL_SIZE_UM = 0.5  # the scale given to measure for the rendered images
 BENCHMARK_SEED, SWEEP_SEED = 2026, 7
 SWEEP = [(denoise, binarize) for denoise in ("none", "median", "nlmeans") for binarize in ("otsu", "adaptive")]
+# --sweep-strength: non-local means + adaptive at these strengths, on four sets of seeds other than the benchmark's.
+STRENGTH_SEEDS = (7, 8, 9, 10)
+STRENGTH_H = (6.0, 9.0, 12.0)
+STRENGTH_OFFSETS = (0.03, 0.04, 0.05, 0.06, 0.08)
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,7 @@ def sweep(work: Path, methods: list[str]) -> dict:
             errors, g_errors = [], []
             for name, image in images.items():
                 mask, _ = restorer.restore(image)
-                got = measure_boundary(mask, PIXEL_SIZE_UM)
+                got = measure_boundary(mask, PIXEL_SIZE_UM, None)  # min grain from the image, as `measure` does
                 true_count, true_g = truth_of(truths[name], PIXEL_SIZE_UM)
                 errors.append(abs(got.table.count - true_count) / true_count)
                 g_errors.append(abs(float(got.astm_g_planimetric) - true_g))
@@ -218,6 +226,43 @@ def sweep(work: Path, methods: list[str]) -> dict:
     return results
 
 
+def sweep_strength(work: Path, methods: list[str], model: Path | None) -> dict:
+    """Count and G errors of nlmeans + adaptive at each (h, offset) of STRENGTH_H x STRENGTH_OFFSETS,
+    per method, over the four kinds rendered from each of STRENGTH_SEEDS (16 images)."""
+    from model.inference.images import read_image
+    from model.inference.prepare import Strength
+    from model.inference.restore import RestoreOptions, Restorer
+    from model.measure.grains import measure_boundary
+
+    images = []
+    for seed in STRENGTH_SEEDS:
+        truths = render_set(work / f"strength-{seed}", seed)
+        images += [(read_image(next((work / f"strength-{seed}").glob(name + ".*"))), truth_of(truth, PIXEL_SIZE_UM))
+                   for name, truth in truths.items()]
+    results = {}
+    for method in methods:
+        extra = {"model": model} if model is not None and method != "bridge" else {}
+        for h in STRENGTH_H:
+            for offset in STRENGTH_OFFSETS:
+                restorer = Restorer(RestoreOptions(method=method, denoise="nlmeans", binarize="adaptive",
+                                                   strength=Strength(h, offset), **extra))
+                errors, g_errors = [], []
+                for image, (true_count, true_g) in images:
+                    got = measure_boundary(restorer.restore(image)[0], PIXEL_SIZE_UM, None)
+                    errors.append((got.table.count - true_count) / true_count)
+                    g_errors.append(float(got.astm_g_planimetric) - true_g)
+                key = f"{method} h {h:g} offset {offset:g}"
+                results[key] = {"mean_abs_count_error": float(np.mean(np.abs(errors))),
+                                "max_abs_count_error": float(np.max(np.abs(errors))),
+                                "mean_abs_g_error": float(np.mean(np.abs(g_errors))),
+                                "max_abs_g_error": float(np.max(np.abs(g_errors))),
+                                "per_image_count_error": [round(e, 3) for e in errors]}
+                r = results[key]
+                log(f"{key:32s} count error mean {r['mean_abs_count_error']:.3f} max {r['max_abs_count_error']:.3f}"
+                    f"  |G error| mean {r['mean_abs_g_error']:.3f} max {r['max_abs_g_error']:.3f}")
+    return results
+
+
 def main() -> None:
     """Parse the arguments, run, print per-image lines and one JSON line last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -226,6 +271,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="A .keras model [default: the bundled one].")
     parser.add_argument("--steel", type=Path, default=STEEL, help="NIST's raw steel micrograph (skipped if absent).")
     parser.add_argument("--sweep", action="store_true", help="Choose the auto preparation instead (other seeds).")
+    parser.add_argument("--sweep-strength", action="store_true",
+                        help="Choose each method's nlmeans h and adaptive offset instead (other seeds).")
     parser.add_argument("--sweep-methods", default="bridge,model", help="Methods the sweep tries (comma separated).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
@@ -234,6 +281,8 @@ def main() -> None:
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version()}
         if args.sweep:
             record["sweep"] = sweep(work, args.sweep_methods.split(","))
+        elif args.sweep_strength:
+            record["sweep_strength"] = sweep_strength(work, args.sweep_methods.split(","), args.model)
         else:
             result = benchmark(work, args.method, args.steel, args.model)
             for name, row in result["images"].items():

@@ -105,6 +105,17 @@ def _kill_first_job_once_samples_are_done(env, cwd: Path, jobs: Path, count: int
                 f"{out}{err}")
 
 
+def _finish(process: subprocess.Popen) -> tuple[str, str]:
+    """(stdout, stderr) of the run once it exits; a run still going after 240 s is killed (never left
+    behind) and the test fails with what it printed."""
+    try:
+        return process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"generate still running after 240 s (killed):\n{out}{err}")
+
+
 @pytest.fixture(scope="module")
 def serial_24(tmp_path_factory):
     from pipeline.config import GenerationConfig
@@ -121,7 +132,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_the_store_matches_the_serial_on
     work = tmp_path / "work"
     work.mkdir()
     process, done = _kill_first_job_once_samples_are_done(env, work, jobs, 24)
-    out, err = process.communicate(timeout=240)
+    out, err = _finish(process)
     assert process.returncode == 0, out + err + "".join(p.read_text() for p in jobs.glob("*.log"))
     assert "SLURM job 1000 lost all its workers; submitting another (1 of at most 1 resubmissions)" in err, err
     assert "Traceback" not in out + err
@@ -165,7 +176,7 @@ def test_when_every_job_is_lost_generate_stops_with_one_line_and_resumes(tmp_pat
     work = tmp_path / "work"
     work.mkdir()
     process, done = _kill_first_job_once_samples_are_done(env, work, jobs, 24)
-    out, err = process.communicate(timeout=240)
+    out, err = _finish(process)
     assert process.returncode == 1, out + err
     last = err.strip().splitlines()[-1]
     kept = _done_count(work / "lib.zarr")

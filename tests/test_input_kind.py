@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 from model.inference.images import ImageError, decode, input_kind, read_image
 from model.inference.predict import PredictError, predict_files
-from model.inference.prepare import ADAPTIVE_OFFSET, ADAPTIVE_SIGMA, NLMEANS_H
+from model.inference.prepare import ADAPTIVE_SIGMA, CLASSICAL_STRENGTH, MODEL_STRENGTH, prepare, strength_for
 
 
 def boundary_map(shape: tuple[int, int] = (120, 160)) -> np.ndarray:
@@ -68,13 +68,13 @@ def test_each_kind_is_detected(kinds) -> None:
 
 
 def expected_prepared(path: Path) -> np.ndarray:
-    """What auto preparation makes of a micrograph, worked out with OpenCV directly: non-local means
-    (h 12) on the image rounded to 8 bits, then boundary where darker than the Gaussian local mean by
-    more than the offset."""
+    """What auto preparation makes of a micrograph for bridge or none, worked out with OpenCV directly:
+    non-local means (h 12) on the image rounded to 8 bits, then boundary where darker than the
+    Gaussian local mean by more than 0.06."""
     eight = np.clip(np.rint(read_image(path) * 255), 0, 255).astype(np.uint8)
-    image = cv2.fastNlMeansDenoising(eight, None, h=NLMEANS_H).astype(np.float32) / np.float32(255)
+    image = cv2.fastNlMeansDenoising(eight, None, h=12).astype(np.float32) / np.float32(255)
     local = cv2.GaussianBlur(image, (0, 0), ADAPTIVE_SIGMA, borderType=cv2.BORDER_REFLECT_101)
-    return np.where(image >= local - np.float32(ADAPTIVE_OFFSET), 255, 0).astype(np.uint8)
+    return np.where(image >= local - np.float32(0.06), 255, 0).astype(np.uint8)
 
 
 def test_micrographs_are_prepared_and_maps_kept_unless_the_flags_say(kinds, tmp_path: Path) -> None:
@@ -82,9 +82,9 @@ def test_micrographs_are_prepared_and_maps_kept_unless_the_flags_say(kinds, tmp_
     report = predict_files(None, [kinds[n] for n in names], tmp_path / "out", method="none", min_speck=0,
                            progress=False)
     assert report.ok
-    assert report.inputs_line.startswith("inputs: 1 binary boundary map -> as it is; 1 gray micrograph -> denoise "
-                                         "nlmeans, binarize adaptive; 1 16-bit micrograph -> denoise nlmeans, binarize "
-                                         "adaptive; 1 colour micrograph -> denoise nlmeans, binarize adaptive")
+    auto = "denoise nlmeans (h 12), binarize adaptive (offset 0.06)"
+    assert report.inputs_line.startswith(f"inputs: 1 binary boundary map -> as it is; 1 gray micrograph -> {auto}; "
+                                         f"1 16-bit micrograph -> {auto}; 1 colour micrograph -> {auto}")
     out = {n: cv2.imread(str(tmp_path / "out" / (kinds[n].stem + ".png")), cv2.IMREAD_UNCHANGED) for n in names}
     np.testing.assert_array_equal(out["binary"], boundary_map())
     for name in ("gray", "16-bit", "colour"):
@@ -96,6 +96,23 @@ def test_micrographs_are_prepared_and_maps_kept_unless_the_flags_say(kinds, tmp_
     assert report.inputs_line.startswith("inputs: 1 gray micrograph -> as it is")
     plain = cv2.imread(str(tmp_path / "plain" / "gray.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(plain, np.where(read_image(kinds["gray"]) >= 0.5, 255, 0))
+
+
+def test_the_network_is_given_faint_boundaries_the_bridge_is_not() -> None:
+    """A 2 px boundary 0.17 darker than its grains, blurred (sigma 1 px) and noisy: the network's
+    preparation (h 9, offset 0.04) keeps it as a line; the classical one (h 12, offset 0.06), meant
+    for bridge, drops it."""
+    rng = np.random.default_rng(3)
+    gray = np.full((80, 120), 0.6, np.float32)
+    gray[:, 59:61] -= 0.17
+    gray = cv2.GaussianBlur(gray, (0, 0), 1.0) + rng.normal(0, 0.02, gray.shape).astype(np.float32)
+    assert strength_for(True) == MODEL_STRENGTH and strength_for(False) == CLASSICAL_STRENGTH
+    kept = {name: prepare(gray, denoise="nlmeans", binarize="adaptive", strength=strength)
+            for name, strength in (("model", MODEL_STRENGTH), ("classical", CLASSICAL_STRENGTH))}
+    column_dark = {name: (image[:, 57:63] == 0).any(axis=1).mean() for name, image in kept.items()}
+    assert column_dark["model"] > 0.95  # the line is there in (nearly) every row
+    assert column_dark["classical"] < 0.05
+    assert (kept["model"][:, :50] == 0).mean() < 0.01  # and no specks away from it
 
 
 def cli_subprocess(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -10,6 +10,8 @@ chosen on rendered gray micrographs (benchmarks/gray_micrographs.py, docs/benchm
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -22,17 +24,39 @@ DENOISE = (AUTO, "none", "median", "nlmeans")
 # tried on rendered gray micrographs (benchmarks/gray_micrographs.py --sweep, its own seed, never
 # the benchmark's), non-local means + adaptive gave the lowest grain-count error for the bundled
 # model (0.4 %; median + adaptive 12 %) and for bridge (1.5 %; 53 %): docs/benchmarks.md.
-AUTO_DENOISE = "nlmeans"
+AUTO_DENOISE = "nlmeans"  # at the method's Strength (below)
 AUTO_BINARIZE = "adaptive"
 # Adaptive threshold: a pixel is boundary when darker than its Gaussian-weighted neighbourhood
-# mean by more than ADAPTIVE_OFFSET (of the full range; 0.04 and 0.08 compared on the validation
-# split of benchmarks/measure.py, 0.08 halved the grain-count error of bridge); the window (sigma ADAPTIVE_SIGMA px)
-# spans about one grain of the training data (mean diameter about 60 px at 512 px), so slow
-# shading is followed while a boundary stays darker than its surroundings.
+# mean by more than an offset (of the full range); the window (sigma ADAPTIVE_SIGMA px) spans about
+# one grain of the training data (mean diameter about 60 px at 512 px), so slow shading is followed
+# while a boundary stays darker than its surroundings.
 ADAPTIVE_SIGMA = 15.0
-ADAPTIVE_OFFSET = 0.08
 MEDIAN_KSIZE = 3
-NLMEANS_H = 12.0  # filter strength on the 0..255 scale (OpenCV's h)
+
+
+@dataclass(frozen=True)
+class Strength:
+    """How hard non-local means smooths (OpenCV's h, on the 0..255 scale) and how much darker than
+    its neighbourhood a pixel must be to count as boundary (of the full range)."""
+
+    nlmeans_h: float
+    adaptive_offset: float
+
+
+# The strengths depend on what reads the binary image. The network closes gaps and ignores specks,
+# so it is given faint boundaries: lighter smoothing, a low offset. The classical bridge links every
+# loose end it sees, so it is given only clear boundaries. Chosen on rendered micrographs of seeds
+# 7-10, never the benchmark's (benchmarks/gray_micrographs.py --sweep, docs/benchmarks.md): for
+# the bundled model h 9 / offset 0.04 gave the lowest mean count error (1.0 %, worst image 3.3 %;
+# h 12 / 0.08, once every method's, lost 19 % on seed 8, whose faint 2 px lines it erased); for
+# bridge h 12 / 0.06 (2.7 %, worst 10 %; 0.04 links noise: 11 %, worst 42 %).
+MODEL_STRENGTH = Strength(nlmeans_h=9.0, adaptive_offset=0.04)
+CLASSICAL_STRENGTH = Strength(nlmeans_h=12.0, adaptive_offset=0.06)
+
+
+def strength_for(uses_model: bool) -> Strength:
+    """The preparation strength for a method that runs the network, or for bridge / none."""
+    return MODEL_STRENGTH if uses_model else CLASSICAL_STRENGTH
 
 
 class PrepareError(ValueError):
@@ -59,28 +83,30 @@ def settle(binary: bool, denoise: str, binarize: str) -> tuple[str, str]:
     return denoise, binarize
 
 
-def denoise_image(image: np.ndarray, method: str) -> np.ndarray:
-    """`median` (3x3) or `nlmeans` (OpenCV non-local means, h = 12 on 0..255) of a float image in [0, 1]."""
+def denoise_image(image: np.ndarray, method: str, strength: Strength = CLASSICAL_STRENGTH) -> np.ndarray:
+    """`median` (3x3) or `nlmeans` (OpenCV non-local means, h = strength.nlmeans_h on 0..255) of a
+    float image in [0, 1]."""
     if method == "median":
         return cv2.medianBlur(image, MEDIAN_KSIZE)
     if method == "nlmeans":
         eight = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-        return cv2.fastNlMeansDenoising(eight, None, h=NLMEANS_H).astype(np.float32) / np.float32(255.0)
+        smooth = cv2.fastNlMeansDenoising(eight, None, h=strength.nlmeans_h)
+        return smooth.astype(np.float32) / np.float32(255.0)
     return image
 
 
-def adaptive_binarize(image: np.ndarray) -> np.ndarray:
-    """1 (grain) where the image is at least its local Gaussian mean minus ADAPTIVE_OFFSET, else 0 (boundary)."""
+def adaptive_binarize(image: np.ndarray, offset: float = CLASSICAL_STRENGTH.adaptive_offset) -> np.ndarray:
+    """1 (grain) where the image is at least its local Gaussian mean minus `offset`, else 0 (boundary)."""
     local = cv2.GaussianBlur(image, (0, 0), ADAPTIVE_SIGMA, borderType=cv2.BORDER_REFLECT_101)
-    return (image >= local - np.float32(ADAPTIVE_OFFSET)).astype(np.float32)
+    return (image >= local - np.float32(offset)).astype(np.float32)
 
 
-def binarize_image(image: np.ndarray, method: str) -> np.ndarray:
+def binarize_image(image: np.ndarray, method: str, strength: Strength = CLASSICAL_STRENGTH) -> np.ndarray:
     """Binarize a float gray image (`otsu`: one global threshold; `adaptive`: local); `none` leaves it."""
     if method == "otsu":
         return otsu_binarize(image)
     if method == "adaptive":
-        return adaptive_binarize(image)
+        return adaptive_binarize(image, strength.adaptive_offset)
     return image
 
 
@@ -101,13 +127,13 @@ def restore_size(background: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def prepare(image: np.ndarray, *, invert: bool = False, denoise: str = "none", binarize: str = "none",
-            scale: float = 1.0) -> np.ndarray:
+            scale: float = 1.0, strength: Strength = CLASSICAL_STRENGTH) -> np.ndarray:
     """A user's gray image (float32 in [0, 1]) -> what the restoration sees: inverted, denoised, resampled, binarized.
 
     Resampling comes before binarization, so the binary image has sharp edges at the working scale.
     """
     if invert:
         image = np.float32(1.0) - image
-    image = denoise_image(image, denoise)
+    image = denoise_image(image, denoise, strength)
     image = resample(image, scale)
-    return binarize_image(image, binarize)
+    return binarize_image(image, binarize, strength)

@@ -26,7 +26,7 @@ from model.pretrained import NoModelError, resolve_model
 from .images import ImageError, decode, input_kind, is_binary
 from .postprocess import probability_to_mask
 from .predictor import PredictError, default_overlap, load_predictor
-from .prepare import AUTO, PrepareError, check_prepare, prepare, restore_size, settle
+from .prepare import AUTO, PrepareError, Strength, check_prepare, prepare, restore_size, settle, strength_for
 from .settings import SettingsError, load_settings, settings_path
 from .tiling import Progress, TilingError, check_tiling
 
@@ -50,6 +50,7 @@ class RestoreOptions:
     binarize: str = AUTO  # auto: per image, by its kind (prepare.settle)
     denoise: str = AUTO
     invert: bool = False
+    strength: Strength | None = None  # None: the method's (prepare.strength_for)
     scale: float = 1.0
     tile: int | None = None
     overlap: int | None = None
@@ -119,6 +120,7 @@ class Restorer:
         fallback = stored.min_speck if has_file and stored else DEFAULT_MIN_SPECK
         self.min_speck = int(self._settle("min_speck", options.min_speck, fallback, origin))
         self.tta = bool(self._settle("tta", options.tta, stored.tta if stored else False, origin))
+        self.strength = options.strength or strength_for(options.uses_model)
         self.predictor = None
         self.overlap = 0
         if self.model_path is not None:
@@ -160,8 +162,11 @@ class Restorer:
                 continue
             noun = "binary boundary map" if kind == "binary" else f"{kind} micrograph"
             denoise, binarize = self.preparation(kind == "binary")
-            how = ", ".join(f"{step} {value}" for step, value in (("denoise", denoise), ("binarize", binarize))
-                            if value != "none") or "as it is"
+            strength = self.strength
+            detail = {"nlmeans": f" (h {strength.nlmeans_h:g})", "adaptive": f" (offset {strength.adaptive_offset:g})"}
+            how = ", ".join(f"{step} {value}{detail.get(value, '')}"
+                            for step, value in (("denoise", denoise), ("binarize", binarize)) if value != "none") \
+                or "as it is"
             parts.append(f"{counts[kind]} {noun}{'s' * (counts[kind] > 1)} -> {how}")
         if not parts:
             return "inputs: none readable"
@@ -187,7 +192,8 @@ class Restorer:
         options = self.options
         shape = image.shape
         denoise, binarize = self.preparation(is_binary(image) if binary is None else binary)
-        ready = prepare(image, invert=options.invert, denoise=denoise, binarize=binarize, scale=options.scale)
+        ready = prepare(image, invert=options.invert, denoise=denoise, binarize=binarize, scale=options.scale,
+                        strength=self.strength)
         speck_here = round(self.min_speck * options.scale**2)  # the same area at the working scale
         working = None
         if self.predictor is not None:
