@@ -221,7 +221,6 @@ def bridge(
     min_branch: int = MIN_BRANCH,
     cone_deg: float = CONE_DEG,
     to_border: bool = True,
-    anchor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Close gaps of a fragmented boundary image by extending skeleton end points along their direction.
 
@@ -243,9 +242,6 @@ def bridge(
     out = np.where(boundary, BOUNDARY, BACKGROUND).astype(np.uint8)
     skeleton = thin(boundary)
     starts, directions = _directed_ends(skeleton, window, min_branch)
-    if anchor is not None and len(starts):
-        keep = np.asarray(anchor, dtype=bool)[starts[:, 0].astype(int), starts[:, 1].astype(int)]
-        starts, directions = starts[keep], directions[keep]
     if len(starts) == 0 or reach < 1:
         return out
     width = _line_width(boundary, skeleton)
