@@ -380,9 +380,10 @@ LINK_HELP = ("Centre line of the reading at this background probability joins th
              "pixel wide; at or below the threshold: off) [default: the model's settings, else off].")
 
 RESTORE_OPTIONS = [
-    click.option("--method", type=click.Choice(["model", "bridge", "model+bridge", "none"]), default="model",
-                 show_default=True, help="model: the network; bridge: the classical gap closer; model+bridge: both; "
-                 "none: only the preparation and speck filter."),
+    click.option("--method", type=click.Choice(["model", "bridge", "model+bridge", "none"]), default=None,
+                 help="model: the network alone; bridge: the classical gap closer; model+bridge: the network, then "
+                 "the bridge; none: only the preparation and speck filter [default: the model's own choice, from "
+                 "its settings: model+bridge for the bundled model]."),
     click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
                  help="A trained model (.keras) [default: the bundled model]."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -457,13 +458,13 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
     denoised and binarised first (--denoise/--binarize auto; give them to choose). The first lines
     printed say which. Outputs are 8-bit PNGs (0 boundary, 255 background), DIR/<input name>.png.
 
-    Where the bundled model is not the best method: on NIST's real steel (its boundary map with
-    gaps, and its raw micrograph) and on independent-generator maps with hard cuts, --method
-    bridge miscounts fewer grains (model/pretrained/README.md, "Limits").
+    Without --method the bundled model runs model+bridge (its settings say so). Where it is not
+    the best method: on independent-generator maps with elongated, aligned grains or hard-edged
+    cuts, --method bridge miscounts slightly fewer grains (model/pretrained/README.md, "Limits").
     """
     from model.methods import uses_model
 
-    if uses_model(str(options["method"])):  # bridge and none never load TensorFlow
+    if uses_model(options["method"]):  # bridge and none never load TensorFlow
         _tensorflow("predict")
     from model.inference.predict import PredictError, predict_files
 
@@ -521,7 +522,7 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
         from model.inference.restore import RestoreOptions
         from model.methods import uses_model
 
-        if uses_model(str(options["method"])):  # bridge and none never load TensorFlow
+        if uses_model(options["method"]):  # bridge and none never load TensorFlow
             _tensorflow("measure --restore")
 
         restore_with = RestoreOptions(model=model_path, **options)

@@ -226,9 +226,10 @@ def sweep(work: Path, methods: list[str]) -> dict:
     return results
 
 
-def sweep_strength(work: Path, methods: list[str], model: Path | None) -> dict:
-    """Count and G errors of nlmeans + adaptive at each (h, offset) of STRENGTH_H x STRENGTH_OFFSETS,
-    per method, over the four kinds rendered from each of STRENGTH_SEEDS (16 images)."""
+def sweep_strength(work: Path, methods: list[str], model: Path | None, hs: tuple[float, ...] = STRENGTH_H,
+                   offsets: tuple[float, ...] = STRENGTH_OFFSETS) -> dict:
+    """Count and G errors of nlmeans + adaptive at each (h, offset) of hs x offsets, per method,
+    over the four kinds rendered from each of STRENGTH_SEEDS (16 images)."""
     from model.inference.images import read_image
     from model.inference.prepare import Strength
     from model.inference.restore import RestoreOptions, Restorer
@@ -240,10 +241,11 @@ def sweep_strength(work: Path, methods: list[str], model: Path | None) -> dict:
         images += [(read_image(next((work / f"strength-{seed}").glob(name + ".*"))), truth_of(truth, PIXEL_SIZE_UM))
                    for name, truth in truths.items()]
     results = {}
-    for method in methods:
+    for name in methods:
+        method = None if name == "default" else name  # default: the model's own choice (its settings)
         extra = {"model": model} if model is not None and method != "bridge" else {}
-        for h in STRENGTH_H:
-            for offset in STRENGTH_OFFSETS:
+        for h in hs:
+            for offset in offsets:
                 restorer = Restorer(RestoreOptions(method=method, denoise="nlmeans", binarize="adaptive",
                                                    strength=Strength(h, offset), **extra))
                 errors, g_errors = [], []
@@ -251,7 +253,7 @@ def sweep_strength(work: Path, methods: list[str], model: Path | None) -> dict:
                     got = measure_boundary(restorer.restore(image)[0], PIXEL_SIZE_UM, None)
                     errors.append((got.table.count - true_count) / true_count)
                     g_errors.append(float(got.astm_g_planimetric) - true_g)
-                key = f"{method} h {h:g} offset {offset:g}"
+                key = f"{name} h {h:g} offset {offset:g}"
                 results[key] = {"mean_abs_count_error": float(np.mean(np.abs(errors))),
                                 "max_abs_count_error": float(np.max(np.abs(errors))),
                                 "mean_abs_g_error": float(np.mean(np.abs(g_errors))),
@@ -273,7 +275,12 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="Choose the auto preparation instead (other seeds).")
     parser.add_argument("--sweep-strength", action="store_true",
                         help="Choose each method's nlmeans h and adaptive offset instead (other seeds).")
-    parser.add_argument("--sweep-methods", default="bridge,model", help="Methods the sweep tries (comma separated).")
+    parser.add_argument("--strength-h", default=",".join(f"{h:g}" for h in STRENGTH_H),
+                        help="--sweep-strength: the nlmeans h values (comma separated).")
+    parser.add_argument("--strength-offsets", default=",".join(f"{o:g}" for o in STRENGTH_OFFSETS),
+                        help="--sweep-strength: the adaptive offsets (comma separated).")
+    parser.add_argument("--sweep-methods", default="bridge,model",
+                        help="Methods the sweep tries (comma separated; `default`: the model's own choice).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = args.out or Path(temporary)
@@ -282,7 +289,9 @@ def main() -> None:
         if args.sweep:
             record["sweep"] = sweep(work, args.sweep_methods.split(","))
         elif args.sweep_strength:
-            record["sweep_strength"] = sweep_strength(work, args.sweep_methods.split(","), args.model)
+            record["sweep_strength"] = sweep_strength(
+                work, args.sweep_methods.split(","), args.model,
+                tuple(float(h) for h in args.strength_h.split(",")), tuple(float(o) for o in args.strength_offsets.split(",")))
         else:
             result = benchmark(work, args.method, args.steel, args.model)
             for name, row in result["images"].items():

@@ -106,7 +106,7 @@ def test_the_network_is_given_faint_boundaries_the_bridge_is_not() -> None:
     gray = np.full((80, 120), 0.6, np.float32)
     gray[:, 59:61] -= 0.17
     gray = cv2.GaussianBlur(gray, (0, 0), 1.0) + rng.normal(0, 0.02, gray.shape).astype(np.float32)
-    assert strength_for(True) == MODEL_STRENGTH and strength_for(False) == CLASSICAL_STRENGTH
+    assert strength_for("model") == MODEL_STRENGTH and strength_for("bridge") == strength_for("none") == CLASSICAL_STRENGTH
     kept = {name: prepare(gray, denoise="nlmeans", binarize="adaptive", strength=strength)
             for name, strength in (("model", MODEL_STRENGTH), ("classical", CLASSICAL_STRENGTH))}
     column_dark = {name: (image[:, 57:63] == 0).any(axis=1).mean() for name, image in kept.items()}

@@ -323,7 +323,7 @@ def test_settings_file_gives_the_defaults_and_options_override_it(models, tmp_pa
     model.write_bytes(models["free"].read_bytes())
     save_settings(model, InferenceSettings(threshold=0.7, min_speck=10, tta=True, chosen_on="val"))
     report = predict_files(model, [source], tmp_path / "a", tile=32, overlap=8, progress=False)
-    assert report.used == (f"method model ({model}): threshold 0.7 (from m.settings.json), "
+    assert report.used == (f"method model (from m.settings.json, {model}): threshold 0.7 (from m.settings.json), "
                            "link-threshold off (from m.settings.json), min-speck 10 (from m.settings.json), tta True (from m.settings.json)")
     assert (read(tmp_path / "a" / "s.png")[40:43, 40:43] == 255).all()  # the settings' speck filter ran
     report = predict_files(model, [source], tmp_path / "b", tile=32, overlap=8, threshold=0.5, min_speck=0,
@@ -331,6 +331,24 @@ def test_settings_file_gives_the_defaults_and_options_override_it(models, tmp_pa
     assert "threshold 0.5 (option), link-threshold off (from m.settings.json), min-speck 0 (option), " \
         "tta False (option)" in report.used
     assert np.array_equal(read(tmp_path / "b" / "s.png"), specked_lines())
+
+
+def test_settings_that_say_bridge_make_model_plus_bridge_the_default_method(models, tmp_path) -> None:
+    """An identity network leaves a 6 px gap open; with `bridge` in its settings and no --method the
+    bridge follows it and closes the gap; --method model is the network alone again."""
+    image = np.full((64, 96), 255, np.uint8)
+    image[30:32, :] = 0
+    image[30:32, 40:46] = 255
+    source = write(tmp_path / "in" / "gap.png", image)
+    model = tmp_path / "m.keras"
+    model.write_bytes(models["free"].read_bytes())
+    save_settings(model, InferenceSettings(threshold=0.5, bridge=True, chosen_on="val"))
+    report = predict_files(model, [source], tmp_path / "a", tile=32, overlap=8, progress=False)
+    assert report.used.startswith(f"method model+bridge (from m.settings.json, {model}): threshold 0.5")
+    assert (read(tmp_path / "a" / "gap.png")[30:32] == 0).all()
+    report = predict_files(model, [source], tmp_path / "b", tile=32, overlap=8, method="model", progress=False)
+    assert report.used.startswith(f"method model ({model}): threshold 0.5")
+    np.testing.assert_array_equal(read(tmp_path / "b" / "gap.png"), image)
 
 
 def test_tta_of_an_identity_model_is_the_identity(models, binary_dir, tmp_path) -> None:
@@ -385,7 +403,7 @@ def test_cli_prints_the_values_used(run_cli, models, tmp_path) -> None:
     result = run_cli("predict", "--model", models["free"], source, "--out", tmp_path / "out", "--tile", "32",
                      "--no-progress", "--denoise", "median")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == (f"method model ({models['free']}): threshold 0.5 (from "
+    assert result.output.splitlines()[0] == (f"method model (from free.settings.json, {models['free']}): threshold 0.5 (from "
                                              "free.settings.json), link-threshold off (from free.settings.json), "
                                              "min-speck 0 (from free.settings.json), "
                                              "tta False (from free.settings.json)")

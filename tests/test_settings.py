@@ -40,6 +40,8 @@ def test_settings_round_trip_and_defaults(tmp_path):
     written = save_settings(model, InferenceSettings(threshold=0.7, min_speck=12, tta=True, chosen_on="val"))
     assert written == settings_path(model) == tmp_path / "m.settings.json"
     assert load_settings(model) == InferenceSettings(threshold=0.7, min_speck=12, tta=True, chosen_on="val")
+    save_settings(model, InferenceSettings(bridge=True))
+    assert load_settings(model).bridge is True and json.loads(settings_path(model).read_text())["bridge"] is True
 
 
 @pytest.mark.parametrize("text", ["{", "[]", '{"threshold": 2}', '{"threshold": 0.5, "code": "x"}'])
@@ -98,8 +100,14 @@ def test_tune_chooses_on_val_and_evaluate_then_uses_it(run_cli, tmp_path, tiny_l
     # No link line: this model's P(background) is below every link threshold everywhere, so the
     # line would be the skeleton of the whole image.
     assert chosen.link_threshold is None
-    # 6 thresholds up to 0.8 with 4 link choices, 0.9 with 3 (off, 0.95, 0.98), each with 3 speck filters
-    assert len(chosen.details["sweep"]) == (6 * 4 + 3) * 3
+    # 6 thresholds up to 0.8 with 4 link choices, 0.9 with 3 (off, 0.95, 0.98), each with 3 speck
+    # filters; and the 7 thresholds without a link line followed by the bridge, with 3 speck filters.
+    assert len(chosen.details["sweep"]) == (6 * 4 + 3) * 3 + 7 * 3
+    # The network gives back its input, gaps and all; the bridge closes gaps, so it follows the model.
+    assert chosen.bridge is True
+    bridged = [row for row in chosen.details["sweep"] if row["bridge"]]
+    assert min(r["grain_count_error"] for r in bridged) < min(
+        r["grain_count_error"] for r in chosen.details["sweep"] if not r["bridge"])
     assert f"threshold {chosen.threshold:g}" in result.output
 
 

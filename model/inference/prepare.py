@@ -43,20 +43,26 @@ class Strength:
     adaptive_offset: float
 
 
-# The strengths depend on what reads the binary image. The network closes gaps and ignores specks,
-# so it is given faint boundaries: lighter smoothing, a low offset. The classical bridge links every
-# loose end it sees, so it is given only clear boundaries. Chosen on rendered micrographs of seeds
-# 7-10, never the benchmark's (benchmarks/gray_micrographs.py --sweep, docs/benchmarks.md): for
-# the bundled model h 9 / offset 0.04 gave the lowest mean count error (1.0 %, worst image 3.3 %;
-# h 12 / 0.08, once every method's, lost 19 % on seed 8, whose faint 2 px lines it erased); for
-# bridge h 12 / 0.06 (2.7 %, worst 10 %; 0.04 links noise: 11 %, worst 42 %).
+# The strengths depend on what reads the binary image. The network alone closes gaps and ignores
+# specks, so it is given faint boundaries: lighter smoothing, a low offset. The classical bridge,
+# alone or after the network, links loose ends, so it is given clearer ones. Chosen per method on
+# rendered micrographs of seeds 7-10, never the benchmark's (benchmarks/gray_micrographs.py
+# --sweep-strength; the lowest mean count error; docs/benchmarks.md):
+# - model: h 9 / offset 0.04 (third version of the bundled model: 1.0 %, worst image 3.3 %; h 12 /
+#   0.08, once every method's, lost 19 % on seed 8, whose faint 2 px lines it erased);
+# - model+bridge: h 9 / offset 0.08 (fourth version: 1.5 %, worst 6.7 %; 0.04 gave 8.1 %, worst 28 %:
+#   the bridge extends the faint specks the network leaves);
+# - bridge, none: h 12 / offset 0.06 (2.7 %, worst 10 %; 0.04 links noise: 11 %, worst 42 %).
 MODEL_STRENGTH = Strength(nlmeans_h=9.0, adaptive_offset=0.04)
+MODEL_BRIDGE_STRENGTH = Strength(nlmeans_h=9.0, adaptive_offset=0.08)
 CLASSICAL_STRENGTH = Strength(nlmeans_h=12.0, adaptive_offset=0.06)
+STRENGTHS = {"model": MODEL_STRENGTH, "model+bridge": MODEL_BRIDGE_STRENGTH, "bridge": CLASSICAL_STRENGTH,
+             "none": CLASSICAL_STRENGTH}
 
 
-def strength_for(uses_model: bool) -> Strength:
-    """The preparation strength for a method that runs the network, or for bridge / none."""
-    return MODEL_STRENGTH if uses_model else CLASSICAL_STRENGTH
+def strength_for(method: str) -> Strength:
+    """The preparation strength for a method (model, model+bridge, bridge or none)."""
+    return STRENGTHS[method]
 
 
 class PrepareError(ValueError):

@@ -41,7 +41,7 @@ DEFAULT_MIN_SPECK = 30
 class RestoreOptions:
     """How to restore: the method, the model and the preparation of gray micrographs."""
 
-    method: str = "model"
+    method: str | None = None  # None: the model's own choice (its settings' `bridge`: model+bridge, else model)
     model: str | os.PathLike[str] | None = None  # None: the bundled model (model methods only)
     threshold: float | None = None  # None: the model's settings
     link_threshold: float | None = None  # None: the model's settings (off without them)
@@ -64,7 +64,7 @@ class RestoreOptions:
 
 def check_options(options: RestoreOptions) -> None:
     """PredictError for any option value that cannot be used (before a model is loaded)."""
-    if options.method not in METHODS:
+    if options.method is not None and options.method not in METHODS:
         raise PredictError(f"--method must be one of {', '.join(METHODS)}, got {options.method!r}")
     try:
         check_prepare(options.binarize, options.denoise, options.scale)
@@ -120,7 +120,11 @@ class Restorer:
         fallback = stored.min_speck if has_file and stored else DEFAULT_MIN_SPECK
         self.min_speck = int(self._settle("min_speck", options.min_speck, fallback, origin))
         self.tta = bool(self._settle("tta", options.tta, stored.tta if stored else False, origin))
-        self.strength = options.strength or strength_for(options.uses_model)
+        self.method, self.method_origin = options.method, "option"
+        if self.method is None:
+            self.method = "model+bridge" if stored is not None and stored.bridge else "model"
+            self.method_origin = origin
+        self.strength = options.strength or strength_for(self.method)
         self.predictor = None
         self.overlap = 0
         if self.model_path is not None:
@@ -146,8 +150,10 @@ class Restorer:
         """One line: the method and the values used, e.g. `method model: threshold 0.6 (from M.settings.json), ...`."""
         parts = [f"{name.replace('_', '-')} {'off' if value is None else value} ({source})"
                  for name, (value, source) in self.used.items()]
-        model = f" ({self.model_path})" if self.model_path else ""
-        return f"method {self.options.method}{model}: " + ", ".join(parts)
+        notes = ([self.method_origin] if self.options.method is None else []) + (
+            [str(self.model_path)] if self.model_path else [])
+        where = f" ({', '.join(notes)})" if notes else ""
+        return f"method {self.method}{where}: " + ", ".join(parts)
 
     def preparation(self, binary: bool) -> tuple[str, str]:
         """(denoise, binarize) used on an image that is (or is not) a binary boundary map."""
@@ -199,9 +205,9 @@ class Restorer:
         if self.predictor is not None:
             working = self.predictor.predict(ready, self.overlap, options.batch, progress=progress)
         probability = None if working is None else restore_size(working, shape)
-        if options.method == "model":
+        if self.method == "model":
             mask = probability_to_mask(probability, self.threshold, 0, self.link_threshold)
-        elif options.method == "none":
+        elif self.method == "none":
             mask = to_mask(restore_size(ready, shape), 0.5)
         else:
             start = (to_mask(ready, 0.5) if working is None

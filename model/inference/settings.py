@@ -1,8 +1,8 @@
 """Inference settings that travel with a model: chosen on the validation split, stored beside it.
 
 A model `M.keras` may have `M.settings.json` next to it, written by `train` at the end of a run
-(or by `tune`): the decision threshold, the link threshold, the speck filter and whether
-test-time augmentation is used. `predict` and `evaluate` use these unless told otherwise; a model without the file gets
+(or by `tune`): the decision threshold, the link threshold, the speck filter, whether
+test-time augmentation is used and whether the bridge follows the model when no method is named. `predict` and `evaluate` use these unless told otherwise; a model without the file gets
 the defaults below. No code is loaded from the file: it is plain JSON, checked field by field.
 """
 
@@ -32,6 +32,7 @@ class InferenceSettings:
     link_threshold: float | None = None  # centre line of the reading at this threshold joins the boundary
     min_speck: int = 0  # boundary components smaller than this (px) touching no other boundary are removed
     tta: bool = False  # mean over the 8 dihedral transforms
+    bridge: bool = False  # the model's mask is followed by the bridge (the method used when none is given)
     chosen_on: str = "defaults"  # where the values come from, e.g. "val split of STORE (N samples)"
     details: dict[str, Any] = field(default_factory=dict)  # e.g. the sweep that chose them
 
@@ -47,7 +48,7 @@ class InferenceSettings:
         """One phrase, e.g. `threshold 0.5, link threshold 0.95, speck filter 0 px, test-time augmentation off`."""
         link = "off" if self.link_threshold is None else f"{self.link_threshold:g}"
         return (f"threshold {self.threshold:g}, link threshold {link}, speck filter {self.min_speck} px, "
-                f"test-time augmentation {'on' if self.tta else 'off'}")
+                f"test-time augmentation {'on' if self.tta else 'off'}, bridge after {'on' if self.bridge else 'off'}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,6 +74,7 @@ def load_settings(model_path: str | os.PathLike[str]) -> InferenceSettings:
         return InferenceSettings(threshold=float(record.get("threshold", 0.5)),
                                  link_threshold=None if link is None else float(link),
                                  min_speck=int(record.get("min_speck", 0)), tta=bool(record.get("tta", False)),
+                                 bridge=bool(record.get("bridge", False)),
                                  chosen_on=str(record.get("chosen_on", "defaults")),
                                  details=dict(record.get("details", {})))
     except (OSError, ValueError, TypeError, AttributeError) as error:

@@ -8,7 +8,9 @@ probability into a restored boundary image:
 - `model`: the Attention U-Net's probability, thresholded (model/inference/postprocess.py turns
   probabilities into masks; running the network lives in model/inference, which imports this
   package, never the other way round);
-- `model+bridge`: the model's mask, then the bridge.
+- `model+bridge`: the model's mask, then the bridge;
+- no method given (None): the model's own choice, `model+bridge` when its settings say `bridge`
+  (chosen on the validation split, model.training.tune), else `model`.
 
 numpy and OpenCV only: nothing here imports TensorFlow or model.inference / model.scoring.
 """
@@ -25,9 +27,10 @@ PREDICT_METHODS = ("model", "bridge", "model+bridge", "none")
 MODEL_METHODS = ("model", "model+bridge")
 
 
-def uses_model(method: str) -> bool:
-    """Whether the method runs the network (and so needs a model, and TensorFlow)."""
-    return method in MODEL_METHODS
+def uses_model(method: str | None) -> bool:
+    """Whether the method runs the network (and so needs a model, and TensorFlow); None is the
+    model's own choice (`model` or `model+bridge`, from its settings), so it does."""
+    return method is None or method in MODEL_METHODS
 
 
 __all__ = ["BASELINES", "METHODS", "MODEL_METHODS", "PREDICT_METHODS", "THRESHOLD", "bridge", "identity",

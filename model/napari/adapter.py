@@ -27,7 +27,8 @@ from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measu
 from pipeline.store import LibraryStore, StoreError, is_store
 
 # What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside).
-METHODS = {"bundled model": "model", "other model file": "model", "bridge": "bridge", "none": "none"}
+# A model's own choice (None): the network, then the bridge when its settings say so (the bundled model's).
+METHODS = {"bundled model": None, "other model file": None, "bridge": "bridge", "none": "none"}
 BOUNDARY, BACKGROUND = 0, 255  # the project's boundary-image convention (gray < 128 is boundary)
 
 
@@ -96,7 +97,7 @@ def restore_options(method: str, model_file: str | os.PathLike[str] | None = Non
         if model_file is None or str(model_file).strip() in ("", "."):  # an empty file field reads as "."
             raise PluginError("choose a model file (.keras) for 'other model file'")
         model = Path(model_file)
-    return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if METHODS[method] == "model" else None,
+    return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if METHODS[method] is None else None,
                           binarize=binarize, denoise=denoise, invert=invert)
 
 

@@ -116,7 +116,8 @@ def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict
         model = load_model(path)
     except (NoModelError, SettingsError, PredictError) as error:
         raise EvaluationError(str(error)) from None
-    return model_method(model, batch, f"model {path.name}", settings, plus_bridge)
+    # A model whose settings say the bridge follows it is scored that way too (its default method).
+    return model_method(model, batch, f"model {path.name}", settings, plus_bridge or settings.bridge)
 
 
 def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_bridge: bool = False) -> Method:
@@ -135,7 +136,8 @@ def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_b
         yield from predict_samples(model, reader, indices, batch, settings)
 
     chosen = {"threshold": settings.threshold, "link_threshold": settings.link_threshold,
-              "min_speck": settings.min_speck, "tta": settings.tta, "chosen_on": settings.chosen_on,
+              "min_speck": settings.min_speck, "tta": settings.tta, "bridge": settings.bridge,
+              "chosen_on": settings.chosen_on,
               "description": settings.describe()}
     return Method(name, predict, plus_bridge=plus_bridge, settings=chosen)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from model.data import DataError, LibraryReader
 from model.inference.postprocess import link_line, linked_mask
-from model.methods import remove_specks
+from model.methods import bridge, remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
 from model.scoring.predictions import predict_probabilities
@@ -33,6 +33,9 @@ from model.scoring.predictions import predict_probabilities
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 LINK_THRESHOLDS = (None, 0.9, 0.95, 0.98)  # None: no link line; values at or below the threshold are skipped
 MIN_SPECKS = (0, 10, 30)
+# Whether the bridge follows the model's mask (`model+bridge`, the method used when none is named).
+# Only without the link line: the bridge is the linking then.
+BRIDGE_CHOICES = (False, True)
 DEFAULT_SAMPLES = 200
 OBJECTIVE = "grain_count_error + (1 - grain_ari) + (1 - miou); ties: higher boundary_f1"
 
@@ -49,7 +52,7 @@ def objective(metrics: dict[str, float]) -> float:
 @dataclass(frozen=True)
 class Tuning:
     settings: InferenceSettings
-    sweep: list[dict[str, Any]]  # one row per (tta, threshold, link_threshold, min_speck): its metrics and objective
+    sweep: list[dict[str, Any]]  # one row per (tta, threshold, link_threshold, min_speck, bridge): metrics, objective
 
 
 def candidates(thresholds: Sequence[float], link_thresholds: Sequence[float | None]) -> list[tuple[float, float | None]]:
@@ -60,7 +63,8 @@ def candidates(thresholds: Sequence[float], link_thresholds: Sequence[float | No
 def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = DEFAULT_SAMPLES, batch: int = 4,
           thresholds: Sequence[float] = THRESHOLDS, min_specks: Sequence[int] = MIN_SPECKS,
           tta_choices: Sequence[bool] = (False,), progress: Callable[[int], Any] | None = None,
-          link_thresholds: Sequence[float | None] = LINK_THRESHOLDS) -> Tuning:
+          link_thresholds: Sequence[float | None] = LINK_THRESHOLDS,
+          bridge_choices: Sequence[bool] = BRIDGE_CHOICES) -> Tuning:
     """Score every setting on the first `samples` done samples of `split`; return the best one."""
     if split == "test":
         raise TuneError("settings are chosen on the validation split, never on test")
@@ -75,7 +79,8 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
     bar = progress(len(indices) * len(tta_choices)) if progress else None
     pairs_tried = candidates(thresholds, link_thresholds)
     for tta in tta_choices:
-        meters = {(t, link, s): MetricAccumulator() for t, link in pairs_tried for s in min_specks}
+        meters = {(t, link, s, b): MetricAccumulator() for t, link in pairs_tried for s in min_specks
+                  for b in bridge_choices if not (b and link is not None)}
         for index, probability in predict_probabilities(model, reader, indices, batch, tta):
             micro, label = pairs[index]
             # Each link line once per image: it depends on the link threshold alone.
@@ -86,23 +91,26 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
                 for min_speck in min_specks:
                     filtered = remove_specks(mask, min_speck)  # the very mask when nothing is removed
                     stats = plain if filtered is mask else image_statistics(filtered, label, micro)
-                    meters[threshold, link, min_speck].add(stats)
+                    if False in bridge_choices:
+                        meters[threshold, link, min_speck, False].add(stats)
+                    if True in bridge_choices and link is None:  # as predict: specks go before the bridge
+                        meters[threshold, link, min_speck, True].add(image_statistics(bridge(filtered), label, micro))
             if bar is not None:
                 bar.update(1)
-        for (threshold, link, min_speck), meter in meters.items():
+        for (threshold, link, min_speck, bridged), meter in meters.items():
             metrics = meter.result()
             rows.append({"tta": tta, "threshold": threshold, "link_threshold": link, "min_speck": min_speck,
-                         "objective": objective(metrics), **metrics})
+                         "bridge": bridged, "objective": objective(metrics), **metrics})
     if bar is not None:
         bar.close()
     best = min(rows, key=lambda row: (row["objective"], -row["boundary_f1"]))
     settings = InferenceSettings(
         threshold=best["threshold"], link_threshold=best["link_threshold"], min_speck=best["min_speck"],
-        tta=best["tta"], chosen_on=f"{split} split of {reader.path} (first {len(indices)} samples)",
+        tta=best["tta"], bridge=best["bridge"], chosen_on=f"{split} split of {reader.path} (first {len(indices)} samples)",
         details={"objective": OBJECTIVE,
                  "best": {k: best[k] for k in ("objective", "grain_count_error", "grain_ari", "miou", "boundary_iou",
                                                "boundary_f1", "gap_recall", "astm_g_error")},
-                 "sweep": [{k: row[k] for k in ("tta", "threshold", "link_threshold", "min_speck", "objective",
+                 "sweep": [{k: row[k] for k in ("tta", "threshold", "link_threshold", "min_speck", "bridge", "objective",
                                                 "miou", "grain_count_error", "grain_ari")} for row in rows]})
     return Tuning(settings, rows)
 
