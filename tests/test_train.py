@@ -70,7 +70,12 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
     row = next(line for line in output.splitlines() if line.startswith("| model best_reconstruction_model.keras"))
     assert row.split(" | ")[1] == f"{scored['miou']:.4f}"
     assert "| identity |" in output and "| bridge |" in output
-    assert (run_dir / "report.md").read_text().count("\n| ") == 5  # header, rule, three rows
+    # Header, rule, three rows, and the model's output followed by the bridge when the tuning chose that.
+    assert (run_dir / "report.md").read_text().count("\n| ") == 5 + settings.bridge
+    assert ("+ bridge |" in output) == settings.bridge
+    if settings.bridge:
+        bridged = next(line for line in output.splitlines() if line.startswith("| model ") and "+ bridge |" in line)
+        assert bridged.split(" | ")[1] == f"{scored['plus_bridge']['miou']:.4f}"
 
 
 def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,
