@@ -199,28 +199,43 @@ def benchmark(work: Path, method: str, steel: Path | None, model: Path | None = 
             "first_lines": predict_out.strip().splitlines()[:2]}
 
 
-def sweep(work: Path, methods: list[str]) -> dict:
-    """Mean count error and |G error| per (denoise, binarize) pair and method on the sweep seed's set."""
+def rendered(folder: Path, seed: int) -> list[tuple[np.ndarray, tuple[int, float]]]:
+    """The four KINDS rendered from `seed` into `folder`, each read as `predict` reads it, with its
+    truth (grains, planimetric G): the images a sweep restores, never the benchmark's seed."""
     from model.inference.images import read_image
-    from model.inference.restore import RestoreOptions, Restorer
+
+    truths = render_set(folder, seed)
+    return [(read_image(next(folder.glob(name + ".*"))), truth_of(truth, PIXEL_SIZE_UM))
+            for name, truth in truths.items()]
+
+
+def restore_errors(restorer, images: list[tuple[np.ndarray, tuple[int, float]]]) -> tuple[list[float], list[float]]:
+    """Relative count error and G error (both signed) of each image restored by `restorer` and
+    measured as `measure` does (min grain from the image)."""
     from model.measure.grains import measure_boundary
 
-    truths = render_set(work / "sweep", SWEEP_SEED)
-    images = {name: read_image(next((work / "sweep").glob(name + ".*"))) for name in truths}
+    errors, g_errors = [], []
+    for image, (true_count, true_g) in images:
+        got = measure_boundary(restorer.restore(image)[0], PIXEL_SIZE_UM, None)
+        errors.append((got.table.count - true_count) / true_count)
+        g_errors.append(float(got.astm_g_planimetric) - true_g)
+    return errors, g_errors
+
+
+def sweep(work: Path, methods: list[str]) -> dict:
+    """Mean count error and |G error| per (denoise, binarize) pair and method on the sweep seed's set."""
+    from model.inference.restore import RestoreOptions, Restorer
+
+    images = rendered(work / "sweep", SWEEP_SEED)
     results = {}
     for method in methods:
         for denoise, binarize in SWEEP:
-            restorer = Restorer(RestoreOptions(method=method, denoise=denoise, binarize=binarize))
-            errors, g_errors = [], []
-            for name, image in images.items():
-                mask, _ = restorer.restore(image)
-                got = measure_boundary(mask, PIXEL_SIZE_UM, None)  # min grain from the image, as `measure` does
-                true_count, true_g = truth_of(truths[name], PIXEL_SIZE_UM)
-                errors.append(abs(got.table.count - true_count) / true_count)
-                g_errors.append(abs(float(got.astm_g_planimetric) - true_g))
+            signed, g_signed = restore_errors(Restorer(RestoreOptions(method=method, denoise=denoise,
+                                                                      binarize=binarize)), images)
+            errors, g_errors = np.abs(signed), np.abs(g_signed)
             key = f"{method} {denoise}+{binarize}"
             results[key] = {"count_error": float(np.mean(errors)), "g_error": float(np.mean(g_errors)),
-                            "per_image_count_error": [round(e, 3) for e in errors]}
+                            "per_image_count_error": [round(float(e), 3) for e in errors]}
             log(f"{key:32s} count error {np.mean(errors):.3f}  |G error| {np.mean(g_errors):.3f}  "
                 f"{results[key]['per_image_count_error']}")
     return results
@@ -230,16 +245,10 @@ def sweep_strength(work: Path, methods: list[str], model: Path | None, hs: tuple
                    offsets: tuple[float, ...] = STRENGTH_OFFSETS) -> dict:
     """Count and G errors of nlmeans + adaptive at each (h, offset) of hs x offsets, per method,
     over the four kinds rendered from each of STRENGTH_SEEDS (16 images)."""
-    from model.inference.images import read_image
     from model.inference.prepare import Strength
     from model.inference.restore import RestoreOptions, Restorer
-    from model.measure.grains import measure_boundary
 
-    images = []
-    for seed in STRENGTH_SEEDS:
-        truths = render_set(work / f"strength-{seed}", seed)
-        images += [(read_image(next((work / f"strength-{seed}").glob(name + ".*"))), truth_of(truth, PIXEL_SIZE_UM))
-                   for name, truth in truths.items()]
+    images = [item for seed in STRENGTH_SEEDS for item in rendered(work / f"strength-{seed}", seed)]
     results = {}
     for name in methods:
         method = None if name == "default" else name  # default: the model's own choice (its settings)
@@ -248,11 +257,7 @@ def sweep_strength(work: Path, methods: list[str], model: Path | None, hs: tuple
             for offset in offsets:
                 restorer = Restorer(RestoreOptions(method=method, denoise="nlmeans", binarize="adaptive",
                                                    strength=Strength(h, offset), **extra))
-                errors, g_errors = [], []
-                for image, (true_count, true_g) in images:
-                    got = measure_boundary(restorer.restore(image)[0], PIXEL_SIZE_UM, None)
-                    errors.append((got.table.count - true_count) / true_count)
-                    g_errors.append(float(got.astm_g_planimetric) - true_g)
+                errors, g_errors = restore_errors(restorer, images)
                 key = f"{name} h {h:g} offset {offset:g}"
                 results[key] = {"mean_abs_count_error": float(np.mean(np.abs(errors))),
                                 "max_abs_count_error": float(np.max(np.abs(errors))),

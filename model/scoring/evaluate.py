@@ -116,12 +116,12 @@ def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict
         model = load_model(path)
     except (NoModelError, SettingsError, PredictError) as error:
         raise EvaluationError(str(error)) from None
-    # A model whose settings say the bridge follows it is scored that way too (its default method).
-    return model_method(model, batch, f"model {path.name}", settings, plus_bridge or settings.bridge)
+    return model_method(model, batch, f"model {path.name}", settings, plus_bridge)
 
 
 def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_bridge: bool = False) -> Method:
-    """A Keras model in memory, its probabilities made masks under `settings` (defaults: threshold 0.5)."""
+    """A Keras model in memory, its probabilities made masks under `settings` (defaults: threshold 0.5);
+    with `plus_bridge`, or settings that say `bridge`, also its masks followed by the bridge."""
     from model.inference.settings import InferenceSettings
     from model.scoring.predictions import predict_samples
 
@@ -139,7 +139,8 @@ def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_b
               "min_speck": settings.min_speck, "tta": settings.tta, "bridge": settings.bridge,
               "chosen_on": settings.chosen_on,
               "description": settings.describe()}
-    return Method(name, predict, plus_bridge=plus_bridge, settings=chosen)
+    # Settings that say the bridge follows the model are scored that way too (its default method).
+    return Method(name, predict, plus_bridge=plus_bridge or settings.bridge, settings=chosen)
 
 
 def _check_single_channel(model: Any) -> None:

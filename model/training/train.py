@@ -410,9 +410,8 @@ class _Run:
         written = save_settings(best, settings)
         self.echo(f"{settings.describe()} -> {written.name}")
         self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
-        # Settings that chose the bridge after the network are scored that way too (the default method).
         method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})",
-                              settings, plus_bridge=settings.bridge)
+                              settings)
         evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
                               progress=self.progress)
         self.echo(evaluation.table())

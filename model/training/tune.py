@@ -91,10 +91,10 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
                 for min_speck in min_specks:
                     filtered = remove_specks(mask, min_speck)  # the very mask when nothing is removed
                     stats = plain if filtered is mask else image_statistics(filtered, label, micro)
-                    if False in bridge_choices:
-                        meters[threshold, link, min_speck, False].add(stats)
-                    if True in bridge_choices and link is None:  # as predict: specks go before the bridge
-                        meters[threshold, link, min_speck, True].add(image_statistics(bridge(filtered), label, micro))
+                    for bridged in bridge_choices:
+                        if (threshold, link, min_speck, bridged) in meters:  # as predict: specks go before the bridge
+                            meters[threshold, link, min_speck, bridged].add(
+                                image_statistics(bridge(filtered), label, micro) if bridged else stats)
             if bar is not None:
                 bar.update(1)
         for (threshold, link, min_speck, bridged), meter in meters.items():
