@@ -459,8 +459,8 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
     printed say which. Outputs are 8-bit PNGs (0 boundary, 255 background), DIR/<input name>.png.
 
     Without --method the bundled model runs model+bridge (its settings say so). Where it is not
-    the best method: on independent-generator maps with elongated, aligned grains or hard-edged
-    cuts, --method bridge miscounts slightly fewer grains (model/pretrained/README.md, "Limits").
+    ahead: on independent-generator maps with elongated, aligned grains, --method bridge
+    miscounts as many grains (model/pretrained/README.md, "Limits").
     """
     from model.methods import uses_model
 

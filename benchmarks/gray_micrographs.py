@@ -1,6 +1,6 @@
 """Benchmark: the README's first command on raw gray micrographs, against the truth.
 
-Run from the repo root: `.venv/bin/python benchmarks/gray_micrographs.py [--out DIR] [--method model]
+Run from the repo root: `.venv/bin/python benchmarks/gray_micrographs.py [--out DIR] [--method M]
 [--steel PATH] [--sweep]`.
 
 Four rendered gray micrographs (`render`: Voronoi grains in gray levels 120-205, dark boundaries
@@ -173,7 +173,7 @@ def benchmark(work: Path, method: str, steel: Path | None, model: Path | None = 
     """The README's first command on the rendered set (and the steel); figures per image."""
     micrographs = work / "micrographs"
     truths = render_set(micrographs, BENCHMARK_SEED)
-    method_args = [] if method == "model" else ["--method", method]
+    method_args = [] if method == "default" else ["--method", method]  # default: as the README, no --method
     if model is not None and method != "bridge":
         method_args += ["--model", str(model)]
     started = time.perf_counter()
@@ -274,7 +274,8 @@ def main() -> None:
     """Parse the arguments, run, print per-image lines and one JSON line last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="Working folder [default: a temporary one].")
-    parser.add_argument("--method", default="model", choices=["model", "bridge", "model+bridge"])
+    parser.add_argument("--method", default="default", choices=["default", "model", "bridge", "model+bridge"],
+                        help="default: no --method, the model's own choice (its settings), as the README runs it.")
     parser.add_argument("--model", type=Path, default=None, help="A .keras model [default: the bundled one].")
     parser.add_argument("--steel", type=Path, default=STEEL, help="NIST's raw steel micrograph (skipped if absent).")
     parser.add_argument("--sweep", action="store_true", help="Choose the auto preparation instead (other seeds).")
