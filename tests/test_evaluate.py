@@ -158,3 +158,38 @@ def test_scoring_in_worker_processes_gives_the_same_numbers(run_cli, tmp_path, t
     assert result.exit_code == 0, result.output
     assert scores(tmp_path / "one") == scores(tmp_path / "two")
     assert (tmp_path / "one" / "report.md").read_text() == (tmp_path / "two" / "report.md").read_text()
+
+
+def test_scoring_processes_end_when_evaluate_is_killed(tmp_path):
+    """`kill -9` of an evaluation runs no clean-up: its scoring processes must still go, not idle forever."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    script = ("import time\n"
+              "from model.scoring.evaluate import scoring_pool\n"
+              "pool = scoring_pool(2)\n"
+              "for future in [pool.submit(time.sleep, 0.5) for _ in range(2)]:\n"
+              "    future.result()\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(3600)\n")  # until killed below
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        workers = [p for p in psutil.Process(process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert workers, "no scoring process was started"
+        process.kill()
+        process.wait()
+        _, alive = psutil.wait_procs(workers, timeout=120)
+        assert not alive, f"scoring processes outlived their parent: {[p.pid for p in alive]}"
+    finally:
+        process.kill()
+        for worker in workers:
+            try:
+                worker.kill()
+            except psutil.NoSuchProcess:
+                pass

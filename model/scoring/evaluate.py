@@ -12,6 +12,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ FIGURE_SAMPLES = 4
 # that small evaluations do not pay for starting processes.
 SCORING_PROCESSES = min(4, os.cpu_count() or 1)
 SAMPLES_PER_PROCESS = 50
+PARENT_CHECK_SECONDS = 1.0  # how often a scoring process looks whether its parent is still there
 # Rows and columns of the report: (key in the metric dict, column title, format).
 COLUMNS = (("miou", "mIoU", ".4f"), ("boundary_iou", "boundary IoU", ".4f"), ("gap_recall", "gap recall", ".3f"),
            ("spurious_rate", "spurious", ".4f"), ("boundary_f1", "boundary F1", ".4f"),
@@ -223,7 +226,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
             for task in tasks:
                 _collect(score_sample(*task), rows, meters, panels, bar)
         else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with scoring_pool(workers) as pool:
                 pending: deque[Future] = deque()
                 for task in tasks:
                     pending.append(pool.submit(score_sample, *task))
@@ -248,6 +251,27 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method.settings).encode())
     _figure(panels, out_dir / FIGURE_FILE, f"{method.name}, {split} split")
     return evaluation
+
+
+def scoring_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` spawned scoring processes that end when the process that started them ends.
+
+    A `kill PID` or `kill -9` of `evaluate` or `train` runs no clean-up, and the idle workers of
+    a process pool do not notice: without `_exit_with_parent` two were still there an hour after
+    a `train` was killed during its test evaluation.
+    """
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a scoring process: end it as soon as `parent` is no longer its parent (it died)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @lru_cache(maxsize=4)
