@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import cv2
+import psutil
 import pytest
 
-from conftest import one_error_line
+from conftest import REPO, one_error_line
 from pipeline.config import GenerationConfig
 from pipeline.store import LibraryStore
 
@@ -162,12 +165,6 @@ def test_scoring_in_worker_processes_gives_the_same_numbers(run_cli, tmp_path, t
 
 def test_scoring_processes_end_when_evaluate_is_killed(tmp_path):
     """`kill -9` of an evaluation runs no clean-up: its scoring processes must still go, not idle forever."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import psutil
-
     script = ("import time\n"
               "from model.scoring.evaluate import scoring_pool\n"
               "pool = scoring_pool(2)\n"
@@ -175,8 +172,7 @@ def test_scoring_processes_end_when_evaluate_is_killed(tmp_path):
               "    future.result()\n"
               "print('ready', flush=True)\n"
               "time.sleep(3600)\n")  # until killed below
-    repo = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     workers = []
     try:
         assert process.stdout.readline().strip() == "ready"
