@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.methods.classical import BASELINES  # noqa: E402
+from model.methods import BASELINES, bridged  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402
@@ -270,7 +270,7 @@ def score_set(pairs: list[Pair], restorer: Restorer | None) -> dict[str, Any]:
             seconds[name] += time.perf_counter() - tick
         if mask is not None:
             tick = time.perf_counter()
-            outputs["model"], outputs["model+bridge"] = mask, BASELINES["bridge"](mask)
+            outputs["model"], outputs["model+bridge"] = mask, bridged(mask, restorer.settings.min_speck)
             seconds["model+bridge"] += time.perf_counter() - tick
         for name, output in outputs.items():
             meters[name].update(output, pair.label, pair.micro)

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from model.methods import PREDICT_METHODS, bridge, remove_specks, to_mask, uses_model
+from model.methods import PREDICT_METHODS, bridged, remove_specks, to_mask, uses_model
 from model.pretrained import NoModelError, resolve_model
 from .images import ImageError, decode, input_kind, is_binary
 from .postprocess import probability_to_mask
@@ -212,7 +212,7 @@ class Restorer:
         else:
             start = (to_mask(ready, 0.5) if working is None
                      else probability_to_mask(working, self.threshold, 0, self.link_threshold))
-            linked = bridge(remove_specks(start, speck_here))
+            linked = bridged(start, speck_here)
             mask = linked if linked.shape == shape else to_mask(restore_size(linked, shape) / np.float32(255), 0.5)
         return remove_specks(mask, self.min_speck), probability
 

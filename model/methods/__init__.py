@@ -8,7 +8,8 @@ probability into a restored boundary image:
 - `model`: the Attention U-Net's probability, thresholded (model/inference/postprocess.py turns
   probabilities into masks; running the network lives in model/inference, which imports this
   package, never the other way round);
-- `model+bridge`: the model's mask, then the bridge;
+- `model+bridge`: the model's mask, then the bridge, specks removed before and after it
+  (`bridged`);
 - no method given (None): the model's own choice, `model+bridge` when its settings say `bridge`
   (chosen on the validation split, model.training.tune), else `model`.
 
@@ -17,7 +18,7 @@ numpy and OpenCV only: nothing here imports TensorFlow or model.inference / mode
 
 from __future__ import annotations
 
-from .classical import BASELINES, bridge, identity, thin
+from .classical import BASELINES, bridge, bridged, identity, thin
 from .masks import THRESHOLD, remove_specks, to_mask
 
 # Names as the commands spell them: `evaluate --baseline` uses identity/bridge, `predict --method`
@@ -33,5 +34,5 @@ def uses_model(method: str | None) -> bool:
     return method is None or method in MODEL_METHODS
 
 
-__all__ = ["BASELINES", "METHODS", "MODEL_METHODS", "PREDICT_METHODS", "THRESHOLD", "bridge", "identity",
-           "remove_specks", "thin", "to_mask", "uses_model"]
+__all__ = ["BASELINES", "METHODS", "MODEL_METHODS", "PREDICT_METHODS", "THRESHOLD", "bridge", "bridged",
+           "identity", "remove_specks", "thin", "to_mask", "uses_model"]

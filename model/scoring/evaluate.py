@@ -27,7 +27,7 @@ import numpy as np
 from pipeline.store import StoreError, atomic_write, check_writable_folder
 
 from model import figures
-from model.methods.classical import BASELINES
+from model.methods import BASELINES, bridged
 from model.data import SPLITS, DataError, LibraryReader
 from model.scoring.metrics import ImageStatistics, MetricAccumulator, image_statistics
 
@@ -218,8 +218,10 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         predictions: Iterable[tuple[int, np.ndarray | None]] = ((int(i), None) for i in indices)
     else:
         predictions = method.predict(reader, indices)
+    # The `+ bridge` row is model+bridge as predict makes it: the speck filter around the bridge.
+    bridge_speck = int((method.settings or {}).get("min_speck") or 0) if method.plus_bridge else None
     tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES,
-              method.plus_bridge)
+              bridge_speck)
              for k, (index, prediction) in enumerate(predictions))
     try:
         if workers == 1:
@@ -282,14 +284,14 @@ def _reader(path: str) -> LibraryReader:
 
 def score_sample(path: str, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
                  baseline_name: str | None, keep: bool,
-                 plus_bridge: bool = False) -> tuple[int, list[ImageStatistics], tuple | None]:
+                 bridge_speck: int | None = None) -> tuple[int, list[ImageStatistics], tuple | None]:
     """Statistics of every row for sample `index` (row 0 = the method; a baseline method's
-    prediction is made here; with `plus_bridge`, row 1 = the bridge applied to the method's
-    output), and the images themselves when `keep` (for the figure)."""
+    prediction is made here; unless `bridge_speck` is None, row 1 = the method's output bridged
+    with that speck filter, model.methods.bridged), and the images themselves when `keep` (for the figure)."""
     micro, label = _reader(path).read_pair(index)
     if baseline_name is not None:
         prediction = BASELINES[baseline_name](micro)
-    combined = [BASELINES["bridge"](prediction)] if plus_bridge else []
+    combined = [] if bridge_speck is None else [bridged(prediction, bridge_speck)]
     outputs = [prediction, *combined, *(BASELINES[name](micro) for name in rows[1 + len(combined):])]
     statistics = [image_statistics(output, label, micro) for output in outputs]
     return index, statistics, (micro, label, prediction) if keep else None

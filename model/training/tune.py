@@ -25,7 +25,7 @@ import numpy as np
 
 from model.data import DataError, LibraryReader
 from model.inference.postprocess import link_line, linked_mask
-from model.methods import bridge, remove_specks
+from model.methods import bridged, remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
 from model.scoring.predictions import predict_probabilities
@@ -91,16 +91,16 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
                 for min_speck in min_specks:
                     filtered = remove_specks(mask, min_speck)  # the very mask when nothing is removed
                     stats = plain if filtered is mask else image_statistics(filtered, label, micro)
-                    for bridged in bridge_choices:
-                        if (threshold, link, min_speck, bridged) in meters:  # as predict: specks go before the bridge
-                            meters[threshold, link, min_speck, bridged].add(
-                                image_statistics(bridge(filtered), label, micro) if bridged else stats)
+                    for with_bridge in bridge_choices:
+                        if (threshold, link, min_speck, with_bridge) in meters:  # as predict does it
+                            meters[threshold, link, min_speck, with_bridge].add(
+                                image_statistics(bridged(filtered, min_speck), label, micro) if with_bridge else stats)
             if bar is not None:
                 bar.update(1)
-        for (threshold, link, min_speck, bridged), meter in meters.items():
+        for (threshold, link, min_speck, with_bridge), meter in meters.items():
             metrics = meter.result()
             rows.append({"tta": tta, "threshold": threshold, "link_threshold": link, "min_speck": min_speck,
-                         "bridge": bridged, "objective": objective(metrics), **metrics})
+                         "bridge": with_bridge, "objective": objective(metrics), **metrics})
     if bar is not None:
         bar.close()
     best = min(rows, key=lambda row: (row["objective"], -row["boundary_f1"]))
