@@ -8,8 +8,7 @@ probability into a restored boundary image:
 - `model`: the Attention U-Net's probability, thresholded (model/inference/postprocess.py turns
   probabilities into masks; running the network lives in model/inference, which imports this
   package, never the other way round);
-- `model+bridge`: the model's mask, then the bridge, specks removed before and after it
-  (`bridged`);
+- `model+bridge`: the model's mask without its specks, then the bridge (`bridged`);
 - no method given (None): the model's own choice, `model+bridge` when its settings say `bridge`
   (chosen on the validation split, model.training.tune), else `model`.
 
