@@ -16,7 +16,7 @@ try:
 
     from pipeline import __version__
     from pipeline.clusters import DEFAULT_JOBS, SCHEDULERS
-    from pipeline.config import GENERAL_RATES, PRESETS, TASKS, ConfigError, GenerationConfig
+    from pipeline.config import PRESET_RATES, PRESETS, TASKS, ConfigError, GenerationConfig
     from pipeline.interchange import InterchangeError, export_pairs, import_pairs
     from pipeline.store import LibraryStore, StoreError
     from pipeline.verify import VerifyError, verify as verify_store
@@ -162,12 +162,13 @@ def _untrainable_size(size: int) -> str | None:
               help=f"With --cluster: jobs to submit, each of the configured cores [default: {DEFAULT_JOBS}].")
 @click.option("--block", type=click.IntRange(min=1), default=None, help="Pairs per task [default: ~50 tasks per worker, at most 32].")
 @click.option("--preset", type=click.Choice(PRESETS), default="study", show_default=True,
-              help="How a sample is made: the study's method, or `general` (wide grain sizes and shapes, twins, "
-                   "1-6 px lines, pockets, four gap styles; docs/store.md).")
+              help="How a sample is made: the study's method, `general` (wide grain sizes and shapes, twins, "
+                   "1-6 px lines, pockets, four gap styles) or `aligned` (half general, half elongated, aligned "
+                   "small grains); docs/store.md.")
 @click.option("--nucleation-rate", type=(int, int), default=None, metavar="MIN MAX",
-              help="polySim nucleation rate range (integers, inclusive) [default: 10 20; general: 5 60].")
+              help="polySim nucleation rate range (integers, inclusive) [default: 10 20; general: 5 60; aligned: 40 120].")
 @click.option("--growth-rate", type=(int, int), default=None, metavar="MIN MAX",
-              help="polySim growth rate range (integers, inclusive) [default: 1 3; general: 1 8].")
+              help="polySim growth rate range (integers, inclusive) [default: 1 3; general and aligned: 1 8].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of this project.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def generate(task: str, count: int, size: int, out: Path, seed: int, workers: int | None, scheduler: str | None,
@@ -194,7 +195,7 @@ def generate(task: str, count: int, size: int, out: Path, seed: int, workers: in
     previous = signal.signal(signal.SIGTERM, _on_sigterm(terminated))
     try:
         rates = {"nucleation_rate": nucleation_rate, "growth_rate": growth_rate}
-        defaults = GENERAL_RATES if preset == "general" else {}
+        defaults = PRESET_RATES.get(preset, {})
         config = GenerationConfig(size=size, task=task, preset=preset,
                                   **{k: v or defaults.get(k) for k, v in rates.items() if v or k in defaults})
         if cluster is not None:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 TASKS = ("reconstruction",)
-# Named ways of making a sample: the study's method, and the broad `general` one (pipeline/general.py).
-PRESETS = ("study", "general")
-# polySim rates of the general preset when none are given (its other draws: pipeline/general.py).
+# Named ways of making a sample: the study's method, the broad `general` one, and `aligned`: half
+# general, half elongated aligned small grains (pipeline/general.py).
+PRESETS = ("study", "general", "aligned")
+# polySim rates of the general and aligned presets when none are given (other draws: pipeline/general.py).
 GENERAL_RATES = {"nucleation_rate": (5, 60), "growth_rate": (1, 8)}
+PRESET_RATES = {"general": GENERAL_RATES, "aligned": {"nucleation_rate": (40, 120), "growth_rate": (1, 8)}}
 MIN_SIZE = 64
 # The store records each sample's drawn rates as uint16 (pipeline/store.py, META_ARRAYS).
 MAX_RATE = 65535
@@ -38,7 +40,8 @@ class GenerationConfig:
     blur_sigma: float = 20.0
     dilations: tuple[int, ...] = (1, 3)
     # "study" (the default) makes the study's samples; "general" also draws zoom, stretch, merges,
-    # twins, widths 1-6 px, pockets and four gap styles per sample (`dilations` unused).
+    # twins, widths 1-6 px, pockets and four gap styles per sample (`dilations` unused); "aligned"
+    # is half general samples, half the same steps with elongated, aligned small grains.
     preset: str = "study"
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .config import GenerationConfig
+from .config import GENERAL_RATES, GenerationConfig
 from .gaps import BACKGROUND, BOUNDARY, faded, sharp_cuts, speckle, thinned
 from .polysim import simulate
 
@@ -58,8 +58,16 @@ class GeneralRanges:
 
 
 GENERAL = GeneralRanges()
+# The `aligned` preset's own draws: every sample stretched, small grains (higher rates, a smaller
+# zoom, a larger simulated map), few merges; the rest as GENERAL. Its study share comes through
+# the general half (`ALIGNED_GENERAL_SHARE`), so it draws none itself.
+ALIGNED = GeneralRanges(zoom=(0.4, 1.0), stretch_share=1.0, stretch=(2.0, 5.0), merge_share=(0.0, 0.15),
+                        twin_share=0.2, max_source=3.0, study_share=0.0)
+
+ALIGNED_GENERAL_SHARE = 0.5  # share of an aligned library's samples that are the general library's sample i
 STUDY = GenerationConfig()  # the study's rates and dilations, for the study share of the samples
 STREAM_STUDY = 3  # random stream (after sample.py's 0-2) of the study-or-general choice; part of the format
+STREAM_ALIGNED = 4  # random stream of the aligned preset's general-or-aligned choice; part of the format
 MIN_SIMULATED = 64  # polySim's smallest useful map
 # Constants of the gap styles other than the study's blurred squares (as the generalisation benchmark).
 CUT_COUNT, CUT_LENGTH = (20, 50), (3, 48)
@@ -253,8 +261,25 @@ def plan(config: GenerationConfig, seed: int, index: int, rng: np.random.Generat
     return GeneralPlan(study, shape, merge_share, twins, width, pockets, style, bool(rng.random() < ranges.noise_share))
 
 
-def make_general_sample(config: GenerationConfig, seed: int, index: int) -> Sample:
-    """Sample `index` of a general-preset library (see the module docstring for the draws).
+def is_aligned_draw(seed: int, index: int) -> bool:
+    """Whether sample `index` of an aligned library makes its own draws (else it is the general library's)."""
+    chooser = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(STREAM_ALIGNED, index)))
+    return bool(chooser.random() >= ALIGNED_GENERAL_SHARE)
+
+
+def make_aligned_sample(config: GenerationConfig, seed: int, index: int) -> Sample:
+    """Sample `index` of an aligned-preset library: half of the samples (stream 4) are the general
+    library's sample `index` (same seed, the general preset's rates), the rest the general preset's
+    steps with the `ALIGNED` ranges and this library's rates (`PRESET_RATES['aligned']` by default)."""
+    if not is_aligned_draw(seed, index):
+        general = dataclasses.replace(config, preset="general", **GENERAL_RATES)
+        return make_general_sample(general, seed, index)
+    return make_general_sample(config, seed, index, ALIGNED)
+
+
+def make_general_sample(config: GenerationConfig, seed: int, index: int, ranges: GeneralRanges = GENERAL) -> Sample:
+    """Sample `index` of a general-preset library (see the module docstring for the draws), or of
+    the aligned preset's own draws with `ranges=ALIGNED`.
 
     A `study_share` of the samples, chosen by their own stream, are the study library's sample
     `index` (same seed): the general library holds the study's microstructure too, and its
@@ -263,7 +288,7 @@ def make_general_sample(config: GenerationConfig, seed: int, index: int) -> Samp
     from .sample import Sample, SampleMeta, draw, erased_fraction, make_sample, split_of
 
     draws, rng = draw(config, seed, index)
-    choices = plan(config, seed, index, rng)
+    choices = plan(config, seed, index, rng, ranges)
     if choices.study:
         study = dataclasses.replace(config, preset="study", nucleation_rate=STUDY.nucleation_rate,
                                     growth_rate=STUDY.growth_rate, dilations=STUDY.dilations)
@@ -273,11 +298,11 @@ def make_general_sample(config: GenerationConfig, seed: int, index: int) -> Samp
                          config.height, draws.polysim_seed)
     grains = merge_grains(resample(structure.grains, size, shape), choices.merge_share, rng)
     if choices.twinned_grains:
-        grains = add_twins(grains, choices.twinned_grains, GENERAL.twin_width, rng)
+        grains = add_twins(grains, choices.twinned_grains, ranges.twin_width, rng)
     grains, count = relabel(grains)
 
     line = line_of(grains)
-    label = draw_label(grains, choices.width, choices.pockets, GENERAL.pocket_radius, rng)
+    label = draw_label(grains, choices.width, choices.pockets, ranges.pocket_radius, rng)
     micro, gaps = fragment_general(label, line, choices.style, config, choices.width, rng)
     if choices.noise:
         micro = speckle(micro, rng, NOISE_PEPPER, NOISE_POROSITY, NOISE_BLOBS)

@@ -101,3 +101,49 @@ def test_generate_preset_general_writes_the_preset_into_the_store_and_info_print
     assert store.config.to_dict() == GENERAL_64.to_dict()
     assert np.array_equal(store.read("label", 3), make_sample(GENERAL_64, 0, 3).label)
     assert math.isclose(GENERAL.study_share, 0.25)
+
+
+ALIGNED_64 = GenerationConfig(size=64, preset="aligned", nucleation_rate=(40, 120), growth_rate=(1, 8))
+
+
+def test_half_of_an_aligned_library_is_the_general_library_and_the_rest_is_stretched_small_grains():
+    from pipeline.general import ALIGNED, is_aligned_draw
+
+    own = [i for i in range(400) if is_aligned_draw(0, i)]
+    assert 0.42 < len(own) / 400 < 0.58
+    for i in range(8):
+        sample, general = make_sample(ALIGNED_64, 0, i), make_sample(GENERAL_64, 0, i)
+        same = all(np.array_equal(getattr(sample, n), getattr(general, n)) for n in ("micro", "label", "grains"))
+        assert same == (i not in own), i
+    config = dataclasses.replace(ALIGNED_64, size=512)
+    drawn = [plan(config, 0, i, draw(config, 0, i)[1], ALIGNED) for i in own]
+    assert not any(p.study for p in drawn)
+    assert all(2.0 <= p.shape.stretch <= 5.0 for p in drawn)
+    assert min(p.shape.stretch for p in drawn) < 2.2 and max(p.shape.stretch for p in drawn) > 4.8
+    assert all(p.shape.source_side(512) <= 3 * 512 + 1 for p in drawn)
+    assert {p.width for p in drawn} == set(range(1, 7)) and {p.style for p in drawn} == set(GAP_STYLES)
+    assert all(p.merge_share <= 0.15 for p in drawn)
+
+
+def test_aligned_samples_hold_more_grains_than_general_ones():
+    from pipeline.general import is_aligned_draw
+
+    aligned = dataclasses.replace(ALIGNED_64, size=256)
+    own = [i for i in range(24) if is_aligned_draw(0, i)][:8]
+    counts = [make_sample(aligned, 0, i).meta.num_grains for i in own]
+    general = [make_sample(dataclasses.replace(GENERAL_64, size=256), 0, i).meta.num_grains for i in own]
+    assert np.median(counts) > 1.5 * np.median(general)
+    assert make_sample(aligned, 0, own[0]).meta == make_sample(aligned, 0, own[0]).meta
+
+
+def test_generate_preset_aligned_uses_its_own_rates_by_default(run_cli, tmp_path):
+    out = tmp_path / "a.zarr"
+    result = run_cli("generate", "--preset", "aligned", "--count", "4", "--size", "64", "--out", out,
+                     "--workers", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "preset aligned" in run_cli("info", out).output
+    from pipeline.store import LibraryStore
+
+    store = LibraryStore.open(out)
+    assert store.config.to_dict() == ALIGNED_64.to_dict()
+    assert np.array_equal(store.read("micro", 2), make_sample(ALIGNED_64, 0, 2).micro)
