@@ -63,7 +63,6 @@ GENERAL = GeneralRanges()
 # the general half (`ALIGNED_GENERAL_SHARE`), so it draws none itself.
 ALIGNED = GeneralRanges(zoom=(0.4, 1.0), stretch_share=1.0, stretch=(2.0, 5.0), merge_share=(0.0, 0.15),
                         twin_share=0.2, max_source=3.0, study_share=0.0)
-
 ALIGNED_GENERAL_SHARE = 0.5  # share of an aligned library's samples that are the general library's sample i
 STUDY = GenerationConfig()  # the study's rates and dilations, for the study share of the samples
 STREAM_STUDY = 3  # random stream (after sample.py's 0-2) of the study-or-general choice; part of the format
@@ -231,6 +230,13 @@ def fragment_general(label: np.ndarray, line: np.ndarray, style: str, config: Ge
     return thinned(label, line, rng, (count, count), THIN_RADIUS, THIN_DROPOUT), count
 
 
+def _uniform(seed: int, stream: int, index: int) -> float:
+    """The one uniform [0, 1) draw of sample `index` in its own random `stream` (a share choice)."""
+    from .sample import _stream
+
+    return float(np.random.default_rng(_stream(seed, stream, index)).random())
+
+
 @dataclass(frozen=True)
 class GeneralPlan:
     """The per-sample choices of the general preset, drawn before polySim runs (`plan`)."""
@@ -249,8 +255,7 @@ def plan(config: GenerationConfig, seed: int, index: int, rng: np.random.Generat
          ranges: GeneralRanges = GENERAL) -> GeneralPlan:
     """Sample `index`'s choices: whether it is a study sample (stream 3), then, from `rng` (stream 1,
     after the rates), shape, merges, twins, width, pockets, gap style and noise."""
-    chooser = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(STREAM_STUDY, index)))
-    study = bool(chooser.random() < ranges.study_share)
+    study = _uniform(seed, STREAM_STUDY, index) < ranges.study_share
     shape = draw_shape(config.size, rng, ranges)
     merge_share = float(rng.uniform(*ranges.merge_share))
     twins = float(rng.uniform(*ranges.twinned_grains)) if rng.random() < ranges.twin_share else 0.0
@@ -263,8 +268,7 @@ def plan(config: GenerationConfig, seed: int, index: int, rng: np.random.Generat
 
 def is_aligned_draw(seed: int, index: int) -> bool:
     """Whether sample `index` of an aligned library makes its own draws (else it is the general library's)."""
-    chooser = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(STREAM_ALIGNED, index)))
-    return bool(chooser.random() >= ALIGNED_GENERAL_SHARE)
+    return _uniform(seed, STREAM_ALIGNED, index) >= ALIGNED_GENERAL_SHARE
 
 
 def make_aligned_sample(config: GenerationConfig, seed: int, index: int) -> Sample:

@@ -93,10 +93,14 @@ def draw(config: GenerationConfig, seed: int, index: int) -> tuple[Draws, np.ran
 
 def make_sample(config: GenerationConfig, seed: int, index: int) -> Sample:
     """Build sample `index` of the library defined by (config, seed)."""
-    if config.preset in ("general", "aligned"):
-        from .general import make_aligned_sample, make_general_sample
+    if config.preset == "general":
+        from .general import make_general_sample
 
-        return (make_general_sample if config.preset == "general" else make_aligned_sample)(config, seed, index)
+        return make_general_sample(config, seed, index)
+    if config.preset == "aligned":
+        from .general import make_aligned_sample
+
+        return make_aligned_sample(config, seed, index)
     draws, rng = draw(config, seed, index)
     structure = simulate(config.size, draws.nucleation_rate, draws.growth_rate, config.height, draws.polysim_seed)
 
