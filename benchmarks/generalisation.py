@@ -44,6 +44,12 @@ output). TTA multiplies the model's share by 8: use --count or --sets then.
 Methods: `identity` and `bridge` (model.methods.classical), and, when a model is found (`--model`,
 else the bundled one), `model` (whole images, its stored inference settings: threshold, speck
 filter, dihedral TTA) and `model+bridge`. Metrics: model.scoring.metrics (docs/metrics.md).
+
+Is a set's difference between `model+bridge` and `bridge` more than the images drawn? Each set's
+`paired` entry (and a line on stderr) gives the mean per-image grain-count error of model+bridge
+minus bridge's (the difference of the table's two figures), a 95 % paired bootstrap interval of
+that mean (images resampled with replacement, 10,000 rounds, a fixed seed), and on how many images
+model+bridge's error is lower, higher or the same.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ import independent_sets  # noqa: E402  (beside this file)
 SET_STREAMS = {"library": 0, "elongated": 1, "fine": 2, "coarse": 3, "sharp-cuts": 4, "faded": 5, "noisy": 6}
 DEFAULT_COUNT = 30
 BATCH = 2
+BOOTSTRAP_ROUNDS = 10_000
 COLUMNS = (("miou", "mIoU", ".4f"), ("gap_recall", "gap recall", ".3f"), ("boundary_f1", "boundary F1", ".4f"),
            ("grain_count_error", "grain count err", ".3f"), ("grain_ari", "grain ARI", ".4f"),
            ("astm_g_error", "ASTM G err", ".3f"))
@@ -252,10 +259,30 @@ def load_restorer(path: str | None) -> tuple[Restorer | None, str]:
         return None, str(error)
 
 
+def paired_count_error(first: np.ndarray, second: np.ndarray, truth: np.ndarray,
+                       rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict[str, Any]:
+    """Per-image grain-count error |found - true| / true of method `first` minus that of `second`
+    (grains found per image by each, `truth` the true counts; images with no true grain left out):
+    its mean, a 95 % paired bootstrap interval of the mean, and the images where `first` is lower,
+    higher or equal."""
+    found_a, found_b, truth = (np.asarray(x, dtype=np.float64) for x in (first, second, truth))
+    keep = truth > 0
+    diff = (np.abs(found_a - truth) - np.abs(found_b - truth))[keep] / truth[keep]
+    if diff.size == 0:
+        return {"images": 0, "mean": math.nan, "ci95": [math.nan, math.nan], "lower": 0, "higher": 0, "equal": 0}
+    draws = np.random.default_rng(seed).integers(0, diff.size, size=(rounds, diff.size))
+    low, high = np.percentile(diff[draws].mean(axis=1), [2.5, 97.5])
+    return {"images": int(diff.size), "mean": float(diff.mean()), "ci95": [float(low), float(high)],
+            "lower": int((diff < 0).sum()), "higher": int((diff > 0).sum()), "equal": int((diff == 0).sum())}
+
+
 def score_set(pairs: list[Pair], restorer: Restorer | None) -> dict[str, Any]:
-    """Every method on every image of one set: metrics per method, seconds per method, set facts."""
+    """Every method on every image of one set: metrics per method, seconds per method, set facts,
+    and (with a model) model+bridge against bridge image by image (`paired_count_error`)."""
     names = [*BASELINES, *(("model", "model+bridge") if restorer else ())]
     meters = {name: MetricAccumulator() for name in names}
+    found: dict[str, list[int]] = {name: [] for name in names}
+    truth: list[int] = []
     seconds = dict.fromkeys(names, 0.0)
     restored: list[np.ndarray | None] = [None] * len(pairs)
     if restorer is not None:
@@ -273,12 +300,17 @@ def score_set(pairs: list[Pair], restorer: Restorer | None) -> dict[str, Any]:
             outputs["model"], outputs["model+bridge"] = mask, bridged(mask, restorer.settings.min_speck)
             seconds["model+bridge"] += time.perf_counter() - tick
         for name, output in outputs.items():
-            meters[name].update(output, pair.label, pair.micro)
+            stats = meters[name].update(output, pair.label, pair.micro)
+            found[name].append(stats.grains_pred)
+        truth.append(stats.grains_gt)
+    paired = ({"model+bridge - bridge": paired_count_error(found["model+bridge"], found["bridge"], truth)}
+              if restorer else {})
     return {
         "images": len(pairs),
         "erased_fraction": float(np.mean([erased_fraction(p.micro, p.label) for p in pairs])),
         "methods": {name: meters[name].result() for name in names},
         "seconds": seconds,
+        "paired": paired,
     }
 
 
@@ -329,6 +361,9 @@ def main() -> None:
         results[name] = {**score_set(pairs, restorer), "make_seconds": made}
         line = ", ".join(f"{m} gce {r['grain_count_error']:.3f}" for m, r in results[name]["methods"].items())
         log(f"{name}: {len(pairs)} images, {time.perf_counter() - tick:.0f} s: {line}")
+        for label, p in results[name]["paired"].items():
+            log(f"  {label}, grain-count error: {p['mean']:+.4f} (95 % interval {p['ci95'][0]:+.4f} to "
+                f"{p['ci95'][1]:+.4f}); lower on {p['lower']}, higher on {p['higher']}, equal on {p['equal']} images")
     print(table(results))
     if restorer is None:
         print(f"\nNo model rows: {model_note}")

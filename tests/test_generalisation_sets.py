@@ -155,3 +155,20 @@ def test_a_microstructpy_image_is_a_function_of_seed_and_k_and_is_cached(name, s
     assert widths and erased_fraction(first.micro, first.label) > 0
     other = maker(sources[0], CONFIG, gen.image_rng(0, name, 2))
     assert not np.array_equal(first.grains, other.grains) and len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_paired_count_error_is_the_difference_of_the_two_means_image_by_image():
+    # errors |found - true| / true: first 0.0, 0.2, 0.1; second 0.1, 0.0, 0.1; the 4th image has no grain
+    paired = gen.paired_count_error([10, 12, 9, 3], [11, 10, 9, 0], [10, 10, 10, 0])
+    assert paired["images"] == 3
+    assert paired["mean"] == pytest.approx((-0.1 + 0.2 + 0.0) / 3)
+    assert (paired["lower"], paired["higher"], paired["equal"]) == (1, 1, 1)
+    low, high = paired["ci95"]
+    assert -0.1 - 1e-12 <= low < paired["mean"] < high <= 0.2 + 1e-12  # within the smallest and largest difference
+
+
+def test_paired_count_error_of_a_constant_difference_has_no_spread():
+    paired = gen.paired_count_error([12, 24], [11, 22], [10, 20])  # first 0.1 worse on both
+    assert paired["mean"] == pytest.approx(0.1)
+    assert paired["ci95"] == pytest.approx([0.1, 0.1])
+    assert (paired["lower"], paired["higher"], paired["equal"]) == (0, 2, 0)
