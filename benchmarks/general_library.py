@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.general import ALIGNED, GENERAL, is_aligned_draw, plan  # noqa: E402
-from pipeline.sample import draw  # noqa: E402
+from pipeline.presets import source_of  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
 
 
@@ -64,9 +63,9 @@ def main() -> None:
     widths = store.metadata("dilation")[done]
     erased = store.metadata("erased_fraction")[done]
     config, seed = store.config, store.seed
-    aligned = np.array([config.preset == "aligned" and is_aligned_draw(seed, int(i)) for i in done], dtype=bool)
-    study = np.array([plan(config, seed, int(i), draw(config, seed, int(i))[1], ALIGNED if own else GENERAL).study
-                      for i, own in zip(done, aligned)])
+    sources = [source_of(config, seed, int(i)).preset for i in done]
+    aligned = np.array([config.preset == "aligned" and source == "aligned" for source in sources], dtype=bool)
+    study = np.array([source == "study" for source in sources])
     mean_area = size * size / grains_per_image
     reader = store.image_reader(("grains",))
     spreads, elongated = [], []

@@ -76,9 +76,11 @@ from model.methods import BASELINES, bridged  # noqa: E402
 from model.scoring.metrics import MetricAccumulator  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.gaps import faded, sharp_cuts, speckle  # noqa: E402
-from pipeline.general import warp  # noqa: E402
+from pipeline.grainmap import warp  # noqa: E402
 from pipeline.polysim import simulate  # noqa: E402
-from pipeline.sample import TEST, blurred_fragments, boundaries, erased_fraction, thicken  # noqa: E402
+from pipeline.boundaries import boundaries, thicken  # noqa: E402
+from pipeline.gaps import blurred_fragments  # noqa: E402
+from pipeline.sample import TEST, erased_fraction  # noqa: E402
 from pipeline.store import LibraryStore  # noqa: E402
 
 import independent_sets  # noqa: E402  (beside this file)

@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import GenerationConfig
-from pipeline.sample import BACKGROUND, BOUNDARY, blurred_fragments
+from pipeline.gaps import blurred_fragments
+from pipeline.sample import BACKGROUND, BOUNDARY
 
 ROOT = Path(__file__).resolve().parents[1]
 # shared/ lies beside the checkout (../shared); a checkout that holds one of its own uses that.

@@ -25,7 +25,8 @@ import zarr  # noqa: E402
 
 from pipeline.config import GenerationConfig  # noqa: E402
 from pipeline.executors import quiet_native_threads  # noqa: E402
-from pipeline.sample import Sample, make_sample  # noqa: E402
+from pipeline.presets import make_sample  # noqa: E402
+from pipeline.sample import Sample  # noqa: E402
 from pipeline.store import IMAGE_ARRAYS, SAMPLE_IMAGES, LibraryStore  # noqa: E402
 
 SEED = 0

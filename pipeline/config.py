@@ -6,13 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .presets import PRESETS as _TABLE, STUDY_DILATIONS, STUDY_RATES
+
 TASKS = ("reconstruction",)
-# Named ways of making a sample: the study's method, the broad `general` one, and `aligned`: half
-# general, half elongated aligned small grains (pipeline/general.py).
-PRESETS = ("study", "general", "aligned")
-# polySim rates of the general and aligned presets when none are given (other draws: pipeline/general.py).
-GENERAL_RATES = {"nucleation_rate": (5, 60), "growth_rate": (1, 8)}
-PRESET_RATES = {"general": GENERAL_RATES, "aligned": {"nucleation_rate": (40, 120), "growth_rate": (1, 8)}}
+# Named ways of making a sample, in the one table of pipeline/presets/__init__.py.
+PRESETS = tuple(_TABLE)
+# polySim rates of each preset when none are given (the study's are the defaults below).
+PRESET_RATES = {name: preset.rates for name, preset in _TABLE.items() if preset.rates}
 MIN_SIZE = 64
 # The store records each sample's drawn rates as uint16 (pipeline/store.py, META_ARRAYS).
 MAX_RATE = 65535
@@ -32,16 +32,15 @@ class GenerationConfig:
 
     size: int = 512
     task: str = "reconstruction"
-    nucleation_rate: tuple[int, int] = (10, 20)
-    growth_rate: tuple[int, int] = (1, 3)
+    nucleation_rate: tuple[int, int] = STUDY_RATES["nucleation_rate"]  # type: ignore[assignment]
+    growth_rate: tuple[int, int] = STUDY_RATES["growth_rate"]  # type: ignore[assignment]
     height: int = 300
     patch_count: tuple[int, int] | None = None
     patch_side: tuple[int, int] | None = None
     blur_sigma: float = 20.0
-    dilations: tuple[int, ...] = (1, 3)
-    # "study" (the default) makes the study's samples; "general" also draws zoom, stretch, merges,
-    # twins, widths 1-6 px, pockets and four gap styles per sample (`dilations` unused); "aligned"
-    # is half general samples, half the same steps with elongated, aligned small grains.
+    dilations: tuple[int, ...] = STUDY_DILATIONS
+    # One of PRESETS (pipeline/presets/): "study" (the default) makes the study's samples; the
+    # others draw widths themselves and use `dilations` only for the study samples they mix in.
     preset: str = "study"
 
     def __post_init__(self) -> None:

@@ -1,8 +1,8 @@
-"""Gap families beyond the study's blurred squares, and binarisation noise.
+"""Gap styles (the study's blurred squares, hard cuts, faded and thinned stretches) and binarisation noise.
 
 Each function draws only from the generator it is given, so a caller that passes a per-image
-generator keeps its images pure functions of (seed, index). Used by the `general` generation
-preset (pipeline/general.py) and by the generalisation benchmark (benchmarks/generalisation.py),
+generator keeps its images pure functions of (seed, index). Used by the presets
+(pipeline/presets/) and by the generalisation benchmark (benchmarks/generalisation.py),
 whose sets `sharp-cuts`, `faded` and `noisy` are these functions on the test split.
 Images: boundary = 0, background = 255, uint8.
 """
@@ -10,11 +10,90 @@ Images: boundary = 0, background = 255, uint8.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-BOUNDARY, BACKGROUND = 0, 255
+from .sample import BACKGROUND, BOUNDARY
+
+if TYPE_CHECKING:
+    from .config import GenerationConfig
+
+# Gaussian kernels reach 4 sigma each side, as scipy.ndimage.gaussian_filter does.
+BLUR_TRUNCATE = 4.0
+# The order of this tuple is part of the format: a sample of the general family draws an index into it.
+GAP_STYLES = ("blur", "cuts", "faded", "thinned")
+# Constants of the gap styles other than the study's blurred squares (as the generalisation benchmark).
+CUT_COUNT, CUT_LENGTH = (20, 50), (3, 48)
+FADE_DIPS, FADE_SIGMA, FADE_NOISE = (20, 50), (6.0, 20.0), (10.0, 30.0)
+THIN_COUNT, THIN_RADIUS, THIN_DROPOUT = (10, 40), (5, 25), (0.2, 0.7)
+NOISE_PEPPER, NOISE_POROSITY, NOISE_BLOBS = (0.0005, 0.004), (0.0, 0.06), (5, 60)
+
+
+def fragment_in_style(label: np.ndarray, line: np.ndarray, style: str, config: GenerationConfig, width: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The fragmented input of one of GAP_STYLES, and the number of gaps (patches, cuts, dips or stretches) drawn."""
+    if style == "blur":
+        return blurred_fragments(label, rng, config)
+    if style == "cuts":
+        count = int(rng.integers(*CUT_COUNT, endpoint=True))
+        return sharp_cuts(label, rng, (count, count), CUT_LENGTH, width + 6, config.patch_side_range), count
+    if style == "faded":
+        count = int(rng.integers(*FADE_DIPS, endpoint=True))
+        return faded(label, rng, (count, count), FADE_SIGMA, FADE_NOISE), count
+    count = int(rng.integers(*THIN_COUNT, endpoint=True))
+    return thinned(label, line, rng, (count, count), THIN_RADIUS, THIN_DROPOUT), count
+
+
+def blurred_fragments(label: np.ndarray, rng: np.random.Generator, config: GenerationConfig) -> tuple[np.ndarray, int]:
+    """The study's fragmented input of `label`: blurred square patches (`fragment`), then Otsu's
+    threshold; and the number of patches."""
+    micro = label.copy()
+    count = fragment(micro, rng, config.patch_count_range, config.patch_side_range, config.blur_sigma)
+    cv2.threshold(micro, 0, BACKGROUND, cv2.THRESH_BINARY | cv2.THRESH_OTSU, dst=micro)
+    return micro, count
+
+
+def fragment(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    count_range: tuple[int, int],
+    side_range: tuple[int, int],
+    sigma: float,
+) -> int:
+    """Blur random square patches of `image` in place, one after another; returns the count."""
+    size = image.shape[0]
+    count = int(rng.integers(count_range[0], count_range[1], endpoint=True))
+    for _ in range(count):
+        side = int(rng.integers(side_range[0], side_range[1], endpoint=True))
+        top = int(rng.integers(0, size - side, endpoint=True))
+        left = int(rng.integers(0, size - side, endpoint=True))
+        patch = image[top : top + side, left : left + side]
+        weights = blur_matrix(side, sigma)
+        # Rows of `weights` are non-negative and sum to 1: the result stays within [0, 255].
+        patch[...] = np.rint(weights @ patch.astype(np.float64) @ weights.T)
+    return count
+
+
+@lru_cache(maxsize=None)
+def blur_matrix(side: int, sigma: float) -> np.ndarray:
+    """Matrix B with B @ x == 1-D Gaussian blur of a length-`side` signal, edge mode 'nearest'.
+
+    Taps falling outside the signal are folded onto its first or last sample, so
+    B @ P @ B.T is the 2-D blur of a square patch P with replicated edges.
+    """
+    radius = int(BLUR_TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    matrix = np.zeros((side, side))
+    rows = np.arange(side)[:, None]
+    columns = np.clip(rows + offsets[None, :], 0, side - 1)
+    np.add.at(matrix, (np.broadcast_to(rows, columns.shape), columns), np.broadcast_to(kernel, columns.shape))
+    matrix.flags.writeable = False
+    return matrix
 
 
 def boundary_direction(boundary: np.ndarray, y: int, x: int, radius: int = 7) -> float:

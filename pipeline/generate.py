@@ -15,7 +15,8 @@ from .config import GenerationConfig
 from .executors import Executor, SerialExecutor, WorkersLost
 from .plan import Block, Plan, default_block_size, make_plan
 from .resources import ResourceError, check_resources
-from .sample import SampleMeta, make_sample
+from .presets import make_sample
+from .sample import SampleMeta
 from .store import (META_ARRAYS, ImageWriter, LibraryStore, StoreError, check_creatable, creation_cut_short, is_store,
                     shard_samples, writer_lock)
 

@@ -11,7 +11,8 @@ from typing import Iterable
 import numpy as np
 
 from .interchange import IMPORT_KIND
-from .sample import BACKGROUND, BOUNDARY, erased_fraction, make_sample, split_of
+from .presets import make_sample
+from .sample import BACKGROUND, BOUNDARY, erased_fraction, split_of
 from .shards import ChunkError
 from .store import META_ARRAYS, SAMPLE_IMAGES, ImageReader, LibraryStore, StoreError, software_versions
 

@@ -9,14 +9,19 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, GenerationConfig
-from pipeline.general import GAP_STYLES, GENERAL, add_twins, draw_label, line_of, merge_grains, plan, relabel
-from pipeline.sample import BOUNDARY, draw, make_sample
+from pipeline.boundaries import draw_label, line_of
+from pipeline.gaps import GAP_STYLES
+from pipeline.grainmap import ALIGNED, add_twins, merge_grains, plan, relabel
+from pipeline.presets import PRESETS, make_sample, source_of
+from pipeline.sample import BOUNDARY, draw
 
 GENERAL_64 = GenerationConfig(size=64, preset="general", nucleation_rate=(5, 60), growth_rate=(1, 8))
 
 
 def plans(config: GenerationConfig, count: int, seed: int = 0):
-    return [plan(config, seed, i, draw(config, seed, i)[1]) for i in range(count)]
+    """Each sample's own plan, or None where it is a study sample."""
+    return [None if source_of(config, seed, i).preset == "study" else plan(config, draw(config, seed, i)[1])
+            for i in range(count)]
 
 
 def test_a_general_sample_is_a_pure_function_of_config_seed_and_index():
@@ -31,7 +36,7 @@ def test_a_general_sample_is_a_pure_function_of_config_seed_and_index():
 def test_the_plans_reach_every_documented_range():
     config = dataclasses.replace(GENERAL_64, size=512)
     drawn = plans(config, 400)
-    general = [p for p in drawn if not p.study]
+    general = [p for p in drawn if p is not None]
     assert 0.18 < 1 - len(general) / len(drawn) < 0.32  # a quarter are study samples
     zooms = [p.shape.zoom for p in general if p.shape.stretch == 1.0]
     assert min(zooms) < 0.6 and max(zooms) > 2.2 and all(0.5 <= z <= 2.5 for z in zooms)
@@ -56,7 +61,7 @@ def test_general_samples_have_the_drawn_width_and_the_study_share_is_the_study_l
     study = GenerationConfig(size=64)
     for i, choice in enumerate(plans(GENERAL_64, 12)):
         sample = make_sample(GENERAL_64, 0, i)
-        if choice.study:
+        if choice is None:
             expected = make_sample(study, 0, i)
             assert np.array_equal(sample.micro, expected.micro) and sample.meta == expected.meta
         else:
@@ -100,24 +105,22 @@ def test_generate_preset_general_writes_the_preset_into_the_store_and_info_print
     store = LibraryStore.open(out)
     assert store.config.to_dict() == GENERAL_64.to_dict()
     assert np.array_equal(store.read("label", 3), make_sample(GENERAL_64, 0, 3).label)
-    assert math.isclose(GENERAL.study_share, 0.25)
+    assert math.isclose(PRESETS["general"].mix.share, 0.25)
 
 
 ALIGNED_64 = GenerationConfig(size=64, preset="aligned", nucleation_rate=(40, 120), growth_rate=(1, 8))
 
 
 def test_half_of_an_aligned_library_is_the_general_library_and_the_rest_is_stretched_small_grains():
-    from pipeline.general import ALIGNED, is_aligned_draw
-
-    own = [i for i in range(400) if is_aligned_draw(0, i)]
+    own = [i for i in range(400) if source_of(ALIGNED_64, 0, i).preset == "aligned"]
     assert 0.42 < len(own) / 400 < 0.58
     for i in range(8):
         sample, general = make_sample(ALIGNED_64, 0, i), make_sample(GENERAL_64, 0, i)
         same = all(np.array_equal(getattr(sample, n), getattr(general, n)) for n in ("micro", "label", "grains"))
         assert same == (i not in own), i
     config = dataclasses.replace(ALIGNED_64, size=512)
-    drawn = [plan(config, 0, i, draw(config, 0, i)[1], ALIGNED) for i in own]
-    assert not any(p.study for p in drawn)
+    drawn = [plan(config, draw(config, 0, i)[1], ALIGNED) for i in own]
+    assert not any(source_of(config, 0, i).preset == "study" for i in own)
     assert all(2.0 <= p.shape.stretch <= 5.0 for p in drawn)
     assert min(p.shape.stretch for p in drawn) < 2.2 and max(p.shape.stretch for p in drawn) > 4.8
     assert all(p.shape.source_side(512) <= 3 * 512 + 1 for p in drawn)
@@ -126,10 +129,8 @@ def test_half_of_an_aligned_library_is_the_general_library_and_the_rest_is_stret
 
 
 def test_aligned_samples_hold_more_grains_than_general_ones():
-    from pipeline.general import is_aligned_draw
-
     aligned = dataclasses.replace(ALIGNED_64, size=256)
-    own = [i for i in range(24) if is_aligned_draw(0, i)][:8]
+    own = [i for i in range(24) if source_of(aligned, 0, i).preset == "aligned"][:8]
     counts = [make_sample(aligned, 0, i).meta.num_grains for i in own]
     general = [make_sample(dataclasses.replace(GENERAL_64, size=256), 0, i).meta.num_grains for i in own]
     assert np.median(counts) > 1.5 * np.median(general)
@@ -147,3 +148,21 @@ def test_generate_preset_aligned_uses_its_own_rates_by_default(run_cli, tmp_path
     store = LibraryStore.open(out)
     assert store.config.to_dict() == ALIGNED_64.to_dict()
     assert np.array_equal(store.read("micro", 2), make_sample(ALIGNED_64, 0, 2).micro)
+
+
+def test_general_and_aligned_samples_are_byte_for_byte_those_of_main_before_the_presets_moved():
+    """The presets' recipes moved to pipeline/presets/ (issue 31): digests made by main at a35819b."""
+    import hashlib
+
+    expected = {"general": "f81ebbc4c181bb6f35ee8ab0735706251da827a9a5cbdd6cca0b2d84c150c6fc",
+                "aligned": "9c6ceee1462e9b5f5a8dbf7a8ec850bb06f9498cebc063aba5aa2cea6280a66c"}
+    for preset, hexdigest in expected.items():
+        digest = hashlib.sha256()
+        for size in (64, 256):
+            config = GenerationConfig(size=size, preset=preset, **PRESETS[preset].rates)
+            for i in range(6):
+                s = make_sample(config, 3, i)
+                for image in (s.micro, s.label, s.grains):
+                    digest.update(image.tobytes())
+                digest.update(repr(dataclasses.astuple(s.meta)).encode())
+        assert digest.hexdigest() == hexdigest, preset

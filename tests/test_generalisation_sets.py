@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import generalisation as gen  # noqa: E402
 import independent_sets as ind  # noqa: E402
 from pipeline.config import GenerationConfig  # noqa: E402
-from pipeline.sample import boundaries, erased_fraction, make_sample, thicken  # noqa: E402
+from pipeline.boundaries import boundaries, thicken  # noqa: E402
+from pipeline.presets import make_sample  # noqa: E402
+from pipeline.sample import erased_fraction  # noqa: E402
 
 CONFIG = GenerationConfig(size=128)  # small images: every maker runs in milliseconds
 POLYSIM_SETS = [name for name in gen.SET_STREAMS if name not in ind.STREAMS]

@@ -7,9 +7,10 @@ import pytest
 
 from pipeline.config import ConfigError, GenerationConfig
 from pipeline.polysim import simulate
-from pipeline.sample import (
-    blur_matrix, boundaries, erased_fraction, fragment, make_sample, polysim_seed, split_of, thicken,
-)
+from pipeline.boundaries import boundaries, thicken
+from pipeline.gaps import blur_matrix, fragment
+from pipeline.presets import make_sample
+from pipeline.sample import erased_fraction, polysim_seed, split_of
 
 
 def test_boundaries_mark_one_pixel_each_side_of_a_grain_edge():

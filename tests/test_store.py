@@ -8,7 +8,7 @@ import zarr
 
 from pipeline.config import GenerationConfig
 from pipeline.plan import default_block_size, make_plan
-from pipeline.sample import make_sample
+from pipeline.presets import make_sample
 from pipeline.store import (SAMPLE_IMAGES, LibraryStore, StoreDamaged, StoreError, file_count, is_store,
                             shard_samples)
 

@@ -9,7 +9,7 @@ from zarr.codecs import BloscCodec
 
 from conftest import assert_same_arrays, one_error_line, tree
 from pipeline.config import GenerationConfig
-from pipeline.sample import make_sample
+from pipeline.presets import make_sample
 from pipeline.store import META_ARRAYS, LibraryStore
 
 COUNT = 10
