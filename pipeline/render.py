@@ -33,12 +33,12 @@ FAINT = 0.25  # a boundary pixel drawn at under this share of the sample's groov
 class RenderRanges:
     """Per-sample draw ranges of a render (inclusive; gray levels on 0-255)."""
 
-    level: tuple[float, float] = (70.0, 190.0)  # mean gray level of the grains
+    level: tuple[float, float] = (60.0, 235.0)  # mean gray level of the grains
     contrast: tuple[float, float] = (2.0, 40.0)  # standard deviation of the grains' levels
     shading: tuple[float, float] = (0.0, 0.15)  # levels per px of a grain's linear shading
     texture: tuple[float, float] = (0.0, 6.0)  # standard deviation of the smooth in-grain texture
-    groove_depth: tuple[float, float] = (25.0, 110.0)  # darkening at a groove's centre
-    groove_softness: tuple[float, float] = (0.5, 2.0)  # px: how far a groove's edge fades beyond the band
+    groove_depth: tuple[float, float] = (25.0, 160.0)  # darkening at a groove's centre
+    groove_softness: tuple[float, float] = (0.5, 3.0)  # px: how far a groove's edge fades beyond the band
     faint_share: tuple[float, float] = (0.05, 0.35)  # share of the boundary drawn faint (under FAINT)
     faint_scale: tuple[float, float] = (15.0, 60.0)  # px: length scale of the depth's variation along boundaries
     twin_contrast: tuple[float, float] = (0.2, 0.8)  # depth of twin boundaries relative to the others
