@@ -321,3 +321,38 @@ def test_shapes_must_match():
         miou([PRED, PRED], [GT])
     with pytest.raises(ValueError, match="2-D"):
         confusion_matrix(np.zeros(4, np.uint8), np.zeros(4, np.uint8))
+
+
+def _grid(cuts_x: list[int], cuts_y: list[int], size: int = 40) -> np.ndarray:
+    """A boundary image (0 boundary, 255 background) with full-height lines at `cuts_x`, full-width at `cuts_y`."""
+    image = np.full((size, size), 255, np.uint8)
+    image[:, cuts_x] = 0
+    image[cuts_y, :] = 0
+    return image
+
+
+def test_grain_match_counts_true_grains_found_one_to_one_and_sees_errors_that_cancel():
+    from model.scoring.metrics import find_grains, matched_grains
+
+    truth = _grid([20], [20])  # four grains of 20x20 (less the line)
+    # One line missing (the two left grains merged) and one grain split elsewhere: the same count.
+    found = _grid([20], [])
+    found[20:, 30] = 0  # splits the lower right grain into two
+    found[20, 20:] = 0
+    gt, pred = find_grains(truth < 128), find_grains(found < 128)
+    assert gt.count == pred.count == 4  # the count is right...
+    # ...but only the upper right grain is found one-to-one: the merged pair holds each left grain
+    # whole yet is only half of itself, and each half of the split grain holds only half of it.
+    assert matched_grains(pred, gt) == 1
+    assert matched_grains(gt, gt) == 4
+    accumulator = MetricAccumulator()
+    accumulator.update(found, truth, truth)
+    accumulator.update(truth, truth, truth)
+    assert accumulator.result()["grain_match"] == 5 / 8
+
+
+def test_a_gray_input_has_no_erased_pixels_and_no_gap_recall():
+    truth = _grid([20], [20])
+    result = MetricAccumulator()
+    result.update(truth, truth, None)
+    assert math.isnan(result.result()["gap_recall"]) and result.result()["grain_match"] == 1.0

@@ -124,6 +124,23 @@ def grain_partition_ari(pred: Grains, gt: Grains) -> float:
     return _ari_from_codes(pred.labels[both].astype(np.int64), gt.labels[both].astype(np.int64), gt.kept.size)
 
 
+def matched_grains(pred: Grains, gt: Grains) -> int:
+    """True grains matched one-to-one: a found grain holds >= 50 % of the true grain and the
+    overlap is more than half of the found grain (strictly: a found grain made of two equal true
+    grains matches neither, so no found grain matches two).
+
+    Counts hide errors that cancel (a merge here, a split there); this does not.
+    """
+    both = pred.kept[pred.labels] & gt.kept[gt.labels]
+    if not both.any():
+        return 0
+    codes = gt.labels[both].astype(np.int64) * pred.kept.size + pred.labels[both]
+    pairs, overlap = np.unique(codes, return_counts=True)
+    true_id, found_id = np.divmod(pairs, pred.kept.size)
+    match = (2 * overlap >= gt.areas[true_id]) & (2 * overlap > pred.areas[found_id])
+    return int(np.unique(true_id[match]).size)
+
+
 def astm_grain_size(grains: Grains, shape: tuple[int, int], pixel_size_um: float = PIXEL_SIZE_UM) -> float:
     """ASTM E112 planimetric (Jeffries) grain-size number G of one image.
 
@@ -151,6 +168,7 @@ class ImageStatistics:
     gt_matched: int  # ... within the tolerance of a predicted boundary pixel
     grains_pred: int
     grains_gt: int
+    grains_matched: int  # true grains matched one-to-one (`matched_grains`)
     ari: float  # grain-partition ARI (NaN: no pixel in a grain of both)
     astm_g_pred: float  # NaN: no grain
     astm_g_gt: float
@@ -191,13 +209,18 @@ def _matched(pred_b: np.ndarray, gt_b: np.ndarray, tol: float) -> tuple[int, int
 def image_statistics(
     pred: np.ndarray,
     gt: np.ndarray,
-    micro: np.ndarray,
+    micro: np.ndarray | None,
     tol: float = TOLERANCE,
     min_grain_area: int = MIN_GRAIN_AREA,
     pixel_size_um: float = PIXEL_SIZE_UM,
 ) -> ImageStatistics:
-    """The sufficient statistics of every metric for one (prediction, ground truth, input) triple."""
-    pred_b, gt_b, micro_b = boundary_mask(pred), boundary_mask(gt), boundary_mask(micro)
+    """The sufficient statistics of every metric for one (prediction, ground truth, input) triple.
+
+    `micro` None: the input is no boundary map (a gray micrograph), so no pixel counts as erased
+    and gap recall is undefined.
+    """
+    pred_b, gt_b = boundary_mask(pred), boundary_mask(gt)
+    micro_b = gt_b if micro is None else boundary_mask(micro)
     if micro_b.shape != gt_b.shape:
         raise ValueError(f"input {micro_b.shape} and ground truth {gt_b.shape} differ in shape")
     confusion = _confusion(pred_b, gt_b)
@@ -214,6 +237,7 @@ def image_statistics(
         gt_matched=int(gt_matched),
         grains_pred=grains_p.count,
         grains_gt=grains_g.count,
+        grains_matched=matched_grains(grains_p, grains_g),
         ari=grain_partition_ari(grains_p, grains_g),
         astm_g_pred=astm_grain_size(grains_p, pred_b.shape, pixel_size_um),
         astm_g_gt=astm_grain_size(grains_g, gt_b.shape, pixel_size_um),
@@ -257,7 +281,7 @@ class MetricAccumulator:
         self.images = 0
         self.confusion = np.zeros((2, 2), dtype=np.int64)
         self._counts = dict.fromkeys(("erased", "recovered", "pred_boundary", "pred_matched",
-                                      "gt_boundary", "gt_matched", "grains_pred", "grains_gt"), 0)
+                                      "gt_boundary", "gt_matched", "grains_pred", "grains_gt", "grains_matched"), 0)
         # name -> [sum, number of images where defined]
         self._means = {name: [0.0, 0] for name in ("grain_count_error", "grain_ari", "astm_g_error")}
 
@@ -298,6 +322,7 @@ class MetricAccumulator:
             "boundary_f1": f1,
             "grain_count_error": _ratio(*self._means["grain_count_error"]),
             "grain_ari": _ratio(*self._means["grain_ari"]),
+            "grain_match": _ratio(c["grains_matched"], c["grains_gt"]),
             "astm_g_error": _ratio(*self._means["astm_g_error"]),
             "grains_pred": _ratio(c["grains_pred"], self.images),
             "grains_gt": _ratio(c["grains_gt"], self.images),
