@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clusters import DEFAULT_JOBS, SCHEDULERS
-from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted, quiet_lost_results
+from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, _dotted, quiet_lost_results
+
+if TYPE_CHECKING:
+    from .plugins import WorkerPresence
 
 REPO = Path(__file__).resolve().parents[1]
 # Jobs lost in one run (wall time, preemption, a failed node) that are submitted again, in total:
@@ -45,6 +47,8 @@ class BatchExecutor(DaskExecutor):
         if jobs < 1:
             raise ExecutorError(f"jobs must be >= 1, got {jobs}")
         super().__init__(workers=None, notify=notify)
+        from .plugins import WorkerPresence  # imports Dask: after its configuration was checked
+
         self.kind, self.jobs = kind, jobs
         self.cores = 1
         self.resubmit_limit = resubmit_limit()
@@ -100,6 +104,8 @@ class BatchExecutor(DaskExecutor):
         except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
             self.__exit__()
             raise ExecutorError(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}") from None
+        from .plugins import WorkerSetup
+
         self.client.register_plugin(WorkerSetup(ignore_signals=False), name="reconstruction-gb-setup")
         return self
 
@@ -167,41 +173,6 @@ class BatchExecutor(DaskExecutor):
         return (f"every {self.kind.upper()} job ended ({self.lost} lost, {self.resubmitted} resubmitted, "
                 f"reconstruction-gb.resubmit-limit: {self.resubmit_limit}) and no worker has been connected "
                 f"for {self.worker_timeout:g} s")
-
-
-try:
-    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    _SchedulerPlugin = object  # type: ignore[misc,assignment]
-
-
-class WorkerPresence(_SchedulerPlugin):  # type: ignore[misc]
-    """Scheduler plugin (the scheduler runs in this process): when each worker, by name, was last
-    connected, from the scheduler's own joins and departures, so none is missed between two looks."""
-
-    name = "reconstruction-gb-presence"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # hooks run on the scheduler's event loop, readers in the driver
-        self._names: dict[str, str] = {}  # worker address -> name
-        self._seen: dict[str, float] = {}  # worker name -> time.monotonic() when it joined or last left
-
-    def add_worker(self, scheduler: Any, worker: str) -> None:
-        with self._lock:
-            name = str(scheduler.workers[worker].name)
-            self._names[worker] = name
-            self._seen[name] = time.monotonic()
-
-    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
-        with self._lock:
-            name = self._names.pop(worker, None)
-            if name is not None:
-                self._seen[name] = time.monotonic()
-
-    def snapshot(self) -> tuple[set[str], dict[str, float]]:
-        """(names of the workers connected now, name -> when it joined or last left) for every worker that joined."""
-        with self._lock:
-            return set(self._names.values()), dict(self._seen)
 
 
 async def _submit(cluster: Any, jobs: int, presence: WorkerPresence | None = None) -> None:

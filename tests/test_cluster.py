@@ -258,7 +258,7 @@ def test_batch_workers_end_with_their_job_while_local_workers_leave_sigterm_to_t
     (as local workers do, since they share the driver's process group) would outlive its job."""
     script = (
         "import signal, sys, types\n"
-        "from pipeline.executors import WorkerSetup\n"
+        "from pipeline.plugins import WorkerSetup\n"
         "worker = types.SimpleNamespace(local_directory=sys.argv[1])\n"
         "WorkerSetup(ignore_signals=sys.argv[2] == 'local').setup(worker)\n"
         "print(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, signal.getsignal(signal.SIGINT) == signal.SIG_IGN)\n"
