@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .config import MIN_SIZE, GenerationConfig
+from .pixels import PNG_HEADER_BYTES, RAISE_LIMIT, PixelLimitError, above_limit, max_pixels, png_size
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
 from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable
 
@@ -108,18 +109,22 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
     if out.exists() or out.is_symlink():
         raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
     check_creatable(out)
-    names, size, problems = _scan(directory)
+    try:
+        limit = max_pixels()
+    except PixelLimitError as exc:
+        raise InterchangeError(str(exc)) from None
+    names, size, problems = _scan(directory, limit)
     skipped = tuple(f"{file}: {why}" for file, why in problems)
     listed = "; ".join(skipped[:LISTED]) + (f"; and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
     if skipped and strict:
         raise InterchangeError(f"--strict: {len(skipped)} files cannot be imported, nothing written: {listed}")
     if not names:
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
-    _write_store(directory, out, names, size, seed, skipped)
+    _write_store(directory, out, names, size, seed, skipped, limit)
     return ImportReport(out, len(names), size, skipped)
 
 
-def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
+def _scan(directory: Path, limit: int) -> tuple[list[str], int, list[tuple[str, str]]]:
     """File names of the usable pairs in sample order, their side, and every other file with the reason."""
     problems: dict[str, str] = {}
     found: list[set[str]] = [set(), set()]
@@ -139,7 +144,7 @@ def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
         for file in names:
             for name in IMAGE_ARRAYS:
                 try:
-                    sides[f"{name}/{file}"] = _load(directory / name / file).shape[0]
+                    sides[f"{name}/{file}"] = _load(directory / name / file, limit).shape[0]
                 except _Unusable as exc:
                     problems[f"{name}/{file}"] = str(exc)
     # The side most images share is the store's (ties: the lowest numbered); the others are the odd ones.
@@ -158,7 +163,7 @@ def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
 
 
 def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: int,
-                 skipped: tuple[str, ...]) -> None:
+                 skipped: tuple[str, ...], limit: int) -> None:
     """Write every pair into a private `.partial` store, then rename it to `out`: never half an import."""
     partial = out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
     try:
@@ -173,7 +178,7 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
         with _quiet_opencv():
             for index, file in enumerate(names):
                 try:
-                    micro, label = (_binarise(_load(directory / name / file, size)) for name in IMAGE_ARRAYS)
+                    micro, label = (_binarise(_load(directory / name / file, limit, size)) for name in IMAGE_ARRAYS)
                 except _Unusable as exc:  # checked by _scan: the folder changed since
                     raise InterchangeError(f"{file} changed during the import ({exc}); nothing written") from None
                 # What an import cannot know is the per-sample arrays' fill value (docs/store.md).
@@ -194,10 +199,20 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
         raise
 
 
-def _load(path: Path, size: int | None = None) -> np.ndarray:
-    """A 2-D 8-bit gray square image of side >= MIN_SIZE (and `size` if given), or _Unusable saying why not."""
+def _load(path: Path, limit: int, size: int | None = None) -> np.ndarray:
+    """A 2-D 8-bit gray square image of side >= MIN_SIZE (and `size` if given), or _Unusable saying why not.
+
+    A PNG declaring more than `limit` pixels is refused from its header: a small file can declare
+    32000 x 32000 px, and decoding it first took seconds and gigabytes.
+    """
     try:
-        data = np.frombuffer(path.read_bytes(), np.uint8)
+        with path.open("rb") as file:
+            head = file.read(PNG_HEADER_BYTES)
+            declared = png_size(head)
+            refused = above_limit(*declared, limit) if declared else None
+            if refused:
+                raise _Unusable(f"declares {refused} ({RAISE_LIMIT}); not decoded")
+            data = np.frombuffer(head + file.read(), np.uint8)
     except OSError as exc:
         raise _Unusable(f"cannot be read ({exc.strerror or exc})") from None
     try:

@@ -54,6 +54,20 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
+def declared_png(width: int, height: int) -> bytes:
+    """A small PNG file whose header declares width x height 8-bit gray pixels (its data is one
+    row short of that: whoever decodes before checking the header pays for the whole image)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
 @pytest.fixture(scope="session")
 def tiny_library(tmp_path_factory) -> Path:
     """32 pairs at 64 px (train 23, val 3, test 6 by the split rule), for model tests."""

@@ -28,7 +28,7 @@ import numpy as np
 from .images import ImageError, InputError, collect_inputs, max_pixels, read_kind
 from .predictor import DEFAULT_BATCH, DEFAULT_TILE, PredictError, Predictor, _one_line, default_overlap, load_model, \
     load_predictor
-from .restore import RestoreOptions, Restorer, check_options, model_path_of, survey
+from .restore import RestoreOptions, Restorer, check_options, model_path_of, scaled_input_problem, survey
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_TILE", "PROBABILITY_SUFFIX", "PredictError", "PredictReport", "Predictor",
            "default_overlap", "load_model", "load_predictor", "output_names", "predict_files"]
@@ -185,6 +185,9 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
         sources = collect_inputs(inputs)
     except InputError as exc:
         raise PredictError(str(exc)) from None
+    problem = scaled_input_problem(sources, settings.scale, limit)
+    if problem:
+        raise PredictError(f"{problem}; nothing was written")
     out_dir = Path(out_dir)
     names = output_names(sources)
     check_out_dir(out_dir, sources, [[f"{name}.png", f"{name}{PROBABILITY_SUFFIX}"] for name in names])

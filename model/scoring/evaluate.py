@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from pipeline.store import StoreError, atomic_write, check_writable_folder
@@ -83,14 +82,13 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
         raise EvaluationError(f"--predictions {folder} is not a directory")
 
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        from model.scoring.predictions import PredictionFileError, read_prediction
+
         for index in indices:
-            path = folder / f"{index}.png"
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None or image.dtype != np.uint8 or image.ndim != 2:
-                raise EvaluationError(f"{path} is not an 8-bit gray PNG")
-            if image.shape != (reader.size, reader.size):
-                raise EvaluationError(f"{path} is {image.shape[1]}x{image.shape[0]}; "
-                                      f"the library's images are {reader.size}x{reader.size}")
+            try:
+                image = read_prediction(folder / f"{index}.png", reader.size)
+            except PredictionFileError as exc:
+                raise EvaluationError(str(exc)) from None
             yield int(index), image
 
     def check(indices: np.ndarray) -> None:
