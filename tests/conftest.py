@@ -68,6 +68,27 @@ def declared_png(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def nan_models(folder: Path) -> dict[str, Path]:
+    """Saved models for any input size that answer NaN: `nan-weights` (a NaN kernel, as after a
+    training run that diverged) and `overflow` (finite weights whose arithmetic overflows to inf - inf)."""
+    import warnings
+
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    nan = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(float("nan")))(inputs)
+    huge = keras.initializers.Constant(1e30)
+    big = keras.layers.Conv2D(1, 1, kernel_initializer=huge, bias_initializer=huge)(inputs)  # up to 2e30
+    infinite = keras.layers.Conv2D(1, 1, kernel_initializer=huge)(big)  # 1e30 x 1e30: inf in float32
+    paths = {}
+    for name, output in (("nan-weights", nan), ("overflow", keras.layers.Subtract()([infinite, infinite]))):
+        paths[name] = folder / f"{name}.keras"
+        with warnings.catch_warnings():  # Keras 3.15's saver trips numpy 2's __array__(copy=) deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            keras.Model(inputs, output).save(paths[name])
+    return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_library(tmp_path_factory) -> Path:
     """32 pairs at 64 px (train 23, val 3, test 6 by the split rule), for model tests."""

@@ -305,6 +305,33 @@ def test_a_restorer_refuses_a_scale_that_makes_the_image_too_large_or_too_small(
     assert mask.shape == (128, 128)
 
 
+@pytest.mark.parametrize("model, message", [
+    ("nan-weights", "its weights hold NaN or infinite values"),
+    ("overflow", "the model answers a blank 256x256 tile with NaN or infinite probabilities"),
+])
+def test_cli_a_model_that_answers_nan_is_one_line_before_any_work(run_cli, tmp_path, model, message) -> None:
+    """Its NaN probabilities were read as boundary everywhere: an all-black map, exit 0."""
+    from conftest import nan_models, one_error_line
+
+    source = write(tmp_path / "in" / "grains.png", boundary_image((128, 128), 1))
+    path = nan_models(tmp_path)[model]
+    line = one_error_line(run_cli("predict", "--model", path, source, "--out", tmp_path / "out", "--no-progress"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_probabilities_of_one_image_fail_that_image(models, tmp_path) -> None:
+    """A model answering NaN only for some inputs: the image is named as failed, not written as all boundary."""
+    from model.inference.images import ImageError
+    from model.inference.predict import Predictor, load_model
+
+    predictor = Predictor(load_model(models["free"]))
+    image = np.ones((64, 64), np.float32)
+    image[10, 10] = np.nan  # the identity model gives it back
+    with pytest.raises(ImageError, match=r"the model answered NaN or infinite probabilities \(1 of 4,096 pixels\)"):
+        predictor.predict(image, overlap=0)
+
+
 def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_run, tiny_library, tmp_path) -> None:
     """End to end: `train` -> `predict` on images larger and smaller than its 64 px input."""
     from pipeline.store import LibraryStore

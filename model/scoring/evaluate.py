@@ -26,6 +26,7 @@ import numpy as np
 from pipeline.store import StoreError, atomic_write, check_writable_folder
 
 from model import figures
+from model.inference.postprocess import ModelOutputError
 from model.methods import BASELINES, bridged
 from model.data import SPLITS, DataError, LibraryReader
 from model.scoring.metrics import ImageStatistics, MetricAccumulator, image_statistics
@@ -234,7 +235,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                         _collect(pending.popleft().result(), rows, meters, panels, bar)
                 while pending:
                     _collect(pending.popleft().result(), rows, meters, panels, bar)
-    except DataError as error:  # a sample absent or failing its checksum: named, never scored
+    except (DataError, ModelOutputError) as error:  # a sample absent or failing its checksum; NaN probabilities
         raise EvaluationError(str(error)) from None
     if bar is not None:
         bar.close()
