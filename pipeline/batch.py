@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +90,7 @@ class BatchExecutor(DaskExecutor):
                 raise ExecutorError(f"--cluster {self.kind} needs the `{command}` command, which is not on PATH "
                                     "(run generate on a login node of the cluster)")
         try:
-            import dask_jobqueue
+            dask_jobqueue = _import_dask_jobqueue()
         except ImportError:
             raise ExecutorError("--cluster needs dask-jobqueue (pip install -r requirements.txt)") from None
         config = f"jobqueue.{self.kind}"
@@ -191,6 +193,22 @@ class BatchExecutor(DaskExecutor):
         return (f"every {self.kind.upper()} job ended ({self.lost} lost, {self.resubmitted} resubmitted, "
                 f"reconstruction-gb.resubmit-limit: {self.resubmit_limit}) and no worker has been connected "
                 f"for {self.worker_timeout:g} s")
+
+
+def _import_dask_jobqueue() -> Any:
+    """dask_jobqueue, imported without its change to this process's Ctrl-C.
+
+    Its runner module replaces the SIGINT handler with `sys.exit()` as it is imported: Ctrl-C
+    then ended generate with exit status 0 and not a word, instead of committing what finished,
+    saying so and exiting 130. The handler in place before the import is put back.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    finally:
+        if threading.current_thread() is threading.main_thread() and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
 
 
 async def _submit(cluster: Any, jobs: int, presence: WorkerPresence | None = None) -> None:

@@ -255,6 +255,25 @@ def test_a_job_killed_before_its_workers_join_is_resubmitted_and_the_library_com
     assert_same_arrays(serial, work / "lib.zarr")
 
 
+def test_ctrl_c_while_the_job_is_queued_is_one_line_exit_130_and_the_job_cancelled(tmp_path, slurm):
+    """Importing dask-jobqueue made Ctrl-C call sys.exit(): generate --cluster ended with exit 0 and not a word."""
+    env, jobs = slurm
+    _with_prologue(env, "exec sleep 600")  # a job that stays "queued": no worker ever joins
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", "12", "--size", "64", "--out", "lib.zarr",
+               "--no-progress", "--cluster", "slurm"]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    first = process.stdout.readline()  # the event: the job is submitted and generate waits for its workers
+    assert first.startswith("running on SLURM cluster"), first + process.communicate()[1]
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = _finish(process)
+    assert process.returncode == 130, out + err
+    assert err.strip() == "interrupted: 0 of 12 pairs done; run the same command to continue"
+    assert (jobs / "cancelled").read_text().split() == ["1000"]
+
+
 def test_generate_on_slurm_through_dask_jobqueue_matches_the_serial_store(tmp_path, slurm, serial):
     env, jobs = slurm
     work = tmp_path / "work"
