@@ -43,10 +43,10 @@ class RenderRanges:
     faint_scale: tuple[float, float] = (15.0, 60.0)  # px: length scale of the depth's variation along boundaries
     twin_contrast: tuple[float, float] = (0.2, 0.8)  # depth of twin boundaries relative to the others
     scratch_share: float = 0.6  # share of renders with polishing scratches
-    scratches: tuple[int, int] = (1, 12)
+    scratches: tuple[int, int] = (1, 40)
     scratch_width: tuple[int, int] = (1, 3)  # px
-    scratch_depth: tuple[float, float] = (8.0, 50.0)
-    pits: tuple[int, int] = (0, 40)  # etch pits and inclusions
+    scratch_depth: tuple[float, float] = (8.0, 80.0)
+    pits: tuple[int, int] = (0, 80)  # etch pits and inclusions
     pit_radius: tuple[int, int] = (1, 5)  # px
     pit_depth: tuple[float, float] = (30.0, 120.0)
     stains: tuple[int, int] = (0, 3)
