@@ -54,7 +54,7 @@ CHECKPOINTS = "checkpoints"
 RESUMABLE_CHANGES = ("epochs", "patience", "out")
 
 
-# A sample the reader could not read (absent, or failing its checksum), as pipeline/store.py words it.
+# A sample the reader could not read (absent, or failing its checksum), as pipeline/store/ words it.
 STORE_PROBLEM = re.compile(r"sample \d+: [^\n]*?; run `python cli\.py verify [^`]*`")
 
 
