@@ -199,7 +199,8 @@ def _groove_depth(grains: np.ndarray, parents: np.ndarray, label: np.ndarray, wi
         band = cv2.dilate(twin_line.astype(np.uint8), np.ones((side, side), np.uint8)).astype(bool)
         share = np.where(band, share * plan.twin_contrast, share)
     softness = plan.groove_softness * (1.0 + 0.4 * smooth_field(rng, grains.shape, 12.0 * size_scale))
-    distance = cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, 3)
+    # Clipped: beyond 64 px the profile is 0 in float32 either way (and a map without boundary gives inf).
+    distance = np.minimum(cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, 3), 64.0)
     profile = np.exp(-(distance / np.maximum(softness, 0.2)) ** 2)
     return (plan.groove_depth * share * profile).astype(np.float32), share < FAINT
 

@@ -99,3 +99,30 @@ def test_grooves_are_dark_on_the_true_boundary_and_inverted_renders_bright():
 def test_the_table_names_the_micrograph_preset_with_its_clean_render():
     assert PRESETS["micrograph"].images == ("micro", "label", "grains", "clean")
     assert PRESETS["micrograph"].mix is None  # every sample rendered
+
+
+def test_a_micrograph_store_keeps_the_clean_render_and_verify_checks_it(run_cli, tmp_path):
+    out = tmp_path / "m.zarr"
+    result = run_cli("generate", "--preset", "micrograph", "--count", "8", "--size", "64", "--out", out,
+                     "--workers", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    info = run_cli("info", out)
+    assert "preset micrograph" in info.output, info.output
+    from pipeline.store import LibraryStore
+
+    store = LibraryStore.open(out)
+    assert store.images == ("micro", "label", "grains", "clean") and store.recorded_crcs().shape == (8, 4)
+    for i in (0, 5):
+        expected = make_sample(MICRO_64, 0, i)
+        for name in ("micro", "label", "clean"):
+            assert np.array_equal(store.read(name, i), expected.image(name)), name
+    assert run_cli("verify", out).exit_code == 0
+    exported = run_cli("export", out, "--out", tmp_path / "png", "--count", "2")
+    assert exported.exit_code == 0, exported.output
+    assert sorted(p.name for p in (tmp_path / "png" / "clean").iterdir()) == ["0.png", "1.png"]
+    shard = store.shard_file("clean", 3)
+    data = bytearray(shard.read_bytes())
+    data[40] ^= 0xFF  # a flipped byte inside the shard's first chunk
+    shard.write_bytes(bytes(data))
+    damaged = run_cli("verify", out)
+    assert damaged.exit_code != 0 and "clean" in damaged.output, damaged.output

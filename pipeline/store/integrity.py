@@ -18,16 +18,16 @@ from .errors import StoreDamaged, verify_hint
 from .layout import IMAGE_CRC, NO_CRC, SAMPLE_IMAGES
 
 
-def unrecorded(count: int) -> np.ndarray:
-    """The (count, 3) rows of samples whose checksums are not recorded (not done, or unchecked)."""
-    return np.full((count, len(SAMPLE_IMAGES)), NO_CRC, dtype="uint32")
+def unrecorded(count: int, images: int = len(SAMPLE_IMAGES)) -> np.ndarray:
+    """The (count, images) rows of samples whose checksums are not recorded (not done, or unchecked)."""
+    return np.full((count, images), NO_CRC, dtype="uint32")
 
 
-def crc_rows(crcs: Sequence[Sequence[int]] | None, order: Sequence[int]) -> np.ndarray:
+def crc_rows(crcs: Sequence[Sequence[int]] | None, order: Sequence[int], images: int = len(SAMPLE_IMAGES)) -> np.ndarray:
     """The rows a commit records: per sample in `order`, its chunks' CRC32C as `ImageWriter.write` gave them."""
     if crcs is None:
-        return unrecorded(len(order))
-    return np.array([crcs[k] for k in order], dtype="uint32").reshape(len(order), len(SAMPLE_IMAGES))
+        return unrecorded(len(order), images)
+    return np.array([crcs[k] for k in order], dtype="uint32").reshape(len(order), images)
 
 
 def read_recorded(where: str, array: zarr.Array, count: int) -> np.ndarray:

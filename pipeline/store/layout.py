@@ -19,6 +19,7 @@ from zarr.core.metadata import ArrayV3Metadata
 
 from .. import __version__
 from ..config import GenerationConfig
+from ..presets import PRESETS
 from ..shards import ShardLayout
 from .errors import UNREPAIRABLE, StoreDamaged, StoreError
 
@@ -27,7 +28,9 @@ FORMAT_VERSION = 2
 IMAGE_ARRAYS = ("micro", "label")
 # The (N, S, S) arrays: one inner chunk per sample, B samples a shard, written by the task that makes them.
 SAMPLE_IMAGES = (*IMAGE_ARRAYS, "grains")
-IMAGE_DTYPES = {"micro": "uint8", "label": "uint8", "grains": "uint16"}
+IMAGE_DTYPES = {"micro": "uint8", "label": "uint8", "grains": "uint16", "clean": "uint8"}
+# A micrograph store holds one more image array, `clean` (the table of presets says which).
+OPTIONAL_IMAGES = ("clean",)
 # Per-sample arrays: name -> (dtype, fill value for samples not (yet) generated).
 META_ARRAYS: dict[str, tuple[str, Any]] = {
     "seed": ("uint32", 0),
@@ -50,6 +53,8 @@ PER_SAMPLE_ARRAYS: dict[str, tuple[str, Any]] = {**META_ARRAYS, DONE: ("bool", F
 IMAGE_CRC = "image_crc"
 NO_CRC = 0  # not recorded (a sample not done, or written by a version without the array)
 ALL_ARRAYS = (*SAMPLE_IMAGES, *META_ARRAYS, DONE)
+# Every image array a store may hold, in `image_crc`'s column order.
+ALL_IMAGES = (*SAMPLE_IMAGES, *OPTIONAL_IMAGES)
 OPTIONAL_ARRAYS = (IMAGE_CRC,)
 # Samples per chunk of the per-sample arrays (written by the driver alone).
 META_CHUNK = 4096
@@ -82,8 +87,17 @@ ARRAY_ATTRIBUTES: dict[str, dict[str, str]] = {
                         "units": "1"},
     "split": {"meaning": "0 train, 1 val, 2 test", "units": "1"},
     DONE: {"meaning": "sample complete; only done samples are valid", "units": "1"},
-    IMAGE_CRC: {"meaning": "CRC32C of the sample's micro, label and grains chunks (0: not recorded)", "units": "1"},
+    IMAGE_CRC: {"meaning": "CRC32C of the sample's micro, label and grains chunks (and clean's, in a micrograph "
+                           "store; 0: not recorded)", "units": "1"},
+    "clean": {"meaning": "the micrograph without distractors and noise", "convention": "8-bit gray, as micro",
+              "units": "1"},
 }
+
+
+def images_of(config: GenerationConfig) -> tuple[str, ...]:
+    """The image arrays of a store of `config`, in `image_crc`'s column order: SAMPLE_IMAGES, then
+    `clean` for the micrograph preset (pipeline/presets)."""
+    return PRESETS[config.preset].images
 
 
 def shard_samples(count: int) -> int:
@@ -91,10 +105,10 @@ def shard_samples(count: int) -> int:
     return max(1, min(MAX_SHARD, count // MIN_SHARDS))
 
 
-def file_count(count: int, shard: int) -> int:
-    """Files of a complete store of `count` samples: shards of 3 image arrays, per-sample chunks, metadata."""
-    return (len(SAMPLE_IMAGES) * math.ceil(count / shard) + (len(META_ARRAYS) + 2) * math.ceil(count / META_CHUNK)
-            + 1 + len(ALL_ARRAYS) + len(OPTIONAL_ARRAYS))
+def file_count(count: int, shard: int, images: int = len(SAMPLE_IMAGES)) -> int:
+    """Files of a complete store of `count` samples: shards of its image arrays, per-sample chunks, metadata."""
+    return (images * math.ceil(count / shard) + (len(META_ARRAYS) + 2) * math.ceil(count / META_CHUNK)
+            + 1 + len(ALL_ARRAYS) + len(OPTIONAL_ARRAYS) + images - len(SAMPLE_IMAGES))
 
 
 def software_versions() -> dict[str, str]:
@@ -135,9 +149,9 @@ def check_description(where: str, attrs: Any, arrays: dict[str, zarr.Array]) -> 
         if np.dtype(array.dtype) != np.dtype(wanted[name]):
             raise StoreDamaged(f"{where} is damaged: array {name!r} has data type {array.dtype}, not {wanted[name]} "
                                f"as this format stores it ({name}/zarr.json); {UNREPAIRABLE}")
-        if name == IMAGE_CRC and tuple(array.shape[1:]) != (len(SAMPLE_IMAGES),):
+        if name == IMAGE_CRC and tuple(array.shape[1:]) != (len(images_of(config)),):
             raise StoreDamaged(f"{where} is damaged: array {name!r} has shape {array.shape}, not (N, "
-                               f"{len(SAMPLE_IMAGES)}) ({name}/zarr.json); {UNREPAIRABLE}")
+                               f"{len(images_of(config))}) ({name}/zarr.json); {UNREPAIRABLE}")
         if name in IMAGE_DTYPES and tuple(array.shape[1:]) != (config.size, config.size):
             raise StoreDamaged(f"{where} is damaged: array {name!r} holds images of {tuple(array.shape[1:])} px, not "
                                f"the library's {config.size} x {config.size} ({name}/zarr.json); {UNREPAIRABLE}")

@@ -21,7 +21,7 @@ from ..sample import SampleMeta
 from .errors import StoreError
 from .files import Files, files_at
 from .integrity import read_recorded
-from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, chunk_key, shard_samples
+from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
 from .opening import create_arrays, is_store, open_arrays
 from .reading import ImageReader, read_per_sample
 from .writing import ImageWriter, commit, grow, remove_partials
@@ -71,6 +71,11 @@ class LibraryStore:
     def config(self) -> GenerationConfig:
         """The generation config the library was made with."""
         return GenerationConfig.from_dict(self.group.attrs["config"])
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The store's image arrays (micro, label, grains, and clean in a micrograph store)."""
+        return images_of(self.config)
 
     @property
     def seed(self) -> int:
@@ -135,7 +140,7 @@ class LibraryStore:
     # --- writing (tasks) ---------------------------------------------------------------------
     def image_writer(self) -> ImageWriter:
         """Handles on the image arrays for a task that writes whole shards (picklable: tasks get it from the driver)."""
-        return ImageWriter(self.files, [self.arrays[name] for name in SAMPLE_IMAGES])
+        return ImageWriter(self.files, [self.arrays[name] for name in self.images])
 
     # --- writing (driver only) -------------------------------------------------------------
     def writer_lock(self) -> AbstractContextManager[None]:

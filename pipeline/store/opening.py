@@ -16,7 +16,8 @@ from .errors import UNREPAIRABLE, StoreDamaged, StoreError, verify_hint
 from .files import Files, files_at
 from .integrity import unrecorded
 from .layout import (ALL_ARRAYS, ARRAY_ATTRIBUTES, CHUNK_KEYS, FORMAT, FORMAT_VERSION, GRAINS_CODEC, IMAGE_CODEC,
-                     IMAGE_CRC, META_CHUNK, NO_CRC, PER_SAMPLE_ARRAYS, SAMPLE_IMAGES, check_description,
+                     IMAGE_DTYPES, images_of,
+                     IMAGE_CRC, META_CHUNK, NO_CRC, PER_SAMPLE_ARRAYS, check_description,
                      software_versions, writable)
 
 ROOT = "zarr.json"  # the root group's metadata: how a store of this project is recognised
@@ -79,8 +80,10 @@ def create_arrays(files: Files, config: GenerationConfig, seed: int, count: int,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     })
-    for name, dtype, fill, codec in (("micro", "uint8", 255, IMAGE_CODEC), ("label", "uint8", 255, IMAGE_CODEC),
-                                     ("grains", "uint16", 0, GRAINS_CODEC)):
+    images = images_of(config)
+    for name in images:
+        dtype, fill, codec = IMAGE_DTYPES[name], 0 if name == "grains" else 255, \
+            GRAINS_CODEC if name == "grains" else IMAGE_CODEC
         group.create_array(
             name, shape=(count, size, size), chunks=(1, size, size), shards=(shard, size, size), dtype=dtype,
             fill_value=fill, serializer=BytesCodec(), compressors=(codec, Crc32cCodec()),
@@ -94,11 +97,11 @@ def create_arrays(files: Files, config: GenerationConfig, seed: int, count: int,
         )
         writable(array)[:] = np.full(count, fill, dtype=dtype)  # every chunk file exists from the start
     crc = group.create_array(
-        IMAGE_CRC, shape=(count, len(SAMPLE_IMAGES)), chunks=(META_CHUNK, len(SAMPLE_IMAGES)), dtype="uint32",
+        IMAGE_CRC, shape=(count, len(images)), chunks=(META_CHUNK, len(images)), dtype="uint32",
         fill_value=NO_CRC, compressors=(ZstdCodec(), Crc32cCodec()),
         chunk_key_encoding=CHUNK_KEYS, dimension_names=("sample", "image"), attributes=ARRAY_ATTRIBUTES[IMAGE_CRC],
     )
-    writable(crc)[:] = unrecorded(count)
+    writable(crc)[:] = unrecorded(count, len(images))
     group.attrs["complete"] = True  # last
 
 
@@ -123,7 +126,12 @@ def open_arrays(files: Files, mode: str) -> tuple[zarr.Group, dict[str, zarr.Arr
         raise StoreError(f"{where} was never completely created (its creation was cut short); "
                          "run generate again to make it afresh")
     arrays = {}
-    for name in ALL_ARRAYS:
+    try:
+        extra = [name for name in images_of(GenerationConfig.from_dict(group.attrs["config"]))
+                 if name not in ALL_ARRAYS]
+    except Exception:  # noqa: BLE001 - an unreadable description is named by check_description below
+        extra = []
+    for name in (*ALL_ARRAYS, *extra):
         try:
             arrays[name] = writable(group[name])
         except Exception as exc:  # noqa: BLE001 - missing or garbage zarr.json of one array

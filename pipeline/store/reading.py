@@ -14,7 +14,7 @@ from ..shards import ChunkError, ShardLayout
 from .errors import StoreDamaged, verify_hint
 from .files import Files
 from .integrity import RecordedCrcs
-from .layout import DONE, META_CHUNK, SAMPLE_IMAGES, chunk_key, image_layout
+from .layout import ALL_IMAGES, DONE, META_CHUNK, chunk_key, image_layout
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class ImageReader:
             (array.basename, array.metadata, image_layout(array)) for array in arrays]
         self._indices: dict[tuple[int, int], tuple[str, list[tuple[int, int]]]] = {}
         self._recorded = RecordedCrcs(crc_array, count)
-        self._columns = [SAMPLE_IMAGES.index(array.basename) for array in arrays]
+        self._columns = [ALL_IMAGES.index(array.basename) for array in arrays]
 
     def read(self, index: int) -> tuple[np.ndarray, ...]:
         """The images of sample `index`, one per array, in the order the reader was made with."""

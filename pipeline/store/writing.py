@@ -55,7 +55,7 @@ class ImageWriter:
                 chunks: list[bytes | None] = [None] * layout.samples
                 for sample in members:
                     try:
-                        chunk = chunks[sample.index % layout.samples] = layout.encode_image(getattr(sample, name))
+                        chunk = chunks[sample.index % layout.samples] = layout.encode_image(sample.image(name))
                     except ValueError as exc:
                         raise ValueError(f"{name} of sample {sample.index} does not fit the store: {exc}") from None
                     crcs[sample.index].append(chunk_crc(chunk))
@@ -78,7 +78,7 @@ def commit(arrays: dict[str, zarr.Array], indices: Sequence[int], metas: Sequenc
         for run in runs:
             arrays[name][index[run[0]] : index[run[-1]] + 1] = values[run]
     if IMAGE_CRC in arrays:
-        table = crc_rows(crcs, order)
+        table = crc_rows(crcs, order, arrays[IMAGE_CRC].shape[1])
         for run in runs:
             arrays[IMAGE_CRC][index[run[0]] : index[run[-1]] + 1] = table[run]
     for run in runs:
@@ -92,7 +92,7 @@ def grow(group: zarr.Group, arrays: dict[str, zarr.Array], old: int, count: int)
     for name, (dtype, fill) in PER_SAMPLE_ARRAYS.items():
         arrays[name][old:count] = np.full(count - old, fill, dtype=dtype)  # new chunk files exist
     if IMAGE_CRC in arrays:
-        arrays[IMAGE_CRC][old:count] = unrecorded(count - old)
+        arrays[IMAGE_CRC][old:count] = unrecorded(count - old, arrays[IMAGE_CRC].shape[1])
     group.attrs["count"] = count  # last: a kill before this leaves the old plan valid
 
 
