@@ -402,7 +402,8 @@ def measure(ctx: click.Context, **options: Any) -> None:
 @click.option("--tta/--no-tta", default=None,
               help="Model methods: mean over the 8 flips and quarter turns [default: the model's].")
 @click.option("--plus-bridge", is_flag=True,
-              help="Model methods: also report the model's output followed by the bridge, as its own row.")
+              help="Model methods: also report model+bridge (the model's output, then the bridge) as its own row "
+                   "[always, as the first row, when the model's settings say bridge].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N samples of the split.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True,
               help="Folder for metrics.json, report.md and evaluation.png.")

@@ -115,7 +115,7 @@ def evaluate(data: str | os.PathLike[str], *, split: str = "test", model_path: s
             method = evaluation.baseline(str(baseline))
         result = evaluation.evaluate(data, method, out, split, limit, progress=progress_bar if progress else None)
     echo(result.table())
-    echo(f"{split} split, {int(result.results[method.name]['images'])} samples -> {out}")
+    echo(f"{split} split, {int(result.results[result.headline]['images'])} samples -> {out}")
 
 
 def train(options: dict[str, Any], given: Sequence[str] = (), *, resume: bool = False, dry_run: bool = False,
