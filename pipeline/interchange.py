@@ -121,6 +121,18 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
     return ImportReport(out, len(names), size, skipped)
 
 
+def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
+    """For an error about `path`: a pointer to `import` when it is a folder of PNG pairs, not a store ("" otherwise)."""
+    if path is None:
+        return ""
+    path = Path(path)
+    if (path / "zarr.json").exists() or not (any((path / "micro").glob("*.png"))
+                                             and any((path / "label").glob("*.png"))):
+        return ""
+    return (f"; it holds micro/ and label/ PNGs: make a store of them with "
+            f"`import {path} --out {path.name or 'library'}.zarr` and use that")
+
+
 def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
     """File names of the usable pairs in sample order, their side, and every other file with the reason."""
     problems: dict[str, str] = {}
