@@ -18,7 +18,7 @@ import numpy as np
 from .config import MIN_SIZE, GenerationConfig
 from .pixels import PNG_HEADER_BYTES, RAISE_LIMIT, PixelLimitError, above_limit, max_pixels, png_size
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable
+from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable, is_no_space, no_space_line
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -72,6 +72,10 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
         raise InterchangeError(f"start {start} is past the last sample of {store.path} ({store.count} samples)")
     stop = store.count if count is None else min(store.count, start + count)
     out = Path(out).absolute()
+    holder = zarr_folder_around(out)
+    if holder is not None:
+        raise InterchangeError(f"--out {out} is inside the Zarr store {holder}: exported files there would change "
+                               "the store; choose a folder outside it")
     indices = [start + int(k) for k in np.flatnonzero(store.done()[start:stop])]
     names = tuple(name for name in store.images if name != "grains")  # a micrograph store's clean render too
     for folder in (out, *(out / name for name in names)):
@@ -110,6 +114,9 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
                                    f"{directory / 'micro'} and {directory / 'label'} (<n>.png files)")
     if out.exists() or out.is_symlink():
         raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
+    holder = zarr_folder_around(out.parent)
+    if holder is not None:
+        raise InterchangeError(f"--out {out} is inside the Zarr store {holder}; choose a folder outside it")
     check_creatable(out)
     try:
         limit = max_pixels()
@@ -122,8 +129,18 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
         raise InterchangeError(f"--strict: {len(skipped)} files cannot be imported, nothing written: {listed}")
     if not names:
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
-    _write_store(directory, out, names, size, seed, skipped, limit)
+    try:
+        _write_store(directory, out, names, size, seed, skipped, limit)
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        raise InterchangeError(no_space_line(exc, out, "nothing written")) from None
     return ImportReport(out, len(names), size, skipped)
+
+
+def zarr_folder_around(path: Path) -> Path | None:
+    """The nearest folder at or above `path` (absolute) that is a Zarr store or group (holds zarr.json), or None."""
+    return next((folder for folder in (path, *path.parents) if (folder / "zarr.json").is_file()), None)
 
 
 def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
@@ -257,6 +274,8 @@ def _write_png(target: Path, image: np.ndarray) -> None:
     try:
         atomic_write(target, cv2.imencode(".png", image)[1].tobytes())
     except OSError as exc:
+        if is_no_space(exc):
+            raise InterchangeError(no_space_line(exc, target)) from None
         raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 

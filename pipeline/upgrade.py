@@ -21,7 +21,8 @@ from zarr.codecs import BloscCodec, BytesCodec
 
 from .config import GenerationConfig
 from .sample import Sample
-from .store import DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, check_creatable, project_group
+from .store import (DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, check_creatable, is_no_space,
+                    no_space_line, project_group)
 from .verify import verify
 
 OLD_FORMAT = 1
@@ -62,9 +63,9 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
         raise UpgradeError(str(exc)) from None
     used = sum(p.stat().st_size for p in old.rglob("*") if p.is_file())
     ancestor = next(p for p in new.parents if p.exists())
-    if used > shutil.disk_usage(ancestor).free:
-        raise UpgradeError(f"{new} needs about {used / 1e9:.2f} GB (the size of {old}); "
-                           f"{ancestor} has {shutil.disk_usage(ancestor).free / 1e9:.2f} GB free")
+    free = shutil.disk_usage(ancestor).free
+    if used > free:
+        raise UpgradeError(f"{new} needs about {_amount(used)} (the size of {old}); {ancestor} has {_amount(free)} free")
     attrs = dict(group.attrs)
     count = int(attrs["count"])
     partial = new.with_name(f"{new.name}.{secrets.token_hex(8)}.partial")
@@ -75,12 +76,22 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
             listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
             raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
         os.rename(partial, new)
-    except BaseException:  # Ctrl-C included: leave no half-written store behind
+    except BaseException as exc:  # Ctrl-C included: leave no half-written store behind
         shutil.rmtree(partial, ignore_errors=True)
+        if is_no_space(exc):
+            raise UpgradeError(no_space_line(exc, new, "nothing written")) from None  # type: ignore[arg-type]
         raise
     done = int(report.checked)
     return UpgradeReport(old, new, count, done, sum(1 for p in old.rglob("*") if p.is_file()),
                          sum(1 for p in new.rglob("*") if p.is_file()))
+
+
+def _amount(size: int) -> str:
+    """A byte count for a message, in the unit that shows it: 0.00 GB said nothing of a 300 kB store."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} bytes"
 
 
 def _format1_group(old: Path) -> zarr.Group:

@@ -8,6 +8,7 @@ cannot be read or measured is named in the report and the others go on. See docs
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.store import atomic_write
+from pipeline.store import atomic_write, is_no_space, no_space_line
 from model.inference.images import InputError, collect_inputs, read_image
 from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names
 from model.inference.predictor import PredictError
@@ -94,6 +95,8 @@ class MeasureReport:
     def summary(self) -> str:
         """The one-line summary the CLI prints last."""
         grains = sum(m.table.count for _, _, m in self.measured)
+        if not self.measured:
+            return f"measured 0 of {self.inputs} images: nothing written"
         text = (f"measured {len(self.measured)} of {self.inputs} images ({grains} grains) in {self.seconds:.1f} s "
                 f"-> {self.out_dir / SUMMARY_CSV}")
         return text + (f"; {len(self.failures)} failed" if self.failures else "")
@@ -180,6 +183,21 @@ def _row_cells(record: ImageRecord, columns: Sequence[str]) -> list[Any]:
     return [record.name, str(record.source)] + [summary.get(c, "") for c in columns[2:]]
 
 
+def own_outputs_apart(sources: Sequence[Path], inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+    """`sources` split into images and the files an earlier measure wrote into an input folder beside
+    their image (<stem>_grains.tif, _overlay.png, _histogram.png next to <stem>.*): those are no micrographs."""
+    folders = {Path(raw).resolve() for raw in inputs if Path(raw).is_dir()}
+    stems = {(path.parent.resolve(), path.stem) for path in sources}
+    suffixes = (*PER_IMAGE, HISTOGRAM)
+
+    def earlier(path: Path) -> bool:
+        return path.parent.resolve() in folders and any(
+            path.name.endswith(suffix) and (path.parent.resolve(), path.name[:-len(suffix)]) in stems
+            for suffix in suffixes)
+
+    return [p for p in sources if not earlier(p)], [p for p in sources if earlier(p)]
+
+
 def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                   options: MeasureOptions = MeasureOptions(), restore: RestoreOptions | None = None,
                   echo: Callable[[str], None] | None = None) -> MeasureReport:
@@ -189,7 +207,9 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
         if restore is not None:
             check_options(restore)
             model_path_of(restore)
-        sources = collect_inputs(inputs)
+        sources, earlier = own_outputs_apart(collect_inputs(inputs), inputs)
+        if not sources:
+            raise InputError(f"the only images in {', '.join(map(str, inputs))} are files an earlier measure wrote")
         out_dir = Path(out_dir)
         names = output_names(sources)
         per_image = PER_IMAGE + ((HISTOGRAM,) if not options.pooled else ()) + (
@@ -197,10 +217,14 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
         wanted = [[name + suffix for suffix in per_image] for name in names]
         check_out_dir(out_dir, sources, wanted + [[SUMMARY_CSV, SUMMARY_JSON, POOLED_HISTOGRAM]])
         restorer = Restorer(restore) if restore is not None else None
+        created = not out_dir.exists()
         make_out_dir(out_dir)
     except (InputError, PredictError) as exc:
         raise MeasureError(str(exc)) from None
     say = echo or (lambda line: None)
+    if earlier:
+        say(f"skipped {len(earlier)} files an earlier measure wrote beside their images ({earlier[0].name}"
+            f"{', ...' if len(earlier) > 1 else ''}): they are not micrographs")
     if restorer is not None:
         say(restorer.describe())
         say(restorer.inputs_line(survey(sources).values()))  # which inputs get which preparation, first
@@ -212,7 +236,13 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     for source, name in zip(sources, names):
         try:
             record = _measure_one(source, name, out_dir, options, restorer)
-        except Exception as exc:  # one bad image must not stop the rest
+        except Exception as exc:  # one bad image must not stop the rest; a full disk stops them all
+            if is_no_space(exc):
+                if created:
+                    with contextlib.suppress(OSError):
+                        out_dir.rmdir()
+                raise MeasureError(no_space_line(exc, outcome=f"{len(records)} of {len(sources)} images were "
+                                                              f"measured into {out_dir}")) from None
             failures.append((source, failure_reason(exc)))
             continue
         records.append(record)
@@ -224,6 +254,13 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
             notes.append(f"{name}: {m.below_min_grain} background pieces under --min-grain {m.min_grain} px were not "
                          f"counted as grains (beside {m.table.count} grains); if some are grains, give a smaller "
                          f"--min-grain")
+    if not records:  # every input failed: no empty summary (and no --out this run made)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: a failed image's files stay for a look
+                out_dir.rmdir()
+        return MeasureReport(out_dir=out_dir, inputs=len(sources), measured=(), failures=tuple(failures),
+                             used=restorer.describe() if restorer else "", seconds=time.perf_counter() - start,
+                             notes=())
     unscaled = [r.name for r in records if not r.scale_source]
     if unscaled:
         notes.append(f"no scale for {len(unscaled)} of {len(records)} images ({', '.join(unscaled[:3])}"

@@ -16,6 +16,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import secrets
+import shutil
 import threading
 import time
 from collections import deque
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.store import StoreError, atomic_write, check_writable_folder
+from pipeline.store import StoreError, atomic_write, check_writable_folder, is_no_space, no_space_line
 
 from model import figures
 from model.inference.postprocess import ModelOutputError
@@ -273,7 +275,6 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         bar.close()
 
     evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in method.rows()}, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**evaluation.results[evaluation.headline], "method": method.name,
                               "headline": evaluation.headline, "split": split,
                               "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
@@ -281,11 +282,34 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                               **({"settings": method.settings} if method.settings else {}),
                               "rows": evaluation.results,
                               "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]}}
-    atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
-    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method).encode())
     shown_as = f", {evaluation.headline}" if evaluation.headline != method.own_row else ""
-    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}{shown_as}, {split} split")
+    _write_all(out_dir, {
+        METRICS_FILE: lambda path: atomic_write(path, (json.dumps(record, indent=2) + "\n").encode()),
+        REPORT_FILE: lambda path: atomic_write(path, _report(evaluation, reader, len(indices), method).encode()),
+        FIGURE_FILE: lambda path: _figure(panels, path, f"{method.name}{shown_as}, {split} split"),
+    })
     return evaluation
+
+
+def _write_all(out_dir: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write every file into a hidden folder in `out_dir`, then move them all in: a full disk leaves the files
+    of an earlier run as they were, never half of a new set (and no `out_dir` this run made)."""
+    created = not out_dir.exists()
+    staging = out_dir / f".evaluate.{secrets.token_hex(8)}.partial"
+    try:
+        staging.mkdir(parents=True)
+        for name, write in writers.items():
+            write(staging / name)
+        for name in writers:
+            os.replace(staging / name, out_dir / name)
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        raise EvaluationError(no_space_line(exc, out_dir, "nothing written")) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
 
 def scoring_pool(workers: int) -> ProcessPoolExecutor:

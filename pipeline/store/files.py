@@ -10,8 +10,10 @@ finds none (../shared/notes/zarr-dask.md, "Object storage").
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import warnings
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from .errors import StoreBusy, StoreError
+
+# A full disk, or a full quota: the same advice (free some space) and the same one line.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_PARTIAL_NAME = re.compile(r"\.[0-9a-f]{16,32}\.partial$")
 
 
 class Files(Protocol):
@@ -150,9 +156,23 @@ def atomic_write(target: Path, data: bytes) -> None:
         with open(partial, "wb") as handle:
             handle.write(data)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if is_no_space(exc):  # a failed write or close names no file: name the target for the message
+            raise OSError(exc.errno, exc.strerror, str(target)) from None  # type: ignore[union-attr]
         raise
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """True for the OSError of a full disk (or quota)."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+
+
+def no_space_line(exc: OSError, target: str | os.PathLike[str] | None = None, outcome: str = "") -> str:
+    """One line for a full disk: `target` (else the file the error names, less its partial suffix) and `outcome`
+    (what was kept or removed), ending with what to do."""
+    where = target if target is not None else _PARTIAL_NAME.sub("", str(exc.filename or "")) or "the output"
+    return f"cannot write {where}: no space left on device; {outcome + '; ' if outcome else ''}free some space and run it again"
 
 
 @contextmanager
