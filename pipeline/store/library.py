@@ -22,7 +22,7 @@ from .errors import StoreError
 from .files import Files, files_at
 from .integrity import read_recorded
 from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
-from .opening import create_arrays, is_store, open_arrays
+from .opening import create_arrays, create_crc_array, is_store, open_arrays
 from .reading import ImageReader, read_per_sample
 from .writing import ImageWriter, commit, grow, remove_partials
 
@@ -35,6 +35,7 @@ class LibraryStore:
     group: zarr.Group
     arrays: dict[str, zarr.Array]
     files: Files = field(compare=False, repr=False)
+    crc_problem: str | None = None  # what is wrong with `image_crc`, in a store opened for verify (else None)
     _readers: dict[str, ImageReader] = field(default_factory=dict, compare=False, repr=False)
 
     # --- opening -------------------------------------------------------------------------
@@ -52,12 +53,21 @@ class LibraryStore:
         return cls.open(path, mode="r+")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> LibraryStore:
-        """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not."""
+    def open(cls, path: str | os.PathLike[str], mode: str = "r", crc_damage_allowed: bool = False) -> LibraryStore:
+        """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not.
+
+        With `crc_damage_allowed` (verify) damaged recorded checksums are no error: `crc_problem` says
+        what is wrong and the store reads without them.
+        """
         path = Path(path).absolute()
         files = files_at(path)
-        group, arrays = open_arrays(files, mode)
-        return cls(path, group, arrays, files)
+        group, arrays, crc_problem = open_arrays(files, mode, crc_damage_allowed)
+        return cls(path, group, arrays, files, crc_problem)
+
+    def rebuild_crc_array(self) -> LibraryStore:
+        """This store (opened 'r+') with a fresh `image_crc` in place of its damaged one, nothing recorded."""
+        create_crc_array(self.group, self.count, len(self.images), overwrite=True)
+        return LibraryStore.open(self.path, mode="r+")
 
     @staticmethod
     def remove(path: str | os.PathLike[str]) -> None:
