@@ -202,6 +202,8 @@ def speck_owners(grains: Grains, grain_map: np.ndarray, near: np.ndarray) -> np.
     rim = cv2.dilate(ids, np.ones((3, 3), np.uint8))
     rim[speck | (near == 0)] = 0
     where = rim > 0
+    if not where.any():  # no grain at all (a 1 px image, --min-grain above its area): no owner to give specks
+        return grain_map
     labels = near[where].astype(np.int64)
     key = rim[where].astype(np.int64) * (int(near.max()) + 1) + labels
     pairs, counts = np.unique(key, return_counts=True)
