@@ -60,12 +60,10 @@ def _one_line() -> Iterator[None]:
         raise
     except CommandError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # a full disk where no command expected one: still one line
-        from pipeline.store import is_no_space, no_space_line
+    except OSError as exc:  # a full disk, a name too long, a place that takes no files: still one line
+        from pipeline.store import os_error_line
 
-        if not is_no_space(exc):
-            raise
-        raise click.ClickException(no_space_line(exc)) from None
+        raise click.ClickException(os_error_line(exc)) from None
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

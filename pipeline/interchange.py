@@ -18,7 +18,7 @@ import numpy as np
 from .config import MIN_SIZE, GenerationConfig
 from .pixels import PNG_HEADER_BYTES, RAISE_LIMIT, PixelLimitError, above_limit, max_pixels, png_size
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable, is_no_space, no_space_line
+from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable, write_error_line
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -131,10 +131,8 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
     try:
         _write_store(directory, out, names, size, seed, skipped, limit)
-    except OSError as exc:
-        if not is_no_space(exc):
-            raise
-        raise InterchangeError(no_space_line(exc, out, "nothing written")) from None
+    except OSError as exc:  # a full disk, or a place that takes no files (/proc)
+        raise InterchangeError(write_error_line(exc, out, "nothing written")) from None
     return ImportReport(out, len(names), size, skipped)
 
 
@@ -274,9 +272,7 @@ def _write_png(target: Path, image: np.ndarray) -> None:
     try:
         atomic_write(target, cv2.imencode(".png", image)[1].tobytes())
     except OSError as exc:
-        if is_no_space(exc):
-            raise InterchangeError(no_space_line(exc, target)) from None
-        raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise InterchangeError(write_error_line(exc, target)) from None
 
 
 def _report_order(problem: tuple[str, str]) -> tuple[float, bool, str]:

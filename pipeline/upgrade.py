@@ -110,7 +110,43 @@ def _format1_group(old: Path) -> zarr.Group:
     missing = [name for name in (*SAMPLE_IMAGES, *META_ARRAYS, DONE) if name not in set(group.array_keys())]
     if missing:
         raise UpgradeError(f"{old} lacks the array(s) {', '.join(missing)}: it cannot be upgraded")
+    attrs = group.attrs
+    try:
+        GenerationConfig.from_dict(attrs["config"])
+        if type(attrs["seed"]) is not int or type(attrs["count"]) is not int or min(attrs["seed"], attrs["count"]) < 0:
+            raise ValueError("seed and count must be whole numbers >= 0")
+    except Exception as exc:  # noqa: BLE001 - a missing key, a wrong type, a config no version makes
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"an unreadable description ({exc})"
+        raise UpgradeError(f"{old} is damaged: its root zarr.json attributes have {what}; it cannot be "
+                           "upgraded (restore that file from a copy)") from None
+    _check_per_sample_chunks(old, group, int(attrs["count"]))
     return group
+
+
+def _check_per_sample_chunks(old: Path, group: zarr.Group, count: int) -> None:
+    """UpgradeError if a per-sample chunk of done samples is missing (zarr would read the fill value: a lost
+    `done` chunk was upgraded as "0 of N pairs done, verified"). Format 1 wrote no chunk equal to the fill
+    value, so a `done` chunk may be absent where no sample of it was made: then no image of it exists."""
+    def missing(name: str, chunk: int) -> bool:
+        return not (old / name / group[name].metadata.encode_chunk_key((chunk,))).is_file()
+
+    def damaged(name: str, first: int, stop: int) -> UpgradeError:
+        return UpgradeError(f"{old} is damaged: the chunk of {name!r} for samples {first}-{stop - 1} is missing, "
+                            "and samples of it were made; it cannot be upgraded (nothing written)")
+
+    size = group[DONE].chunks[0]
+    for chunk in range(-(-count // size)):
+        first, stop = chunk * size, min((chunk + 1) * size, count)
+        if missing(DONE, chunk) and any((old / "micro" / group["micro"].metadata.encode_chunk_key((i, 0, 0))).is_file()
+                                        for i in range(first, stop)):
+            raise damaged(DONE, first, stop)
+    done = np.asarray(group[DONE][:count], dtype=bool)
+    for name in META_ARRAYS:
+        size = group[name].chunks[0]
+        for chunk in range(-(-count // size)):
+            first, stop = chunk * size, min((chunk + 1) * size, count)
+            if done[first:stop].any() and missing(name, chunk):
+                raise damaged(name, first, stop)
 
 
 def _write(group: zarr.Group, old: Path, partial: Path, attrs: dict, count: int, echo: Callable[[str], None]) -> None:

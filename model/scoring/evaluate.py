@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.store import StoreError, atomic_write, check_writable_folder, is_no_space, no_space_line
+from pipeline.store import StoreError, atomic_write, check_writable_folder, write_error_line
 
 from model import figures
 from model.inference.postprocess import ModelOutputError
@@ -302,10 +302,8 @@ def _write_all(out_dir: Path, writers: dict[str, Callable[[Path], None]]) -> Non
             write(staging / name)
         for name in writers:
             os.replace(staging / name, out_dir / name)
-    except OSError as exc:
-        if not is_no_space(exc):
-            raise
-        raise EvaluationError(no_space_line(exc, out_dir, "nothing written")) from None
+    except OSError as exc:  # a full disk, or a place that takes no files (/proc)
+        raise EvaluationError(write_error_line(exc, out_dir, "nothing written")) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):

@@ -34,7 +34,7 @@ rooms reach storage only through `Files` and zarr through `Files.zarr_store()`. 
 
 from .errors import UNREPAIRABLE, StoreBusy, StoreDamaged, StoreError, verify_hint
 from .files import (NO_SPACE, Files, LocalFiles, atomic_write, check_creatable, check_writable_folder, files_at,
-                    is_no_space, no_space_line, writer_lock)
+                    is_no_space, no_space_line, os_error_line, write_error_line, writer_lock)
 from .layout import (ALL_ARRAYS, ARRAY_ATTRIBUTES, CHUNK_KEYS, DONE, FORMAT, FORMAT_VERSION, GRAINS_CODEC,
                      IMAGE_ARRAYS, IMAGE_CODEC, IMAGE_CRC, IMAGE_DTYPES, MAX_SHARD, META_ARRAYS, META_CHUNK,
                      MIN_SHARDS, NO_CRC, OPTIONAL_ARRAYS, PER_SAMPLE_ARRAYS, SAMPLE_IMAGES, file_count,
@@ -50,5 +50,5 @@ __all__ = [
     "NO_SPACE", "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE", "Files", "ImageReader", "ImageWriter",
     "LibraryStore", "LocalFiles", "StoreBusy", "StoreDamaged", "StoreError", "atomic_write", "check_creatable",
     "check_writable_folder", "creation_cut_short", "file_count", "files_at", "is_no_space", "is_store", "no_space_line",
-    "project_group", "shard_samples", "software_versions", "verify_hint", "writer_lock",
+    "os_error_line", "project_group", "shard_samples", "software_versions", "verify_hint", "write_error_line", "writer_lock",
 ]

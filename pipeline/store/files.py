@@ -175,6 +175,23 @@ def no_space_line(exc: OSError, target: str | os.PathLike[str] | None = None, ou
     return f"cannot write {where}: no space left on device; {outcome + '; ' if outcome else ''}free some space and run it again"
 
 
+def write_error_line(exc: OSError, target: str | os.PathLike[str], outcome: str = "") -> str:
+    """One line for an OSError writing `target`: `no_space_line` for a full disk, else the system's reason."""
+    if is_no_space(exc):
+        return no_space_line(exc, target, outcome)
+    return f"cannot write {target}: {exc.strerror or exc}{'; ' + outcome if outcome else ''}"
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError no command expected: the file it names (shortened) and the system's reason."""
+    if is_no_space(exc):
+        return no_space_line(exc)
+    name = _PARTIAL_NAME.sub("", str(exc.filename or ""))
+    if len(name) > 120:
+        name = f"{name[:60]}...{name[-40:]} ({len(name)} characters)"
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+
+
 @contextmanager
 def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold the writer lock of the store at `path`, or raise StoreBusy at once if a live run holds it.
