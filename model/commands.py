@@ -18,6 +18,11 @@ from pipeline.commands import CommandError, Echo, command_errors, progress_bar
 from model import quiet_tensorflow
 
 
+# Micrometres a pixel that `measure` accepts, from a 0.1 nm TEM pixel to a 10 cm one: outside it,
+# G overflowed (1e300) or came out as nonsense (G 1998 for 1e-300, G -57 for tags giving 1e9).
+PIXEL_SIZE_UM = (1e-4, 1e5)
+
+
 def require_tensorflow(command: str) -> None:
     """Import TensorFlow quietly, or raise a CommandError saying how to get it."""
     try:

@@ -27,3 +27,26 @@ def test_a_min_grain_above_every_piece_measures_as_no_grain(run_cli, tmp_path):
     result = run_cli("measure", image, "--out", tmp_path / "out", "--min-grain", 10**12)
     assert result.exit_code == 0 and "failed" not in result.output, result.output
     assert result.output.strip().splitlines()[-1].startswith("measured 1 of 1 images (0 grains)")
+
+
+@pytest.mark.parametrize("size", ["1e300", "1e-300", "0"])
+def test_a_pixel_size_no_microscope_has_is_refused_in_one_line(run_cli, tmp_path, size):
+    from conftest import one_error_line
+
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), np.full((8, 8), 255, np.uint8))
+    line = one_error_line(run_cli("measure", image, "--out", tmp_path / "out", "--pixel-size", size))
+    assert "--pixel-size" in line and "range" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiff_tags_giving_a_kilometre_pixel_fail_that_image_with_the_reason(run_cli, tmp_path):
+    from PIL import Image
+
+    grid = np.full((64, 64), 255, np.uint8)
+    grid[::16, :] = grid[:, ::16] = 0
+    Image.fromarray(grid).save(tmp_path / "huge.tif", resolution_unit=3, x_resolution=1e-5, y_resolution=1e-5)
+    result = run_cli("measure", tmp_path / "huge.tif", "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "huge.tif: its tiff tags give 1e+09 µm a pixel, outside 0.0001 to 100000: give --pixel-size UM" \
+        in result.output, result.output

@@ -20,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.store import atomic_write, is_no_space, no_space_line
-from model.inference.images import InputError, collect_inputs, read_image
+from model.commands import PIXEL_SIZE_UM
+from model.inference.images import ImageError, InputError, collect_inputs, read_image
 from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names
 from model.inference.predictor import PredictError
 from model.inference.restore import RestoreOptions, Restorer, check_options, model_path_of, survey
@@ -304,6 +305,10 @@ def _measure_one(source: Path, name: str, out_dir: Path, options: MeasureOptions
     else:
         scale = scale_of(source)
         pixel, scale_source = (scale.um_per_px, scale.source) if scale else (None, "")
+        low, high = PIXEL_SIZE_UM
+        if pixel is not None and not low <= pixel <= high:
+            raise ImageError(f"its {scale_source} tags give {pixel:g} µm a pixel, outside {low:g} to {high:g}: "
+                             "give --pixel-size UM")
     if restorer is not None:
         boundary, _ = restorer.restore(gray)
         inverted = bool(getattr(restorer.options, "invert", False))
