@@ -65,7 +65,8 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
     ancestor = next(p for p in new.parents if p.exists())
     free = shutil.disk_usage(ancestor).free
     if used > free:
-        raise UpgradeError(f"{new} needs about {_amount(used)} (the size of {old}); {ancestor} has {_amount(free)} free")
+        raise UpgradeError(f"{new} needs about {_amount(used)} (the size of {old}); "
+                           f"{ancestor} has {_amount(free)} free")
     attrs = dict(group.attrs)
     count = int(attrs["count"])
     partial = new.with_name(f"{new.name}.{secrets.token_hex(8)}.partial")

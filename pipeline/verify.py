@@ -138,7 +138,8 @@ def _rebuild_crcs(store: LibraryStore, done: list[int], echo: Callable[[str], No
         store = store.rebuild_crc_array()
         writer = store.image_writer()
         for first in sorted({i // store.shard * store.shard for i in done}):
-            samples = [make_sample(store.config, store.seed, i) for i in range(first, min(first + store.shard, store.count))]
+            stop = min(first + store.shard, store.count)
+            samples = [make_sample(store.config, store.seed, i) for i in range(first, stop)]
             store.commit([s.index for s in samples], [s.meta for s in samples], writer.write(samples))
     echo(f"rebuilt {IMAGE_CRC} from {len(done)} done samples made again")
     return store

@@ -45,10 +45,11 @@ from .reading import ImageReader
 from .writing import ImageWriter
 
 __all__ = [
-    "ALL_ARRAYS", "ARRAY_ATTRIBUTES", "CHUNK_KEYS", "DONE", "FORMAT", "FORMAT_VERSION", "GRAINS_CODEC", "IMAGE_ARRAYS",
-    "IMAGE_CODEC", "IMAGE_CRC", "IMAGE_DTYPES", "MAX_SHARD", "META_ARRAYS", "META_CHUNK", "MIN_SHARDS", "NO_CRC",
-    "NO_SPACE", "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE", "Files", "ImageReader", "ImageWriter",
-    "LibraryStore", "LocalFiles", "StoreBusy", "StoreDamaged", "StoreError", "atomic_write", "check_creatable",
-    "check_writable_folder", "creation_cut_short", "file_count", "files_at", "is_no_space", "is_store", "no_space_line",
-    "os_error_line", "project_group", "shard_samples", "software_versions", "verify_hint", "write_error_line", "writer_lock",
+    "ALL_ARRAYS", "ARRAY_ATTRIBUTES", "CHUNK_KEYS", "DONE", "FORMAT", "FORMAT_VERSION", "GRAINS_CODEC",
+    "IMAGE_ARRAYS", "IMAGE_CODEC", "IMAGE_CRC", "IMAGE_DTYPES", "MAX_SHARD", "META_ARRAYS", "META_CHUNK",
+    "MIN_SHARDS", "NO_CRC", "NO_SPACE", "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE",
+    "Files", "ImageReader", "ImageWriter", "LibraryStore", "LocalFiles", "StoreBusy", "StoreDamaged", "StoreError",
+    "atomic_write", "check_creatable", "check_writable_folder", "creation_cut_short", "file_count", "files_at",
+    "is_no_space", "is_store", "no_space_line", "os_error_line", "project_group", "shard_samples",
+    "software_versions", "verify_hint", "write_error_line", "writer_lock",
 ]

@@ -172,7 +172,8 @@ def no_space_line(exc: OSError, target: str | os.PathLike[str] | None = None, ou
     """One line for a full disk: `target` (else the file the error names, less its partial suffix) and `outcome`
     (what was kept or removed), ending with what to do."""
     where = target if target is not None else _PARTIAL_NAME.sub("", str(exc.filename or "")) or "the output"
-    return f"cannot write {where}: no space left on device; {outcome + '; ' if outcome else ''}free some space and run it again"
+    then = f"{outcome}; " if outcome else ""
+    return f"cannot write {where}: no space left on device; {then}free some space and run it again"
 
 
 def write_error_line(exc: OSError, target: str | os.PathLike[str], outcome: str = "") -> str:

@@ -18,7 +18,7 @@ import zarr
 
 from ..config import GenerationConfig
 from ..sample import SampleMeta
-from .errors import StoreError
+from .errors import UNREPAIRABLE, StoreDamaged, StoreError
 from .files import Files, files_at
 from .integrity import read_recorded
 from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
@@ -114,7 +114,24 @@ class LibraryStore:
 
     def done(self) -> np.ndarray:
         """Boolean mask of the samples whose data and metadata are complete (StoreDamaged if unreadable)."""
-        return np.asarray(read_per_sample(self.files, self.arrays[DONE], self.count), dtype=bool)
+        done = np.asarray(read_per_sample(self.files, self.arrays[DONE], self.count), dtype=bool)
+        self._check_count()
+        return done
+
+    def _check_count(self) -> None:
+        """StoreDamaged if samples past the root `count` are done: the count was lowered behind the store's back
+        (read as that many samples). Arrays longer than `count` with none done there are a grow cut short."""
+        array = self.arrays[DONE]
+        if array.shape[0] <= self.count:
+            return
+        try:
+            beyond = np.flatnonzero(np.asarray(array[self.count :], dtype=bool))
+        except Exception:  # noqa: BLE001 - a chunk a grow cut short never wrote whole: nothing done there
+            return
+        if beyond.size:
+            where = self.files.where()
+            raise StoreDamaged(f"{where} is damaged: its root zarr.json gives count {self.count}, but sample "
+                               f"{self.count + int(beyond[-1])} is done; {UNREPAIRABLE}")
 
     def metadata(self, name: str) -> np.ndarray:
         """One per-sample array, whole (StoreDamaged if a chunk is missing or fails its checksum)."""
