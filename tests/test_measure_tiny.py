@@ -50,3 +50,29 @@ def test_tiff_tags_giving_a_kilometre_pixel_fail_that_image_with_the_reason(run_
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "huge.tif: its tiff tags give 1e+09 µm a pixel, outside 0.0001 to 100000: give --pixel-size UM" \
         in result.output, result.output
+
+
+def _ome_tiff(path, x_um, y_um):
+    from PIL import Image
+
+    grid = np.full((64, 64), 255, np.uint8)
+    grid[::16, :] = grid[:, ::16] = 0
+    ome = (f'<?xml version="1.0"?><OME><Image><Pixels PhysicalSizeX="{x_um}" PhysicalSizeXUnit="um" '
+           f'PhysicalSizeY="{y_um}" PhysicalSizeYUnit="um"/></Image></OME>')
+    Image.fromarray(grid).save(path, tiffinfo={270: ome})
+    return path
+
+
+def test_ome_pixels_of_another_height_than_width_fail_that_image_instead_of_using_x(run_cli, tmp_path):
+    image = _ome_tiff(tmp_path / "wide.tif", 0.5, 2.0)
+    result = run_cli("measure", image, "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "wide.tif: its OME metadata gives pixels of 0.5 x 2 µm (not square)" in result.output, result.output
+    result = run_cli("measure", image, "--out", tmp_path / "out2", "--pixel-size", "1")  # the user's own choice
+    assert result.exit_code == 0, result.output
+
+
+def test_square_ome_pixels_still_give_the_scale(run_cli, tmp_path):
+    from model.measure.scale import scale_of
+
+    assert scale_of(_ome_tiff(tmp_path / "square.tif", 0.5, 0.5)).um_per_px == 0.5

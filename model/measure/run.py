@@ -30,7 +30,7 @@ from .grains import INTERCEPT_OFFSET, INTERCEPT_SLOPE, ImageMeasurement, many_be
 from .intercepts import LINE_ANGLES
 from .outputs import (csv_bytes, write_grain_csv, write_grain_map, write_histogram, write_intercepts_csv, write_json,
                       write_overlay)
-from .scale import scale_of
+from .scale import AnisotropicPixels, scale_of
 
 SUMMARY_CSV, SUMMARY_JSON, POOLED_HISTOGRAM = "summary.csv", "summary.json", "histogram.png"
 PER_IMAGE = ("_grains.csv", "_grains.tif", "_overlay.png")
@@ -184,7 +184,8 @@ def _row_cells(record: ImageRecord, columns: Sequence[str]) -> list[Any]:
     return [record.name, str(record.source)] + [summary.get(c, "") for c in columns[2:]]
 
 
-def own_outputs_apart(sources: Sequence[Path], inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+def own_outputs_apart(sources: Sequence[Path],
+                      inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
     """`sources` split into images and the files an earlier measure wrote into an input folder beside
     their image (<stem>_grains.tif, _overlay.png, _histogram.png next to <stem>.*): those are no micrographs."""
     folders = {Path(raw).resolve() for raw in inputs if Path(raw).is_dir()}
@@ -303,7 +304,10 @@ def _measure_one(source: Path, name: str, out_dir: Path, options: MeasureOptions
     if options.pixel_size_um is not None:
         pixel, scale_source = options.pixel_size_um, "option"
     else:
-        scale = scale_of(source)
+        try:
+            scale = scale_of(source)
+        except AnisotropicPixels as exc:
+            raise ImageError(str(exc)) from None
         pixel, scale_source = (scale.um_per_px, scale.source) if scale else (None, "")
         low, high = PIXEL_SIZE_UM
         if pixel is not None and not low <= pixel <= high:

@@ -22,6 +22,11 @@ UNIT_UM = {
     "inch": 25400.0, "in": 25400.0,
 }
 RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4}  # TIFF ResolutionUnit: 1 none, 2 inch, 3 centimetre
+ANISOTROPY = 1e-3  # relative difference of OME's X and Y pixel sizes taken as square pixels
+
+
+class AnisotropicPixels(ValueError):
+    """OME metadata giving pixels of another height than width: one size cannot measure them."""
 DEFAULT_DPI = {72.0, 96.0, 150.0, 180.0, 200.0, 240.0, 300.0, 600.0, 1200.0}
 TAG_DESCRIPTION, TAG_X_RESOLUTION, TAG_RESOLUTION_UNIT = 270, 282, 296
 
@@ -47,6 +52,7 @@ def scale_from_tags(description: str | None, x_resolution: float | None, resolut
         unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', text)
         factor = unit_um(unit.group(1)) if unit else 1.0  # OME's default unit is µm
         if size and factor is not None:
+            _check_square(text, float(size.group(1)) * factor)
             return _valid(float(size.group(1)) * factor, "ome")
     ppu = float(x_resolution) if x_resolution else math.nan  # pixels per unit
     if text.startswith("ImageJ="):
@@ -61,6 +67,18 @@ def scale_from_tags(description: str | None, x_resolution: float | None, resolut
     if any(abs(dpi - d) < 1e-6 for d in DEFAULT_DPI):
         return None  # a software default, not a measured scale
     return _valid(factor / ppu, "tiff")
+
+
+def _check_square(ome: str, x_um: float) -> None:
+    """AnisotropicPixels if the OME metadata `ome` gives a PhysicalSizeY other than `x_um` (µm)."""
+    size = re.search(r'PhysicalSizeY="([0-9.eE+-]+)"', ome)
+    unit = re.search(r'PhysicalSizeYUnit="([^"]+)"', ome)
+    factor = unit_um(unit.group(1)) if unit else 1.0
+    if size and factor is not None:
+        y_um = float(size.group(1)) * factor
+        if math.isfinite(y_um) and y_um > 0 and abs(y_um - x_um) > ANISOTROPY * max(x_um, y_um):
+            raise AnisotropicPixels(f"its OME metadata gives pixels of {x_um:g} x {y_um:g} µm (not square): "
+                                    "resample it to square pixels, or give --pixel-size UM")
 
 
 def _valid(um: float, source: str) -> Scale | None:
@@ -78,6 +96,8 @@ def scale_of(path: str | os.PathLike[str]) -> Scale | None:
             tags = image.tag_v2
             return scale_from_tags(tags.get(TAG_DESCRIPTION), tags.get(TAG_X_RESOLUTION),
                                    tags.get(TAG_RESOLUTION_UNIT))
+    except AnisotropicPixels:
+        raise  # the image's own failure, named; not "no scale"
     except (OSError, UnidentifiedImageError, ValueError, ZeroDivisionError):
         return None
 
