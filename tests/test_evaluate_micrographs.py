@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -78,3 +79,38 @@ def test_a_boundary_map_baseline_on_micrographs_and_no_micrograph_model_are_one_
     line = one_error_line(run_cli("evaluate", "--data", store, "--out", tmp_path / "c", "--no-progress"))
     assert "no micrograph model is installed" in line
     assert not any(tmp_path.iterdir())
+
+
+def test_exported_micrographs_import_as_a_micrograph_store(run_cli, tmp_path, micrographs):
+    """export -> import keeps micro and clean gray byte for byte and the label's two values; the store
+    verifies, reads as gray, and scores as the original on the same samples."""
+    import cv2
+
+    from pipeline.store import LibraryStore
+
+    store, png = micrographs
+    out = tmp_path / "imported.zarr"
+    result = run_cli("import", png, "--out", out)
+    assert result.exit_code == 0, result.output
+    original, imported = LibraryStore.open(store), LibraryStore.open(out)
+    assert imported.gray and imported.images == ("micro", "label", "grains", "clean")
+    for index in range(12):
+        for name in ("micro", "label", "clean"):
+            assert (imported.read(name, index) == original.read(name, index)).all(), (name, index)
+    assert len(set(cv2.imread(str(png / "micro" / "3.png"), cv2.IMREAD_UNCHANGED).ravel())) > 2  # truly gray
+    assert run_cli("verify", out).exit_code == 0
+    scored = {}
+    for name, path in {"original": store, "imported": out}.items():
+        result = run_cli("evaluate", "--data", path, "--baseline", "prep", "--split", "all", "--out",
+                         tmp_path / name, "--no-progress")
+        assert result.exit_code == 0, result.output
+        scored[name] = json.loads((tmp_path / name / "metrics.json").read_text())["rows"]
+    assert scored["original"] == scored["imported"]
+    # Without clean/ the folder is boundary maps as before: micro is thresholded to two values.
+    pairs = tmp_path / "pairs"
+    for name in ("micro", "label"):
+        shutil.copytree(png / name, pairs / name)
+    binary = tmp_path / "binary.zarr"
+    assert run_cli("import", pairs, "--out", binary).exit_code == 0
+    assert not LibraryStore.open(binary).gray
+    assert set(LibraryStore.open(binary).read("micro", 3).ravel()) <= {0, 255}
