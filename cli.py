@@ -509,12 +509,22 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Also write <name>_intercepts.csv: the length of every intercept.")
 @click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
 @click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
+@click.option("--specimens", "specimens_csv", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CSV with rows image,specimen [default: one specimen per folder, or per subfolder].")
+@click.option("--mask", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PNG the size of the images: white is measured, black left out.")
+@click.option("--roi", default=None, help="Measure only the rectangle x,y,w,h (pixels from the top-left corner).")
+@click.option("--keep-data-bar", is_flag=True, help="Measure a data bar found at an image edge (left out by default).")
+@click.option("--twins", type=click.Choice(["none", "count", "merge"]), default="none", show_default=True,
+              help="Twin bands inside grains: count them, or merge them into their grain (E112, annealed fcc).")
+@click.option("--report", is_flag=True, help="Also write report.html, one self-contained page for the run.")
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context
 def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float | None, min_grain: int | None,
             angles: tuple[float, ...], pattern: str, intercepts_csv: bool, exclude_border: bool, pooled: bool,
-            restore: bool, model_path: Path | None, **options: object) -> None:
+            specimens_csv: Path | None, mask: Path | None, roi: str | None, keep_data_bar: bool, twins: str,
+            report: bool, restore: bool, model_path: Path | None, **options: object) -> None:
     """Grain counts, sizes and ASTM E112 G: INPUTS are boundary images (dark boundaries; bright ones are
     detected, or say --invert), files or folders, or raw micrographs restored first with --restore."""
     from model.measure.run import MeasureError, MeasureOptions, measure_files
@@ -535,15 +545,18 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
         restore_with = None
     settings = MeasureOptions(pixel_size_um=pixel_size, min_grain=min_grain, exclude_border=exclude_border,
                               pooled=pooled, angles=angles, pattern=pattern, intercepts_csv=intercepts_csv,
-                              invert=bool(options["invert"]) and not restore)
+                              invert=bool(options["invert"]) and not restore,
+                              specimens_csv=str(specimens_csv) if specimens_csv else None,
+                              mask=str(mask) if mask else None, roi=roi, keep_data_bar=keep_data_bar, twins=twins,
+                              report=report)
     try:
-        report = measure_files(inputs, out, settings, restore_with, echo=click.echo)
+        done = measure_files(inputs, out, settings, restore_with, echo=click.echo)
     except MeasureError as exc:
         raise click.ClickException(str(exc)) from None
-    for line in report.messages():
+    for line in done.messages():
         click.echo(line, err=True)
-    click.echo(report.summary())
-    if not report.ok:
+    click.echo(done.summary())
+    if not done.ok:
         ctx.exit(1)
 
 

@@ -128,7 +128,9 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     assert len({tuple(overlay[y, x]) for y, x in [(5, 5), (18, 5), (35, 5)]}) == 3  # one colour per grain
     options = json.loads((out / "summary.json").read_text())
     assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False,
-                                  "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False}
+                                  "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False,
+                                  "specimens_csv": None, "mask": None, "roi": None, "keep_data_bar": False,
+                                  "twins": "none", "report": False}
     assert options["restore"] is None
     assert [(i["image"], i["min_grain_px"], i["scale_from"]) for i in options["images"]] == [
         ("grid", 10, "option"), ("poly", 10, "option")]
@@ -152,7 +154,7 @@ def test_a_corrupt_file_is_named_at_the_end_and_the_others_measured(run_cli, tmp
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-2].startswith(f"failed: {tmp_path / 'in' / 'b.png'}")
     assert "measured 2 of 3 images" in result.output and "1 failed" in result.output
-    assert [row["image"] for row in rows(out / "summary.csv")] == ["a", "c"]
+    assert [row["image"] for row in rows(out / "summary.csv")] == ["a", "c", ""]  # then the specimen's row
     assert not any(p.name.startswith("b_") for p in out.iterdir())
     assert json.loads((out / "summary.json").read_text())["failures"][0]["source"].endswith("b.png")
 

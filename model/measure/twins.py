@@ -1,0 +1,166 @@
+"""Annealing twins: straight, parallel-sided bands inside a grain, found so E112 can leave them out.
+
+E112 (annealed fcc metals): twin boundaries are not counted; a twin band belongs to the grain it
+lies in. A grain of the map is a twin band when (docs/measure.md, "Twins"):
+- its equivalent ellipse is at least MIN_ASPECT times longer than wide, and its length (along
+  that axis) is at least MIN_LENGTH times its width;
+- over the middle MIDDLE of its length it is parallel-sided and straight: across the axis, the
+  width of each 1 px slice and the slice's centre vary by at most WOBBLE_PX (or WOBBLE_SHARE of
+  the width, whichever is more; standard deviations);
+- along that middle stretch, at least SIDE_SHARE of what lies beyond one long side (nearest-grain
+  zones) is one grain: its parent. When both sides have one (the band cut its parent in two, as a
+  band across a grain does), both pieces are its parent.
+`merge` unites each band with its parent(s) and erases the boundary between them (the band of
+boundary pixels whose nearest grains, within its half-width + 1.5 px, are all of one merged grain).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_ASPECT, MIN_AREA, MIN_WIDTH = 1.5, 30, 2.0  # px for the area and width
+MIN_LENGTH, MIN_LENGTH_SPLIT = 3.0, 1.5  # full-width stretch in widths: a band beside one grain, one between two
+FULL_WIDTH_PX = 1.5  # a slice this much narrower than the band is still at full width (pixel steps)
+MIDDLE = 0.6  # share of the band's length whose sides are looked at (its ends may be cut at any angle)
+WOBBLE_PX, WOBBLE_SHARE = 1.0, 0.05
+SIDE_SHARE = 0.8
+MARGIN = 12  # px around a band searched for its sides' nearest-grain zones
+
+
+@dataclass(frozen=True)
+class TwinBand:
+    """One band and the grains it lies in."""
+
+    band: int  # grain id
+    parents: tuple[int, ...]  # one or two grain ids
+
+
+def _axis(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float, float]:
+    """(centre x, centre y, ux, uy): the pixels' centre and the unit vector of their major axis."""
+    cx, cy = xs.mean(), ys.mean()
+    dx, dy = xs - cx, ys - cy
+    angle = 0.5 * math.atan2(2 * float((dx * dy).mean()), float((dx * dx).mean() - (dy * dy).mean()))
+    return cx, cy, math.cos(angle), math.sin(angle)
+
+
+def band_profile(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float] | None:
+    """(width, length of the stretch at full width, centre wobble there) of a grain cut into 1 px slices
+    across its major axis; None for fewer than three slices.
+
+    The width is the 90th percentile of the slices' widths; the stretch is the longest run of slices
+    at least that wide less FULL_WIDTH_PX (one narrower slice allowed between two); the wobble is the
+    standard deviation of those slices' centres across the axis.
+    """
+    cx, cy, ux, uy = _axis(ys, xs)
+    along = (xs - cx) * ux + (ys - cy) * uy
+    across = -(xs - cx) * uy + (ys - cy) * ux
+    slices = np.floor(along - along.min()).astype(np.int64)
+    size = int(slices.max()) + 1
+    if size < 3:
+        return None
+    top, bottom = np.full(size, -np.inf), np.full(size, np.inf)
+    np.maximum.at(top, slices, across)
+    np.minimum.at(bottom, slices, across)
+    width = np.where(np.isfinite(top), top - bottom + 1, 0.0)
+    full_width = float(np.percentile(width, 90))
+    full = width >= full_width - FULL_WIDTH_PX
+    full[1:-1] |= full[:-2] & full[2:]  # one narrower slice between two full ones
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], full.view(np.int8), [0]])))
+    starts, stops = edges[::2], edges[1::2]
+    longest = int(np.argmax(stops - starts))
+    run = slice(int(starts[longest]), int(stops[longest]))
+    centre = ((top + bottom) / 2)[run]
+    centre = centre[np.isfinite(centre)]
+    return full_width, float(stops[longest] - starts[longest]), float(centre.std()) if centre.size else math.inf
+
+
+def band_length_needed(parents: int) -> float:
+    """How many widths long the full-width stretch must be: shorter for a band that cut its parent in two."""
+    return MIN_LENGTH_SPLIT if parents == 2 else MIN_LENGTH
+
+
+def side_parents(grain: int, ys: np.ndarray, xs: np.ndarray, near: np.ndarray) -> tuple[int, ...]:
+    """The grain(s) beyond a band's long sides that hold SIDE_SHARE of that side (none, one or two)."""
+    height, width = near.shape
+    top, bottom = max(0, int(ys.min()) - MARGIN), min(height, int(ys.max()) + MARGIN + 1)
+    left, right = max(0, int(xs.min()) - MARGIN), min(width, int(xs.max()) + MARGIN + 1)
+    crop = near[top:bottom, left:right]
+    zone = (crop == grain).view(np.uint8)
+    ring = cv2.dilate(zone, np.ones((3, 3), np.uint8)).view(bool) & (crop != grain) & (crop > 0)
+    ry, rx = np.nonzero(ring)
+    cx, cy, ux, uy = _axis(ys, xs)
+    ry, rx = ry + top, rx + left
+    along = (rx - cx) * ux + (ry - cy) * uy
+    across = -(rx - cx) * uy + (ry - cy) * ux
+    extent = np.abs((xs - cx) * ux + (ys - cy) * uy).max()
+    middle = np.abs(along) <= MIDDLE * extent
+    ids = crop[ring]
+    parents = []
+    for side in (across[middle] > 0, across[middle] < 0):
+        seen = ids[middle][side].astype(np.int64)
+        if seen.size < max(3, 0.3 * MIDDLE * extent):
+            continue
+        counts = np.bincount(seen)
+        if counts.max() >= SIDE_SHARE * seen.size:
+            parents.append(int(counts.argmax()))
+    return tuple(dict.fromkeys(parents))
+
+
+def find_twins(grain_map: np.ndarray, count: int, aspect: np.ndarray, near: np.ndarray) -> list[TwinBand]:
+    """The twin bands among grains 1..count (`aspect`: their equivalent ellipses' aspect ratios)."""
+    candidates = np.flatnonzero(aspect >= MIN_ASPECT) + 1
+    if candidates.size == 0:
+        return []
+    order = np.argsort(grain_map, axis=None, kind="stable")
+    ids = grain_map.ravel()[order]
+    begin = np.searchsorted(ids, candidates, side="left")
+    end = np.searchsorted(ids, candidates, side="right")
+    bands = []
+    for grain, a, b in zip(candidates.tolist(), begin.tolist(), end.tolist()):
+        if b - a < MIN_AREA:
+            continue
+        ys, xs = np.divmod(order[a:b], grain_map.shape[1])
+        profile = band_profile(ys.astype(np.float64), xs.astype(np.float64))
+        if profile is None:
+            continue
+        width, stretch, wobble = profile
+        if width < MIN_WIDTH or wobble > max(WOBBLE_PX, WOBBLE_SHARE * width) or stretch < MIN_LENGTH_SPLIT * width:
+            continue
+        parents = side_parents(grain, ys, xs, near)
+        if parents and stretch >= band_length_needed(len(parents)) * width:
+            bands.append(TwinBand(grain, parents))
+    return bands
+
+
+def merged_ids(count: int, bands: list[TwinBand]) -> np.ndarray:
+    """(count + 1,) the id each grain merges into (the smallest id of its group; 0 stays 0)."""
+    root = np.arange(count + 1)
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = int(root[i])
+        return i
+
+    for band in bands:
+        for parent in band.parents:
+            a, b = find(band.band), find(parent)
+            root[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(count + 1)])
+
+
+def twin_boundaries(boundary: np.ndarray, near: np.ndarray, distance: np.ndarray, merged: np.ndarray) -> np.ndarray:
+    """Boundary pixels between grains that `merged` unites: nearest grains within the band's reach all one merged grain."""
+    if not boundary.any():
+        return np.zeros(boundary.shape, bool)
+    radius = int(math.ceil(float(np.percentile(distance[boundary], 90)) + 1.5))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    raw = near.astype(np.uint16)
+    united = merged[near].astype(np.uint16)
+    one_grain = cv2.dilate(united, disc) == cv2.erode(united, disc)
+    two_grains = cv2.dilate(raw, disc) != cv2.erode(raw, disc)
+    return boundary & one_grain & two_grains
