@@ -279,7 +279,7 @@ def twin_segmentation(seg: Segmentation, mode: str, min_grain: int, pixel: float
     if mode == "count" or not bands:
         twin_of = np.zeros(every.count, np.int64)
         for band in bands:
-            twin_of[band.band - 1] = band.parents[0]
+            twin_of[band.band - 1] = min(band.parents)
         parents = [p for band in bands for p in band.parents]
         return seg, Twins(mode, len(bands), twin_of, np.bincount(parents, minlength=every.count + 1)[1:])
     merged = merged_ids(every.count, bands)

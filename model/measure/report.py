@@ -119,7 +119,7 @@ def report_html(records: Sequence[ImageRecord], columns: Sequence[str], rows: Se
             f"<h2>Overlays</h2>{''.join(overlays)}"
             f"<h2>Notes</h2><ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>"
             + (f"<h2>Not measured</h2><ul>{problems}</ul>" if problems else "")
-            + f"<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2))}</pre></body></html>\n")
+            + f"<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2), quote=False)}</pre></body></html>\n")
 
 
 def write_report(path: Path, records: Sequence[ImageRecord], columns: Sequence[str], rows: Sequence[Sequence[Any]],

@@ -119,10 +119,15 @@ def scale_of(path: str | os.PathLike[str]) -> Scale | None:
         with Image.open(path) as image:
             if image.format != "TIFF":
                 return None
-            tags = image.tag_v2
-            return scale_from_tags(tags.get(TAG_DESCRIPTION), tags.get(TAG_X_RESOLUTION),
-                                   tags.get(TAG_RESOLUTION_UNIT), tags.get(TAG_Y_RESOLUTION))
+            tags = dict(image.tag_v2)
     except (OSError, UnidentifiedImageError, ValueError, ZeroDivisionError):
+        return None
+    try:
+        return scale_from_tags(tags.get(TAG_DESCRIPTION), tags.get(TAG_X_RESOLUTION), tags.get(TAG_RESOLUTION_UNIT),
+                               tags.get(TAG_Y_RESOLUTION))
+    except ScaleError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError):
         return None
 
 

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MIN_ASPECT, MIN_AREA, MIN_WIDTH = 1.5, 30, 2.0  # px for the area and width
-MIN_LENGTH, MIN_LENGTH_SPLIT = 3.0, 1.5  # full-width stretch in widths: a band beside one grain, one between two
+MIN_ASPECT, MIN_AREA, MIN_WIDTH = 1.5, 30, 1.5  # px for the area and width
+MIN_LENGTH, MIN_LENGTH_SPLIT = 3.0, 1.7  # full-width stretch in widths: a band beside one grain, one between two
 FULL_WIDTH_PX = 1.5  # a slice this much narrower than the band is still at full width (pixel steps)
 MIDDLE = 0.6  # share of the band's length whose sides are looked at (its ends may be cut at any angle)
 WOBBLE_PX, WOBBLE_SHARE = 1.0, 0.05
-SIDE_SHARE = 0.8
+SIDE_SHARE, SIDE_PIECES, PIECE_SHARE = 0.8, 2, 0.3  # a side: 1 or 2 grains of 30 % or more holding 80 % of it
+MAX_PARENTS = 4  # a band between more grains than this is a grain of its own
 MARGIN = 12  # px around a band searched for its sides' nearest-grain zones
 
 
@@ -78,13 +79,14 @@ def band_profile(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float] |
     return full_width, float(stops[longest] - starts[longest]), float(centre.std()) if centre.size else math.inf
 
 
-def band_length_needed(parents: int) -> float:
-    """How many widths long the full-width stretch must be: shorter for a band that cut its parent in two."""
-    return MIN_LENGTH_SPLIT if parents == 2 else MIN_LENGTH
+def band_length_needed(sides: int) -> float:
+    """How many widths long the full-width stretch must be: shorter for a band with its parent on both sides."""
+    return MIN_LENGTH_SPLIT if sides == 2 else MIN_LENGTH
 
 
-def side_parents(grain: int, ys: np.ndarray, xs: np.ndarray, near: np.ndarray) -> tuple[int, ...]:
-    """The grain(s) beyond a band's long sides that hold SIDE_SHARE of that side (none, one or two)."""
+def side_parents(grain: int, ys: np.ndarray, xs: np.ndarray, near: np.ndarray) -> tuple[tuple[int, ...], int]:
+    """(the grains beyond a band's long sides, how many sides have them): per side, the one or SIDE_PIECES
+    grains, each holding at least PIECE_SHARE of it, that together hold SIDE_SHARE of it."""
     height, width = near.shape
     top, bottom = max(0, int(ys.min()) - MARGIN), min(height, int(ys.max()) + MARGIN + 1)
     left, right = max(0, int(xs.min()) - MARGIN), min(width, int(xs.max()) + MARGIN + 1)
@@ -99,15 +101,20 @@ def side_parents(grain: int, ys: np.ndarray, xs: np.ndarray, near: np.ndarray) -
     extent = np.abs((xs - cx) * ux + (ys - cy) * uy).max()
     middle = np.abs(along) <= MIDDLE * extent
     ids = crop[ring]
-    parents = []
+    parents: list[int] = []
+    sides = 0
     for side in (across[middle] > 0, across[middle] < 0):
         seen = ids[middle][side].astype(np.int64)
         if seen.size < max(3, 0.3 * MIDDLE * extent):
             continue
         counts = np.bincount(seen)
-        if counts.max() >= SIDE_SHARE * seen.size:
-            parents.append(int(counts.argmax()))
-    return tuple(dict.fromkeys(parents))
+        order = np.argsort(counts)[::-1][:SIDE_PIECES]
+        pieces = order[counts[order] >= PIECE_SHARE * seen.size]
+        held = np.cumsum(counts[pieces]) >= SIDE_SHARE * seen.size
+        if held.any():
+            parents.extend(int(p) for p in pieces[:int(np.argmax(held)) + 1])
+            sides += 1
+    return tuple(dict.fromkeys(parents)), sides
 
 
 def find_twins(grain_map: np.ndarray, count: int, aspect: np.ndarray, near: np.ndarray) -> list[TwinBand]:
@@ -130,8 +137,8 @@ def find_twins(grain_map: np.ndarray, count: int, aspect: np.ndarray, near: np.n
         width, stretch, wobble = profile
         if width < MIN_WIDTH or wobble > max(WOBBLE_PX, WOBBLE_SHARE * width) or stretch < MIN_LENGTH_SPLIT * width:
             continue
-        parents = side_parents(grain, ys, xs, near)
-        if parents and stretch >= band_length_needed(len(parents)) * width:
+        parents, sides = side_parents(grain, ys, xs, near)
+        if parents and len(parents) <= MAX_PARENTS and stretch >= band_length_needed(sides) * width:
             bands.append(TwinBand(grain, parents))
     return bands
 
