@@ -4,8 +4,8 @@ Each grain not cut by the field's edge (a cut grain's size is unknown; all grain
 is cut) gets the G of its own area A: G_i = 3.321928 log10(1 / A_mm²) - 2.954, E112's planimetric
 relation for a field of such grains. Classes are 1 G wide, centred on whole numbers. Criteria
 (docs/measure.md, "Duplex grain size and the largest grain"):
-- coarse outliers: grains at least OUTLIER_G numbers coarser than the field's G (E930 section 5:
-  outlier coarse grains are 3 or more G numbers coarser than the rest);
+- coarse outliers: grains at least OUTLIER_G numbers coarser than the field's G (ASTM E930,
+  Significance and Use: outlier coarse grains are 3 or more G numbers coarser than the rest);
 - `ala`: there are coarse outliers and they hold at most OUTLIER_SHARE of the area (E930's scope:
   5 % or less of the specimen area): report the largest grain, ASTM E930's ALA;
 - `bimodal`: the area-weighted G histogram has two peaks OUTLIER_G or more classes apart, each
@@ -28,7 +28,7 @@ import numpy as np
 from model.scoring.metrics import ASTM_OFFSET, ASTM_SLOPE
 
 OUTLIER_G = 3.0  # E930: outlier coarse grains are 3 or more G numbers coarser than the rest
-OUTLIER_SHARE = 0.05  # E930: ... and hold 5 % or less of the area; E1181's minimum for a second population
+OUTLIER_SHARE = 0.05  # E930: ... and hold 5 % or less of the area; here also the least share of a second peak
 VALLEY = 0.5  # a bimodal histogram dips below half of its smaller peak between the two
 
 
