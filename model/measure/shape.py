@@ -40,6 +40,14 @@ class GrainShapes:
         return GrainShapes(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
 
 
+def ellipse_of(xx: np.ndarray, yy: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(aspect ratio, orientation in degrees) of ellipses with these second moments (x right, y down)."""
+    half_trace, root = (xx + yy) / 2, np.sqrt(((xx - yy) / 2) ** 2 + xy**2)
+    aspect = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-12))
+    # y points down in the image: the angle seen on screen is minus the one in (x, y-down) coordinates
+    return aspect, np.degrees(-0.5 * np.arctan2(2 * xy, xx - yy)) % 180.0
+
+
 def ellipse_axes(grain_map: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(aspect ratio, orientation in degrees) of each grain's equivalent ellipse."""
     ids = grain_map.ravel().astype(np.int64)
@@ -48,13 +56,9 @@ def ellipse_axes(grain_map: np.ndarray, count: int) -> tuple[np.ndarray, np.ndar
     area = np.maximum(np.bincount(ids, minlength=size), 1).astype(np.float64)
     mean_x, mean_y = np.bincount(ids, xs, size) / area, np.bincount(ids, ys, size) / area
     dx, dy = xs - mean_x[ids], ys - mean_y[ids]
-    xx = np.bincount(ids, dx * dx, size) / area + 1 / 12
-    yy = np.bincount(ids, dy * dy, size) / area + 1 / 12
-    xy = np.bincount(ids, dx * dy, size) / area
-    half_trace, root = (xx + yy) / 2, np.sqrt(((xx - yy) / 2) ** 2 + xy**2)
-    aspect = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-12))
-    # y points down in the image: the angle seen on screen is minus the one in (x, y-down) coordinates
-    orientation = np.degrees(-0.5 * np.arctan2(2 * xy, xx - yy)) % 180.0
+    aspect, orientation = ellipse_of(np.bincount(ids, dx * dx, size) / area + 1 / 12,
+                                     np.bincount(ids, dy * dy, size) / area + 1 / 12,
+                                     np.bincount(ids, dx * dy, size) / area)
     return aspect[1:], orientation[1:]
 
 
@@ -63,33 +67,36 @@ def feret_diameters(hull: np.ndarray) -> tuple[float, float]:
     if len(hull) < 3:
         extent = float(np.ptp(hull, axis=0).max()) if len(hull) else 0.0
         return extent, 0.0
-    difference = hull[:, None, :] - hull[None, :, :]
+    difference = hull[:, None, :] - hull[None, :, :]  # [e, k]: vertex e minus vertex k
     largest = float(np.sqrt((difference**2).sum(-1)).max())
-    edge = np.roll(hull, -1, axis=0) - hull
+    edge = np.concatenate([hull[1:], hull[:1]]) - hull
     normal = np.stack([-edge[:, 1], edge[:, 0]], 1) / np.maximum(np.hypot(*edge.T), 1e-12)[:, None]
-    heights = np.einsum("ekd,ed->ek", hull[None, :, :] - hull[:, None, :], normal)  # vertex k from edge e
+    heights = np.einsum("ekd,ed->ek", difference, normal)  # vertex k from the line of edge e
     return largest, float(np.abs(heights).max(axis=1).min())
 
 
-def outline_measures(grain_map: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(largest Feret, smallest Feret, perimeter) of grains 1..count, in pixels."""
-    feret_max, feret_min, perimeter = (np.zeros(count) for _ in range(3))
+def outline_measures(grain_map: np.ndarray, count: int) -> tuple[np.ndarray, ...]:
+    """(aspect ratio, orientation, largest Feret, smallest Feret, perimeter) of grains 1..count (px, degrees)."""
+    moments, feret_max, feret_min, perimeter = np.zeros((count, 3)), np.zeros(count), np.zeros(count), np.zeros(count)
     boxes = _bounding_boxes(grain_map, count)
     for grain in range(1, count + 1):
         top, bottom, left, right = boxes[grain]
         if bottom < top:
             continue
-        mask = np.pad(grain_map[top:bottom + 1, left:right + 1] == grain, 1).view(np.uint8)
+        mask = cv2.copyMakeBorder((grain_map[top:bottom + 1, left:right + 1] == grain).view(np.uint8),
+                                  1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        found = cv2.moments(mask, True)
+        moments[grain - 1] = [found["mu20"], found["mu02"], found["mu11"]] / np.float64(max(found["m00"], 1))
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         outline = max(contours, key=len)
-        centres = outline[:, 0, :].astype(np.float64) + (left - 1, top - 1)
-        centre_hull = cv2.convexHull(centres.astype(np.float32))[:, 0, :]
+        centre_hull = cv2.convexHull(outline)[:, 0, :].astype(np.float64) + (left - 1, top - 1)
         corners = (centre_hull[:, None, :] + CORNERS[None]).reshape(-1, 2)  # the pixel squares of its corners
         hull = cv2.convexHull(corners.astype(np.float32))[:, 0, :].astype(np.float64)
         feret_max[grain - 1], feret_min[grain - 1] = feret_diameters(hull)
         simple = cv2.approxPolyDP(outline, SIMPLIFY_PX, True) if len(outline) > 2 else outline
         perimeter[grain - 1] = cv2.arcLength(simple, True) + math.pi
-    return feret_max, feret_min, perimeter
+    aspect, orientation = ellipse_of(moments[:, 0] + 1 / 12, moments[:, 1] + 1 / 12, moments[:, 2])
+    return aspect, orientation, feret_max, feret_min, perimeter
 
 
 def _bounding_boxes(grain_map: np.ndarray, count: int) -> np.ndarray:
@@ -126,6 +133,5 @@ def neighbour_counts(near: np.ndarray, count: int) -> np.ndarray:
 
 def grain_shapes(grain_map: np.ndarray, count: int, near: np.ndarray) -> GrainShapes:
     """The shape of grains 1..count of `grain_map`; `near` is every pixel's nearest grain (same ids)."""
-    aspect, orientation = ellipse_axes(grain_map, count)
-    feret_max, feret_min, perimeter = outline_measures(grain_map, count)
+    aspect, orientation, feret_max, feret_min, perimeter = outline_measures(grain_map, count)
     return GrainShapes(aspect, orientation, feret_max, feret_min, perimeter, neighbour_counts(near, count))
