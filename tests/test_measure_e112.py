@@ -6,7 +6,6 @@ seeds, boundary bands of exact width, crossings of the ideal edges with the same
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -21,11 +20,9 @@ from measure_known import exact_answer, known_image  # noqa: E402
 from model.measure.fields import field_statistics, t_975  # noqa: E402
 from model.measure.grains import auto_min_grain, measure_boundary  # noqa: E402
 from model.measure.scale import pixel_size_of, scale_from_tags  # noqa: E402
+from measure_images import grid, rows  # noqa: E402
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def lattice(size: int, step: int, width: int = 2, offset: int = 0) -> np.ndarray:
@@ -37,13 +34,6 @@ def lattice(size: int, step: int, width: int = 2, offset: int = 0) -> np.ndarray
     return image
 
 
-def grid() -> np.ndarray:
-    """The 100 x 100 grid of tests/test_measure.py: 2 px lines at 24, 49, 74."""
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 # --- known answers from the geometry ----------------------------------------------------------------

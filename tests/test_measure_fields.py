@@ -5,10 +5,8 @@ The grid: 100 x 100, 2 px lines at rows and columns 24-25, 49-50, 74-75 (tests/t
 
 from __future__ import annotations
 
-import csv
 import math
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,19 +15,11 @@ import pytest
 from conftest import one_error_line
 from model.measure.databar import DataBar, find_data_bars
 from model.measure.grains import measure_boundary
+from measure_images import grid, rows
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
-def grid() -> np.ndarray:
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 def with_data_bar(image: np.ndarray, depth: int = 20) -> np.ndarray:

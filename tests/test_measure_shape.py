@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,11 +10,9 @@ import pytest
 
 from model.measure.distribution import size_distribution
 from model.measure.grains import measure_boundary
+from measure_images import grid, rows
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def one_grain(mask: np.ndarray) -> np.ndarray:
@@ -67,12 +63,6 @@ def test_ellipse_of_known_aspect_and_angle(angle) -> None:
     assert result.table.diameter_px[0] == pytest.approx(2 * math.sqrt(a * b), rel=0.01)  # equivalent circle
 
 
-def grid() -> np.ndarray:
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 def test_neighbours_across_the_boundaries_of_the_grid() -> None:

@@ -6,28 +6,18 @@ three-by-three grid (N_A = 4 / 0.3844 mm² = 10.406), worked by hand there.
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import one_error_line
+from measure_images import gray_fragmented_grid, grid, rows, write
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
-def grid() -> np.ndarray:
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 def three() -> np.ndarray:
@@ -38,10 +28,6 @@ def three() -> np.ndarray:
     return image
 
 
-def write(path: Path, image: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-    return path
 
 
 def g_of(n_a: float) -> float:
@@ -101,14 +87,6 @@ def test_a_bad_specimens_csv_is_one_line_and_nothing_is_written(run_cli, tmp_pat
 
 
 # --- outputs that are never inputs ------------------------------------------------------------------------
-def gray_fragmented_grid() -> np.ndarray:
-    """The grid as a noisy gray micrograph with 6 px gaps in three lines (tests/test_measure.py)."""
-    boundary = grid()
-    boundary[60:66, 24:26] = 255
-    boundary[49:51, 10:16] = 255
-    boundary[85:91, 74:76] = 255
-    gray = np.where(boundary > 0, 180.0, 60.0) + np.random.default_rng(0).normal(0, 12, boundary.shape)
-    return np.clip(gray, 0, 255).astype(np.uint8)
 
 
 RESTORE = ("--restore", "--method", "bridge", "--binarize", "otsu", "--min-speck", "10")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -13,11 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from measure_twins import compare  # noqa: E402
 from model.measure.grains import measure_boundary  # noqa: E402
+from measure_images import rows  # noqa: E402
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def banded() -> np.ndarray:
