@@ -168,3 +168,13 @@ def test_unusable_file_scales_are_named_and_the_others_measured(run_cli, tmp_pat
     assert [r["image"] for r in rows(tmp_path / "out" / "summary.csv")] == ["fine", ""]
     given = run_cli("measure", tmp_path / "in" / "odd.tif", "--out", tmp_path / "given", "--pixel-size", "10")
     assert given.exit_code == 0, given.output  # --pixel-size is the way out the line names
+
+
+def test_two_folders_of_one_name_are_two_specimens(run_cli, tmp_path) -> None:
+    write(tmp_path / "lab1" / "steel" / "x.png", grid())
+    write(tmp_path / "lab2" / "steel" / "x.png", three())
+    result = run_cli("measure", tmp_path / "lab1" / "steel", tmp_path / "lab2" / "steel", "--out", tmp_path / "out",
+                     "--pixel-size", "10")
+    assert result.exit_code == 0, result.output
+    assert [(r["image"], r["specimen"]) for r in rows(tmp_path / "out" / "summary.csv")] == [
+        ("x", "steel"), ("", "steel"), ("x_2", "steel_2"), ("", "steel_2")]

@@ -57,12 +57,25 @@ def gather(inputs: Sequence[str | os.PathLike[str]]) -> Inputs:
     sources: list[Path] = []
     specimens: list[str] = []
     skipped: list[Path] = []
+    names: dict[Path, str] = {}  # folder -> specimen name, unique (a second folder "a" elsewhere is "a_2")
+
+    def name_of(folder: Path) -> str:
+        folder = folder.resolve()
+        if folder not in names:
+            base = folder.name or "specimen"
+            taken = set(names.values())
+            name, k = base, 2
+            while name in taken:
+                name, k = f"{base}_{k}", k + 1
+            names[folder] = name
+        return names[folder]
+
     for raw in inputs:
         path = Path(raw)
         if not path.is_dir():
             found = collect_inputs([path])
             sources.extend(found)
-            specimens.extend(p.resolve().parent.name or "specimen" for p in found)
+            specimens.extend(name_of(p.parent) for p in found)
             continue
         images, own = folder_images(path)
         skipped.extend(own)
@@ -79,7 +92,7 @@ def gather(inputs: Sequence[str | os.PathLike[str]]) -> Inputs:
                 f" (only the {len(own)} files measure wrote there)" if own else ""))
         for folder, found in groups:
             sources.extend(found)
-            specimens.extend([folder.resolve().name or "specimen"] * len(found))
+            specimens.extend([name_of(folder)] * len(found))
     unique: dict[Path, int] = {}
     for k, path in enumerate(sources):
         unique.setdefault(path.resolve(), k)
