@@ -517,14 +517,14 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @click.option("--keep-data-bar", is_flag=True, help="Measure a data bar found at an image edge (left out by default).")
 @click.option("--twins", type=click.Choice(["none", "count", "merge"]), default="none", show_default=True,
               help="Twin bands inside grains: count them, or merge them into their grain (E112, annealed fcc).")
-@click.option("--report", is_flag=True, help="Also write report.html, one self-contained page for the run.")
+@click.option("--report", "html_report", is_flag=True, help="Also write report.html, one page for the run.")
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context
 def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float | None, min_grain: int | None,
             angles: tuple[float, ...], pattern: str, intercepts_csv: bool, exclude_border: bool, pooled: bool,
             specimens_csv: Path | None, mask: Path | None, roi: str | None, keep_data_bar: bool, twins: str,
-            report: bool, restore: bool, model_path: Path | None, **options: object) -> None:
+            html_report: bool, restore: bool, model_path: Path | None, **options: object) -> None:
     """Grain counts, sizes and ASTM E112 G: INPUTS are boundary images (dark boundaries; bright ones are
     detected, or say --invert), files or folders, or raw micrographs restored first with --restore."""
     from model.measure.run import MeasureError, MeasureOptions, measure_files
@@ -548,15 +548,15 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
                               invert=bool(options["invert"]) and not restore,
                               specimens_csv=str(specimens_csv) if specimens_csv else None,
                               mask=str(mask) if mask else None, roi=roi, keep_data_bar=keep_data_bar, twins=twins,
-                              report=report)
+                              report=html_report)
     try:
-        done = measure_files(inputs, out, settings, restore_with, echo=click.echo)
+        report = measure_files(inputs, out, settings, restore_with, echo=click.echo)
     except MeasureError as exc:
         raise click.ClickException(str(exc)) from None
-    for line in done.messages():
+    for line in report.messages():
         click.echo(line, err=True)
-    click.echo(done.summary())
-    if not done.ok:
+    click.echo(report.summary())
+    if not report.ok:
         ctx.exit(1)
 
 

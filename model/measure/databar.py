@@ -8,7 +8,8 @@ lines are textured (noise, grains of other levels) and a boundary map's backgrou
 a quarter of the image. The bar found is the run of such lines from the edge when it is at least
 MIN_BAR px deep, at most a quarter of the image, as a whole at least BAND_SHARE of its level
 and BAND_PLAIN of its level or text, and the lines beyond it, up to twice its depth, are mostly
-not of its kind (a binary boundary map's background comes back after every boundary line). See docs/measure.md, "Masks and data bars".
+not of its kind (a binary boundary map's background comes back after every boundary line).
+See docs/measure.md, "Masks and data bars".
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def grain_g(area_px: np.ndarray, pixel_size_um: float) -> np.ndarray:
 
 
 def bimodal(area_share: np.ndarray) -> bool:
-    """Two classes OUTLIER_G or more apart each holding OUTLIER_SHARE, with a class between below VALLEY of the smaller."""
+    """Two classes OUTLIER_G or more apart, each holding OUTLIER_SHARE, with one between below VALLEY of the smaller."""
     big = np.flatnonzero(area_share >= OUTLIER_SHARE)
     for i in big.tolist():
         for j in big[big >= i + OUTLIER_G].tolist():

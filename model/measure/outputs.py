@@ -51,7 +51,8 @@ def grain_columns(shapes: bool, twins: bool) -> tuple[str, ...]:
     return GRAIN_COLUMNS + (SHAPE_COLUMNS if shapes else ()) + (TWIN_COLUMNS if twins else ())
 
 
-def write_grain_csv(path: Path, table: GrainTable, shapes: GrainShapes | None = None, twins: Twins | None = None) -> None:
+def write_grain_csv(path: Path, table: GrainTable, shapes: GrainShapes | None = None,
+                    twins: Twins | None = None) -> None:
     """<name>_grains.csv: one row per grain, in grain-id order (shape and twin columns when given)."""
     pixel = table.pixel_size_um
     columns = [range(1, table.count + 1), table.area_px.tolist(), table.area_um2.tolist(),

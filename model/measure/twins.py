@@ -2,14 +2,14 @@
 
 E112 (annealed fcc metals): twin boundaries are not counted; a twin band belongs to the grain it
 lies in. A grain of the map is a twin band when (docs/measure.md, "Twins"):
-- its equivalent ellipse is at least MIN_ASPECT times longer than wide, and its length (along
-  that axis) is at least MIN_LENGTH times its width;
-- over the middle MIDDLE of its length it is parallel-sided and straight: across the axis, the
-  width of each 1 px slice and the slice's centre vary by at most WOBBLE_PX (or WOBBLE_SHARE of
-  the width, whichever is more; standard deviations);
-- along that middle stretch, at least SIDE_SHARE of what lies beyond one long side (nearest-grain
-  zones) is one grain: its parent. When both sides have one (the band cut its parent in two, as a
-  band across a grain does), both pieces are its parent.
+- cut into 1 px slices across its major axis, it keeps its full width (the 90th percentile of
+  the slices' widths, less FULL_WIDTH_PX) over a stretch at least MIN_LENGTH times that width, or
+  MIN_LENGTH_SPLIT times when its parent lies on both long sides (it cut its parent in two);
+- the centres of those slices vary by at most WOBBLE_PX (or WOBBLE_SHARE of the width; standard
+  deviation): it is straight; it is at least MIN_WIDTH wide and MIN_AREA px (MIN_ASPECT: a cheap
+  first cut on the equivalent ellipse);
+- along the MIDDLE of its length, one grain, or SIDE_PIECES each holding PIECE_SHARE, hold
+  SIDE_SHARE of what lies beyond a long side (nearest-grain zones): its parent's pieces.
 `merge` unites each band with its parent(s) and erases the boundary between them (the band of
 boundary pixels whose nearest grains, within its half-width + 1.5 px, are all of one merged grain).
 """
@@ -37,7 +37,7 @@ class TwinBand:
     """One band and the grains it lies in."""
 
     band: int  # grain id
-    parents: tuple[int, ...]  # one or two grain ids
+    parents: tuple[int, ...]  # the grains (pieces of its parent) beside its long sides
 
 
 def _axis(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float, float]:
@@ -161,7 +161,7 @@ def merged_ids(count: int, bands: list[TwinBand]) -> np.ndarray:
 
 
 def twin_boundaries(boundary: np.ndarray, near: np.ndarray, distance: np.ndarray, merged: np.ndarray) -> np.ndarray:
-    """Boundary pixels between grains that `merged` unites: nearest grains within the band's reach all one merged grain."""
+    """Boundary pixels between grains `merged` unites: the nearest grains within the band's reach are one grain."""
     if not boundary.any():
         return np.zeros(boundary.shape, bool)
     radius = int(math.ceil(float(np.percentile(distance[boundary], 90)) + 1.5))
