@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import gc
-import json
 import math
-import os
 import shlex
 import signal
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 try:
     import click
 
+    import model.commands as model_commands  # TensorFlow itself is imported only by the commands that need it
+    import pipeline.commands as pipeline_commands
     from pipeline import __version__
     from pipeline.clusters import DEFAULT_JOBS, SCHEDULERS
-    from pipeline.config import PRESET_RATES, PRESETS, TASKS, ConfigError, GenerationConfig
-    from pipeline.interchange import InterchangeError, export_pairs, import_pairs
-    from pipeline.store import LibraryStore, StoreError
-    from pipeline.verify import VerifyError, verify as verify_store
-    from model import quiet_tensorflow  # TensorFlow itself is imported only by the commands that need it
+    from pipeline.commands import CommandError
+    from pipeline.config import PRESETS, TASKS
 except ModuleNotFoundError as missing:  # a Python without the dependencies: one line, no traceback
     if (missing.name or "").split(".")[0] in ("pipeline", "model"):  # e.g. `python -I`: cli.py's folder not on sys.path
         sys.exit(f"error: cannot import the project's own {missing.name!r}; run `python cli.py` as it is, "
@@ -32,27 +32,34 @@ DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
 
 
 class OneLineErrors(click.Group):
-    """Usage errors print only `Error: ...` (no usage block): one clear line. Commands are listed
-    in the order of a first run (generate ... predict), not alphabetically."""
+    """Usage errors print only `Error: ...` (no usage block), and so does a command's CommandError:
+    one clear line. Commands are listed in the order of a first run (generate ... predict), not
+    alphabetically."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
     def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
+        with _one_line():
             return super().make_context(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # no arguments: click prints the help, as every click program does
-        except click.UsageError as exc:
-            exc.ctx = None
-            raise
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
-        try:
+        with _one_line():
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            exc.ctx = None
-            raise
+
+
+@contextmanager
+def _one_line() -> Iterator[None]:
+    """A usage error without its usage block, a library's CommandError as click's `Error: ...` line."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # no arguments: click prints the help, as every click program does
+    except click.UsageError as exc:
+        exc.ctx = None
+        raise
+    except CommandError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -78,22 +85,35 @@ def main() -> None:
 # SIGTERM (what SLURM, Kubernetes and `kill` send) stops a run as Ctrl-C does; the exit status
 # stays the conventional 128 + 15.
 SIGTERM_EXIT = 143
-# A worker process killed mid-run (or stopped with its cluster on SIGTERM) leaves the semaphores
-# multiprocessing made for it: the resource tracker frees them at exit, and would say so in a
-# "leaked semaphore objects" warning that tells the user nothing they can act on.
-QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
 
 
-def _on_sigterm(received: list[int]):  # type: ignore[no-untyped-def]
-    """A SIGTERM handler that notes the signal in `received` and stops the run as Ctrl-C does."""
-    def handler(signum: int, frame: object) -> None:
+@contextmanager
+def _run_that_may_stop() -> Iterator[None]:
+    """A run stopped part-way keeps what finished. SIGTERM stops it as Ctrl-C does, ending it with one
+    line and exit 130 (143: SIGTERM); lost workers end it with one line saying how to continue."""
+    from pipeline.generate import Interrupted, RunStopped  # imported when a run starts: `--help` stays fast
+
+    received: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
         received.append(signum)
         raise _Terminated()
-    return handler
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(SIGTERM_EXIT if received else 130)
+    except RunStopped as exc:  # the workers are gone
+        raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
+                                   f"to continue, run: {_resume_command()}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _resume_command() -> str:
@@ -102,48 +122,14 @@ def _resume_command() -> str:
     return shlex.join(argv)
 
 
-def _tensorflow(command: str) -> None:
-    """Import TensorFlow quietly, or stop with one line saying how to get it."""
-    try:
-        quiet_tensorflow()
-    except ModuleNotFoundError as missing:
-        raise click.ClickException(
-            f"{command} needs TensorFlow, and this Python lacks {missing.name!r}: run `make install` and use "
-            ".venv/bin/python, or `pip install \".[cpu]\"` (\".[gpu]\" on a GPU machine)") from None
+def _flag(name: str) -> str:
+    """The option of the parameter `name`: model_path -> --model, min_speck -> --min-speck."""
+    return "--" + name.removesuffix("_path").replace("_", "-")
 
 
-def _store_error(exc: Exception, path: Path | None) -> click.ClickException:
-    """A library error as one line; a folder of PNG pairs gets a pointer to `import`."""
-    message = str(exc)
-    if (path is not None and not (path / "zarr.json").exists()
-            and any((path / "micro").glob("*.png")) and any((path / "label").glob("*.png"))):
-        message += (f"; it holds micro/ and label/ PNGs: make a store of them with "
-                    f"`import {path} --out {path.name or 'library'}.zarr` and use that")
-    return click.ClickException(message)
-
-
-def _progress_bar(total: int, only_on_terminal: bool = False):  # type: ignore[no-untyped-def]
-    """Pairs done, pairs/s and ETA on stderr (with only_on_terminal, nothing unless stderr is a terminal)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="pair", dynamic_ncols=True, file=sys.stderr,
-                disable=None if only_on_terminal else False)
-
-
-def _untrainable_size(size: int) -> str | None:
-    """One warning line when a model preset cannot train on `size` px (None if all can)."""
-    from model.network.presets import PRESETS
-
-    divisors = {name: config.divisor for name, config in PRESETS.items()}
-    refused = [name for name, divisor in divisors.items() if size % divisor]
-    if not refused:
-        return None
-    step = max(divisors.values())  # powers of two: a multiple of the largest suits every preset
-    nearest = [n for n in (size // step * step, (size // step + 1) * step) if n >= 64]
-    return (f"warning: `train` refuses {size} px for the {' and '.join(refused)} preset"
-            f"{'s' * (len(refused) > 1)}: sizes must be multiples of 2^depth ("
-            + ", ".join(f"{divisor} for {name}" for name, divisor in divisors.items())
-            + f"), e.g. {' or '.join(map(str, nearest))}")
+def _given(ctx: click.Context, names: Iterable[str]) -> list[str]:
+    """Those of the parameters `names` that the command line set (not left at their defaults)."""
+    return [name for name in names if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
 
 
 @cli.command(short_help="Generate a library of fragmented/true boundary pairs.")
@@ -171,87 +157,26 @@ def _untrainable_size(size: int) -> str | None:
               help="polySim growth rate range (integers, inclusive) [default: 1 3; general and aligned: 1 8].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of this project.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def generate(task: str, count: int, size: int, out: Path, seed: int, workers: int | None, scheduler: str | None,
-             cluster: str | None, jobs: int | None, block: int | None, preset: str,
-             nucleation_rate: tuple[int, int] | None, growth_rate: tuple[int, int] | None,
-             overwrite: bool, no_progress: bool) -> None:
+def generate(no_progress: bool, **options: Any) -> None:
     """Generate COUNT fragmented/true boundary pairs into a Zarr store (continues an unfinished one)."""
-    # Dask is imported here, not at start-up: `cli.py --help` and the other commands stay fast.
-    from pipeline.batch import BatchExecutor
-    from pipeline.executors import DaskExecutor, ExecutorError, SerialExecutor
-    from pipeline.generate import GenerationError, Interrupted, RunStopped, generate as generate_library
+    from model.network.presets import untrainable_size_warning  # no Keras there
 
-    if sum(option is not None for option in (workers, scheduler, cluster)) > 1:
+    if sum(options[name] is not None for name in ("workers", "scheduler", "cluster")) > 1:
         raise click.UsageError("give only one of --workers, --scheduler, --cluster")
-    if jobs is not None and cluster is None:
+    if options["jobs"] is not None and options["cluster"] is None:
         raise click.UsageError("--jobs goes with --cluster")
-    warning = _untrainable_size(size)
+    warning = untrainable_size_warning(options["size"])
     if warning:
         click.echo(warning, err=True)
-    if QUIET_TRACKER not in os.environ.get("PYTHONWARNINGS", ""):  # inherited by the resource tracker process
-        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_TRACKER)))
-    notify = lambda line: click.echo(line, err=True)  # noqa: E731
-    terminated: list[int] = []
-    previous = signal.signal(signal.SIGTERM, _on_sigterm(terminated))
-    try:
-        rates = {"nucleation_rate": nucleation_rate, "growth_rate": growth_rate}
-        defaults = PRESET_RATES.get(preset, {})
-        config = GenerationConfig(size=size, task=task, preset=preset,
-                                  **{k: v or defaults.get(k) for k, v in rates.items() if v or k in defaults})
-        if cluster is not None:
-            executor = BatchExecutor(cluster, jobs or DEFAULT_JOBS, notify=notify)
-        else:
-            executor = (SerialExecutor() if workers == 0
-                        else DaskExecutor(workers=workers, scheduler=scheduler, notify=notify))
-        report = generate_library(
-            out, count, config, seed=seed, executor=executor, block_size=block, overwrite=overwrite,
-            progress=None if no_progress else _progress_bar, echo=click.echo,
-        )
-    except RunStopped as exc:  # the workers are gone: what finished is committed
-        raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
-                                   f"to continue, run: {_resume_command()}") from None
-    except (ConfigError, ExecutorError, GenerationError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except Interrupted as exc:  # Ctrl-C or SIGTERM: what finished is committed
-        click.echo(str(exc), err=True)
-        sys.exit(SIGTERM_EXIT if terminated else 130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    click.echo(report.summary())
+    with _run_that_may_stop():
+        pipeline_commands.generate(**options, progress=not no_progress, echo=click.echo)
 
 
 @cli.command(short_help="Describe a library store.")
 @click.argument("store", type=click.Path(path_type=Path))
 def info(store: Path) -> None:
     """Describe the library store STORE: samples per split, size, seed, source, versions."""
-    try:
-        library = LibraryStore.open(store)
-        done = library.done()
-        splits = library.metadata("split")[done]
-    except StoreError as exc:
-        raise _store_error(exc, store) from None
-    attrs = library.attrs
-    n_done = int(done.sum())
-    size = library.config.size
-    pair_bytes = library.bytes_on_disk(["micro", "label"])
-    click.echo(f"store:     {library.path} (format version {attrs['format_version']})")
-    if library.source_kind == "import":
-        source = attrs["source"]
-        click.echo(f"source:    imported from {source['directory']} ({len(source.get('skipped', []))} files skipped)")
-    else:
-        click.echo(f"source:    generated by polySim, preset {attrs['config'].get('preset', 'study')}")
-    click.echo(f"samples:   {n_done} done / {library.count} planned "
-               f"(train {int((splits == 0).sum())}, val {int((splits == 1).sum())}, test {int((splits == 2).sum())})")
-    click.echo(f"size:      {size} x {size}")
-    click.echo(f"shards:    {library.shard} samples a shard file")
-    click.echo(f"seed:      {library.seed}")
-    click.echo(f"created:   {attrs['created']}")
-    if library.source_kind != "import":  # an imported store's config made none of its pairs
-        click.echo(f"config:    {json.dumps(attrs['config'])}")
-    click.echo(f"versions:  {json.dumps(attrs['versions'])}")
-    if n_done:
-        click.echo(f"bytes per pair: {pair_bytes / n_done:,.0f} (micro + label), "
-                   f"{library.bytes_on_disk() / n_done:,.0f} (whole store)")
+    pipeline_commands.info(store, echo=click.echo)
 
 
 @cli.command(short_help="Write a store's pairs as PNGs (the study's layout).")
@@ -262,13 +187,7 @@ def info(store: Path) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Samples from --start [default: to the end].")
 def export(store: Path, out: Path, start: int, count: int | None) -> None:
     """Write the done pairs of STORE as 8-bit gray PNGs (the published study's layout)."""
-    try:
-        report = export_pairs(store, out, start=start, count=count)
-    except (InterchangeError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if report.not_done:
-        click.echo(f"skipped {report.not_done} samples not done")
-    click.echo(report.summary())
+    pipeline_commands.export(store, out, start, count, echo=click.echo)
 
 
 @cli.command("import", short_help="Make a store from micro/ and label/ PNG pairs.")
@@ -279,13 +198,7 @@ def export(store: Path, out: Path, start: int, count: int | None) -> None:
               help="Library seed: decides the train/val/test split.")
 def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
     """Build a new store from DIRECTORY/micro/<n>.png and DIRECTORY/label/<n>.png pairs."""
-    try:
-        report = import_pairs(directory, out, seed=seed, strict=strict)
-    except (InterchangeError, StoreError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    for line in report.skipped:
-        click.echo(f"skipped {line}")
-    click.echo(report.summary())
+    pipeline_commands.import_pngs(directory, out, seed=seed, strict=strict, echo=click.echo)
 
 
 @cli.command(short_help="Re-read and check every done sample of a store.")
@@ -294,14 +207,7 @@ def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
               help="Make the bad samples of a generated store again, in place (an imported one is left unchanged).")
 def verify(store: Path, repair: bool) -> None:
     """Re-read every done sample of STORE and check it (checksums included); exit status 1 if any is bad."""
-    try:
-        report = verify_store(store, echo=click.echo, repair=repair)
-    except (VerifyError, StoreError) as exc:
-        raise _store_error(exc, store) from None
-    if report.not_done:
-        click.echo(f"not checked: {report.not_done} samples not done")
-    click.echo(report.summary())
-    if not report.ok:
+    if not pipeline_commands.verify(store, repair, echo=click.echo):
         click.get_current_context().exit(1)
 
 
@@ -310,13 +216,7 @@ def verify(store: Path, repair: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New format-2 store (never overwritten).")
 def upgrade(store: Path, out: Path) -> None:
     """Rewrite the format-1 store STORE as a new format-2 store, and verify it (STORE is not changed)."""
-    from pipeline.upgrade import UpgradeError, upgrade as upgrade_store
-
-    try:
-        report = upgrade_store(store, out, echo=click.echo)
-    except (UpgradeError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(report.summary())
+    pipeline_commands.upgrade(store, out, echo=click.echo)
 
 
 @cli.command(short_help="Train the Attention U-Net on a store (prints its run directory).")
@@ -356,25 +256,9 @@ def upgrade(store: Path, out: Path) -> None:
 @click.pass_context
 def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) -> None:
     """Train the Attention U-Net on a library's train split (selection on val, score on test)."""
-    _tensorflow("train")
-    from model.training.train import TrainError, TrainOptions, resumed_options, train as train_model
-
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-    given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
-    try:
-        if resume:
-            run_options = resumed_options(values["out"], given)
-        elif values["data"] is None:
-            raise click.UsageError("Missing option '--data'.")
-        else:
-            run_options = TrainOptions(**values)
-        report = train_model(run_options, echo=click.echo, dry_run=dry_run, resume=resume,
-                             progress=lambda total: _progress_bar(total, only_on_terminal=True))
-    except TrainError as exc:
-        raise _store_error(exc, options["data"]) from None
-    if report is not None:
-        written = sorted(p.name + "/" * p.is_dir() for p in report.run_dir.iterdir())
-        click.echo(f"wrote {report.run_dir}: {', '.join(written)}")
+    if not resume and options["data"] is None:
+        raise click.UsageError("Missing option '--data'.")
+    model_commands.train(options, _given(ctx, options), resume=resume, dry_run=dry_run, echo=click.echo)
 
 
 LINK_HELP = ("Centre line of the reading at this background probability joins the boundary (closes gaps one "
@@ -408,8 +292,8 @@ RESTORE_OPTIONS = [
     click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles [default: tile / 4]."),
     click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call."),
 ]
-RESTORE_KEYS = ("method", "threshold", "link_threshold", "min_speck", "tta", "binarize", "denoise", "scale", "invert", "tile",
-                "overlap", "batch")
+RESTORE_KEYS = ("method", "model_path", "threshold", "link_threshold", "min_speck", "tta", "binarize", "denoise", "scale",
+                "invert", "tile", "overlap", "batch")
 
 
 def restore_options(command):  # type: ignore[no-untyped-def]
@@ -430,16 +314,8 @@ def restore_options(command):  # type: ignore[no-untyped-def]
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int, no_progress: bool) -> None:
     """Choose a model's thresholds and speck filter on the validation split (never on test)."""
-    _tensorflow("tune")
-    from model.training.tune import TuneError, tune_saved
-
-    try:
-        tuning = tune_saved(model_path, data, samples=samples, batch=batch,
-                            tta_choices=(False, True) if tta_sweep else (False,),
-                            progress=None if no_progress else _progress_bar)
-    except TuneError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{tuning.settings.describe()} ({tuning.settings.chosen_on})")
+    model_commands.tune(model_path, data, samples=samples, tta_sweep=tta_sweep, batch=batch,
+                        progress=not no_progress, echo=click.echo)
 
 
 @cli.command(short_help="Restore your own micrographs (bundled model, bridge or both).")
@@ -450,8 +326,7 @@ def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int
 @click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32; model methods).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...], out: Path,
-            save_probability: bool, no_progress: bool, **options: object) -> None:
+def predict(ctx: click.Context, no_progress: bool, **options: Any) -> None:
     """Restore the boundary network of your own micrographs: INPUTS are image files or folders, any size.
 
     The model expects a binary boundary map: dark boundaries (0) on a bright background. Each input's
@@ -463,21 +338,7 @@ def predict(ctx: click.Context, model_path: Path | None, inputs: tuple[Path, ...
     ahead: on independent-generator maps with elongated, aligned grains, --method bridge
     miscounts as many grains (model/pretrained/README.md, "Limits").
     """
-    from model.methods import uses_model
-
-    if uses_model(options["method"]):  # bridge and none never load TensorFlow
-        _tensorflow("predict")
-    from model.inference.predict import PredictError, predict_files
-
-    try:
-        report = predict_files(model_path, inputs, out, save_probability=save_probability,
-                               progress=not no_progress, echo=click.echo, **options)
-    except PredictError as exc:
-        raise click.ClickException(str(exc)) from None
-    for line in report.messages():
-        click.echo(line, err=line.startswith("failed"))
-    click.echo(report.summary())
-    if not report.ok:
+    if not model_commands.predict(**options, progress=not no_progress, echo=click.echo):
         ctx.exit(1)
 
 
@@ -521,42 +382,13 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context
-def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size: float | None, min_grain: int | None,
-            angles: tuple[float, ...], pattern: str, intercepts_csv: bool, exclude_border: bool, pooled: bool,
-            specimens_csv: Path | None, mask: Path | None, roi: str | None, keep_data_bar: bool, twins: str,
-            html_report: bool, restore: bool, model_path: Path | None, **options: object) -> None:
+def measure(ctx: click.Context, **options: Any) -> None:
     """Grain counts, sizes and ASTM E112 G: INPUTS are boundary images (dark boundaries; bright ones are
     detected, or say --invert), files or folders, or raw micrographs restored first with --restore."""
-    from model.measure.run import MeasureError, MeasureOptions, measure_files
-
-    if restore:
-        from model.inference.restore import RestoreOptions
-        from model.methods import uses_model
-
-        if uses_model(options["method"]):  # bridge and none never load TensorFlow
-            _tensorflow("measure --restore")
-
-        restore_with = RestoreOptions(model=model_path, **options)
-    else:
-        given = [k for k in RESTORE_KEYS + ("model_path",)
-                 if k != "invert" and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
-        if given:
-            raise click.UsageError(f"--{given[0].replace('_path', '').replace('_', '-')} needs --restore")
-        restore_with = None
-    settings = MeasureOptions(pixel_size_um=pixel_size, min_grain=min_grain, exclude_border=exclude_border,
-                              pooled=pooled, angles=angles, pattern=pattern, intercepts_csv=intercepts_csv,
-                              invert=bool(options["invert"]) and not restore,
-                              specimens_csv=str(specimens_csv) if specimens_csv else None,
-                              mask=str(mask) if mask else None, roi=roi, keep_data_bar=keep_data_bar, twins=twins,
-                              report=html_report)
-    try:
-        report = measure_files(inputs, out, settings, restore_with, echo=click.echo)
-    except MeasureError as exc:
-        raise click.ClickException(str(exc)) from None
-    for line in report.messages():
-        click.echo(line, err=True)
-    click.echo(report.summary())
-    if not report.ok:
+    given = _given(ctx, [name for name in RESTORE_KEYS if name != "invert"])
+    if given and not options["restore"]:
+        raise click.UsageError(f"{_flag(given[0])} needs --restore")
+    if not model_commands.measure(**options, echo=click.echo):
         ctx.exit(1)
 
 
@@ -579,44 +411,23 @@ def measure(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pixel_size:
 @click.option("--tta/--no-tta", default=None,
               help="Model methods: mean over the 8 flips and quarter turns [default: the model's].")
 @click.option("--plus-bridge", is_flag=True,
-              help="Model methods: also report the model's output followed by the bridge, as its own row.")
+              help="Model methods: also report model+bridge (the model's output, then the bridge) as its own row "
+                   "[always, as the first row, when the model's settings say bridge].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N samples of the split.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True,
               help="Folder for metrics.json, report.md and evaluation.png.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def evaluate(data: Path, split: str, model_path: Path | None, predictions: Path | None, baseline: str | None,
-             threshold: float | None, link_threshold: float | None, min_speck: int | None, tta: bool | None,
-             plus_bridge: bool, limit: int | None, out: Path, batch: int, no_progress: bool) -> None:
+@click.pass_context
+def evaluate(ctx: click.Context, no_progress: bool, **options: Any) -> None:
     """Score a model, a folder of predictions or a baseline on a split, beside the baselines."""
-    chosen = [name for name, value in (("--model", model_path), ("--predictions", predictions),
-                                       ("--baseline", baseline)) if value is not None]
+    chosen = [_flag(name) for name in ("model_path", "predictions", "baseline") if options[name] is not None]
     if len(chosen) > 1:
         raise click.UsageError(f"give one of --model, --predictions, --baseline (got {', '.join(chosen)})")
-    use_model = not chosen or model_path is not None
-    model_only = [name for name, value in (("--threshold", threshold), ("--link-threshold", link_threshold),
-                                           ("--min-speck", min_speck),
-                                           ("--tta", tta), ("--plus-bridge", plus_bridge or None)) if value is not None]
-    if model_only and not use_model:
-        raise click.UsageError(f"{', '.join(model_only)} apply only to a model")
-    if use_model:
-        _tensorflow("evaluate --model")
-    from model.scoring import evaluate as evaluation
-
-    try:
-        if use_model:
-            overrides = {"threshold": threshold, "link_threshold": link_threshold, "min_speck": min_speck, "tta": tta}
-            method = evaluation.saved_model(model_path, batch, overrides, plus_bridge)
-        elif predictions is not None:
-            method = evaluation.prediction_folder(predictions)
-        else:
-            method = evaluation.baseline(baseline)
-        result = evaluation.evaluate(data, method, out, split, limit,
-                                     progress=None if no_progress else _progress_bar)
-    except evaluation.EvaluationError as exc:
-        raise _store_error(exc, data) from None
-    click.echo(result.table())
-    click.echo(f"{split} split, {int(result.results[method.name]['images'])} samples -> {out}")
+    model_only = _given(ctx, ("threshold", "link_threshold", "min_speck", "tta", "plus_bridge"))
+    if model_only and chosen and options["model_path"] is None:
+        raise click.UsageError(f"{', '.join(map(_flag, model_only))} apply only to a model")
+    model_commands.evaluate(**options, progress=not no_progress, echo=click.echo)
 
 
 if __name__ == "__main__":  # Dask spawns worker processes: the guard is required

@@ -5,9 +5,10 @@ Run from the repo root, on the seed-0 14,999-pair 512 px library:
     .venv/bin/python cli.py generate --count 14999 --size 512 --out generated_data/reconstruction.zarr
     .venv/bin/python benchmarks/pretrained.py generated_data/reconstruction.zarr [--limit N] [--model PATH]
 
-It runs the `evaluate` command's own code with the model's validation-chosen settings and the
-`model + bridge` row, beside identity and bridge, on the same samples. It prints the markdown
-table, then, as its last line, one JSON object with every figure, the settings and the wall time.
+It runs the `evaluate` command's own code with the model's validation-chosen settings: the
+`model+bridge` and `model` rows (the first is the bundled model's default method), beside
+identity and bridge, on the same samples. It prints the markdown table, then, as its last line,
+one JSON object with every figure (`results`, by row), the settings and the wall time.
 """
 
 from __future__ import annotations

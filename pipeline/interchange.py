@@ -62,7 +62,8 @@ class ImportReport:
 
 def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str], start: int = 0,
                  count: int | None = None) -> ExportReport:
-    """Write the done samples in [start, start + count) as out/micro/<i>.png and out/label/<i>.png."""
+    """Write the done samples in [start, start + count) as out/micro/<i>.png and out/label/<i>.png
+    (and out/clean/<i>.png from a micrograph store)."""
     if start < 0 or (count is not None and count <= 0):
         raise InterchangeError(f"start must be >= 0 and count > 0, got start {start}, count {count}")
     store = LibraryStore.open(store_path)
@@ -71,24 +72,25 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
     stop = store.count if count is None else min(store.count, start + count)
     out = Path(out).absolute()
     indices = [start + int(k) for k in np.flatnonzero(store.done()[start:stop])]
-    for folder in (out, *(out / name for name in IMAGE_ARRAYS)):
+    names = tuple(name for name in store.images if name != "grains")  # a micrograph store's clean render too
+    for folder in (out, *(out / name for name in names)):
         if folder.exists() and not folder.is_dir():
             raise InterchangeError(f"{folder} is a file, not a folder")
-    for name in IMAGE_ARRAYS:
+    for name in names:
         check_creatable(out / name / "0.png")
         # Never overwrite: a folder holding another export would silently mix two libraries.
         clash = next((out / name / f"{i}.png" for i in indices if (out / name / f"{i}.png").exists()), None)
         if clash:
             raise InterchangeError(f"{clash} exists; export into a new folder or one without these samples")
-    for name in IMAGE_ARRAYS:
+    for name in names:
         (out / name).mkdir(parents=True, exist_ok=True)
-    reader = store.image_reader(IMAGE_ARRAYS)
+    reader = store.image_reader(names)
     for written, i in enumerate(indices):
         try:
             pair = reader.read(i)
         except StoreError as exc:  # absent or failing its checksum; `verify` lists every one
             raise InterchangeError(f"{exc}; {written} pairs were exported before it") from None
-        for name, image in zip(IMAGE_ARRAYS, pair):
+        for name, image in zip(names, pair):
             _write_png(out / name / f"{i}.png", image)
     return ExportReport(out, len(indices), (stop - start) - len(indices))
 
@@ -117,6 +119,18 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
     _write_store(directory, out, names, size, seed, skipped)
     return ImportReport(out, len(names), size, skipped)
+
+
+def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
+    """For an error about `path`: a pointer to `import` when it is a folder of PNG pairs, not a store ("" otherwise)."""
+    if path is None:
+        return ""
+    path = Path(path)
+    if (path / "zarr.json").exists() or not (any((path / "micro").glob("*.png"))
+                                             and any((path / "label").glob("*.png"))):
+        return ""
+    return (f"; it holds micro/ and label/ PNGs: make a store of them with "
+            f"`import {path} --out {path.name or 'library'}.zarr` and use that")
 
 
 def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:

@@ -43,10 +43,10 @@ class RenderRanges:
     faint_scale: tuple[float, float] = (15.0, 60.0)  # px: length scale of the depth's variation along boundaries
     twin_contrast: tuple[float, float] = (0.2, 0.8)  # depth of twin boundaries relative to the others
     scratch_share: float = 0.6  # share of renders with polishing scratches
-    scratches: tuple[int, int] = (1, 12)
+    scratches: tuple[int, int] = (1, 40)
     scratch_width: tuple[int, int] = (1, 3)  # px
-    scratch_depth: tuple[float, float] = (8.0, 50.0)
-    pits: tuple[int, int] = (0, 40)  # etch pits and inclusions
+    scratch_depth: tuple[float, float] = (8.0, 80.0)
+    pits: tuple[int, int] = (0, 80)  # etch pits and inclusions
     pit_radius: tuple[int, int] = (1, 5)  # px
     pit_depth: tuple[float, float] = (30.0, 120.0)
     stains: tuple[int, int] = (0, 3)
@@ -199,7 +199,8 @@ def _groove_depth(grains: np.ndarray, parents: np.ndarray, label: np.ndarray, wi
         band = cv2.dilate(twin_line.astype(np.uint8), np.ones((side, side), np.uint8)).astype(bool)
         share = np.where(band, share * plan.twin_contrast, share)
     softness = plan.groove_softness * (1.0 + 0.4 * smooth_field(rng, grains.shape, 12.0 * size_scale))
-    distance = cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, 3)
+    # Clipped: beyond 64 px the profile is 0 in float32 either way (and a map without boundary gives inf).
+    distance = np.minimum(cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, 3), 64.0)
     profile = np.exp(-(distance / np.maximum(softness, 0.2)) ** 2)
     return (plan.groove_depth * share * profile).astype(np.float32), share < FAINT
 

@@ -4,15 +4,14 @@ A shard file holds the inner chunks of up to B samples back to back, then the in
 (offset, nbytes) as little-endian uint64 (both 2**64 - 1 for an absent chunk) and the CRC32C of
 those index bytes. Each inner chunk is the Blosc frame of one (S, S) image followed by the
 CRC32C of that frame (zarr's `crc32c` codec: 4 bytes, little-endian). Tests check byte for byte
-that this is what zarr's ShardingCodec writes and reads. Only pipeline/store.py uses this module.
+that this is what zarr's ShardingCodec writes and reads. Bytes only: the store's reading room
+(pipeline/store/reading.py) fetches them through its backend. Only pipeline/store/ uses this module.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import google_crc32c
 import numcodecs
@@ -57,11 +56,6 @@ def encode_shard(chunks: list[bytes | None]) -> bytes:
     return b"".join(c for c in chunks if c is not None) + with_crc(index.tobytes())
 
 
-def _name(path: Path) -> str:
-    """`micro/c.3.0.0`: the shard file as it is named inside the store."""
-    return f"{path.parent.name}/{path.name}"
-
-
 @dataclass(frozen=True)
 class ShardLayout:
     """How one image array is sharded and encoded: B samples a shard, (S, S) images, one Blosc codec."""
@@ -85,47 +79,35 @@ class ShardLayout:
             raise ValueError(f"image {image.shape} {image.dtype} does not fit {self.image_shape} {self.dtype}")
         return with_crc(bytes(self.codec.encode(np.ascontiguousarray(image))))
 
-    def read_index(self, path: Path) -> list[tuple[int, int]]:
-        """(offset, nbytes) of each of the B inner chunks of the shard at `path`; ChunkError if absent or damaged."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise ChunkError(f"shard file {_name(path)} is missing") from None
-        try:
-            size = os.fstat(fd).st_size
-            if size < self.index_bytes:
-                raise ChunkError(f"shard file {_name(path)} is truncated ({size} bytes)")
-            raw = os.pread(fd, self.index_bytes, size - self.index_bytes)
-        finally:
-            os.close(fd)
-        index = np.frombuffer(without_crc(raw, f"index of shard file {_name(path)}"), "<u8").reshape(self.samples, 2)
+    def parse_index(self, name: str, size: int, tail: bytes) -> list[tuple[int, int]]:
+        """(offset, nbytes) of the B inner chunks of shard `name`, from its size and last `index_bytes` bytes."""
+        if size < self.index_bytes:
+            raise ChunkError(f"shard file {name} is truncated ({size} bytes)")
+        index = np.frombuffer(without_crc(tail, f"index of shard file {name}"), "<u8").reshape(self.samples, 2)
         present = index[:, 0] != EMPTY
         if np.any(index[present].sum(axis=1) > size - self.index_bytes):
-            raise ChunkError(f"index of shard file {_name(path)} points past its end")
+            raise ChunkError(f"index of shard file {name} points past its end")
         return [(int(offset), int(nbytes)) for offset, nbytes in index.tolist()]
 
-    def read_image(self, path: Path, index: list[tuple[int, int]], slot: int, expected_crc: int = 0) -> np.ndarray:
-        """Decode inner chunk `slot` of the shard at `path` (one byte-range read); ChunkError if unusable.
+    @staticmethod
+    def chunk_range(name: str, index: list[tuple[int, int]], slot: int) -> tuple[int, int]:
+        """(offset, nbytes) of inner chunk `slot` of shard `name`; ChunkError if the shard lacks it."""
+        offset, nbytes = index[slot]
+        if offset == EMPTY:
+            raise ChunkError(f"absent from shard file {name}")
+        return offset, nbytes
+
+    def decode_image(self, name: str, data: bytes, nbytes: int, expected_crc: int = 0) -> np.ndarray:
+        """The image in inner chunk `data` of shard `name` (`nbytes` long by its index); ChunkError if unusable.
 
         `expected_crc` (0: unknown) is the CRC32C recorded for this sample's image: a different
         one is an image of another sample, in a shard file moved or swapped.
         """
-        offset, nbytes = index[slot]
-        if offset == EMPTY:
-            raise ChunkError(f"absent from shard file {_name(path)}")
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise ChunkError(f"shard file {_name(path)} is missing") from None
-        try:
-            data = os.pread(fd, nbytes, offset)
-        finally:
-            os.close(fd)
         if len(data) != nbytes:
-            raise ChunkError(f"shard file {_name(path)} is truncated")
+            raise ChunkError(f"shard file {name} is truncated")
         frame = without_crc(data, "chunk")
         if expected_crc and chunk_crc(data) != expected_crc:
-            raise ChunkError(f"shard file {_name(path)} holds another image than the one committed for this sample "
+            raise ChunkError(f"shard file {name} holds another image than the one committed for this sample "
                              "(a valid chunk, but not this sample's checksum): shard files moved, swapped or "
                              "rewritten by something else")
         try:

@@ -21,7 +21,7 @@ from zarr.codecs import BloscCodec, BytesCodec
 
 from .config import GenerationConfig
 from .sample import Sample
-from .store import DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, _project_group, check_creatable
+from .store import DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, check_creatable, project_group
 from .verify import verify
 
 OLD_FORMAT = 1
@@ -88,7 +88,7 @@ def _format1_group(old: Path) -> zarr.Group:
     if not old.exists():
         raise UpgradeError(f"{old} does not exist")
     try:
-        group = _project_group(old)
+        group = project_group(old)
     except StoreError as exc:
         raise UpgradeError(str(exc)) from None
     if group is None:

@@ -14,7 +14,7 @@ from .interchange import IMPORT_KIND
 from .presets import make_sample
 from .sample import BACKGROUND, BOUNDARY, erased_fraction, split_of
 from .shards import ChunkError
-from .store import META_ARRAYS, SAMPLE_IMAGES, ImageReader, LibraryStore, StoreError, software_versions
+from .store import META_ARRAYS, ImageReader, LibraryStore, StoreError, software_versions
 
 # Stored erased fractions are float32 of a value in [0, 1]: rounding moves them by at most half of this.
 TOLERANCE = float(np.finfo(np.float32).eps)
@@ -80,25 +80,28 @@ def _check(store: LibraryStore, indices: Iterable[int], meta: dict[str, np.ndarr
            echo: Callable[[str], None]) -> list[int]:
     """Indices of the given samples that break the contract, each named through `echo` with why."""
     has_grain_map = store.source_kind != IMPORT_KIND
-    size, seed = store.config.size, store.seed
-    reader = store.image_reader(SAMPLE_IMAGES)
+    size, seed, names = store.config.size, store.seed, store.images
+    gray = "clean" in names  # a micrograph store: micro and clean are gray, erased_fraction is the render's
+    reader = store.image_reader(names)
     bad = []
     for index in (int(i) for i in indices):
-        images, problems = _read_sample(reader, index)
-        problems += check_sample(size, has_grain_map, *images, num_grains=int(meta["num_grains"][index]),
+        images, problems = _read_sample(reader, names, index)
+        problems += check_sample(size, has_grain_map, *images[:3], num_grains=int(meta["num_grains"][index]),
                                  erased=float(meta["erased_fraction"][index]), split=int(meta["split"][index]),
-                                 expected_split=split_of(seed, index))
+                                 expected_split=split_of(seed, index), gray=gray)
+        if gray and images[3] is not None and (images[3].shape != (size, size) or images[3].dtype != np.uint8):
+            problems.append(f"clean: {images[3].shape} {images[3].dtype}, expected ({size}, {size}) uint8")
         if problems:
             echo(f"sample {index}: {'; '.join(problems)}")
             bad.append(index)
     return bad
 
 
-def _read_sample(reader: ImageReader, index: int) -> tuple[list[np.ndarray | None], list[str]]:
-    """micro, label and grains of one sample (None where unreadable), and why they are not."""
+def _read_sample(reader: ImageReader, names: tuple[str, ...], index: int) -> tuple[list[np.ndarray | None], list[str]]:
+    """The images `names` of one sample (None where unreadable), and why they are not."""
     images: list[np.ndarray | None] = []
     problems = []
-    for position, name in enumerate(SAMPLE_IMAGES):
+    for position, name in enumerate(names):
         try:
             images.append(reader.read_one(position, index))
         except ChunkError as exc:  # absent, failing its checksum, or not decodable
@@ -136,8 +139,12 @@ def _listed(indices: list[int]) -> str:
 
 def check_sample(size: int, has_grain_map: bool, micro: np.ndarray | None, label: np.ndarray | None,
                  grains: np.ndarray | None, *, num_grains: int, erased: float, split: int,
-                 expected_split: int) -> list[str]:
-    """Why one sample breaks the store contract (empty when it does not); None images were unreadable."""
+                 expected_split: int, gray: bool = False) -> list[str]:
+    """Why one sample breaks the store contract (empty when it does not); None images were unreadable.
+
+    `gray`: a micrograph sample, whose micro is gray and whose erased_fraction (the share of the
+    boundary drawn faint) cannot be recomputed from the images: it must lie in [0, 1].
+    """
     problems = []
     pair_ok = True
     for name, image in (("micro", micro), ("label", label)):
@@ -146,9 +153,14 @@ def check_sample(size: int, has_grain_map: bool, micro: np.ndarray | None, label
         elif image.shape != (size, size) or image.dtype != np.uint8:
             problems.append(f"{name}: {image.shape} {image.dtype}, expected ({size}, {size}) uint8")
             pair_ok = False
+        elif gray and name == "micro":
+            continue
         elif other := np.count_nonzero((image != BOUNDARY) & (image != BACKGROUND)):
             problems.append(f"{name}: {other} pixels are neither {BOUNDARY} nor {BACKGROUND}")
-    if pair_ok:
+    if gray:
+        if not 0.0 <= erased <= 1.0:  # also catches a NaN left stored
+            problems.append(f"erased_fraction {erased:.6g} is not a share in [0, 1]")
+    elif pair_ok:
         recomputed = np.float32(erased_fraction(micro, label))
         if not abs(float(recomputed) - erased) <= TOLERANCE:  # also catches a NaN left stored
             problems.append(f"erased_fraction {erased:.6g}, recomputed {float(recomputed):.6g}")

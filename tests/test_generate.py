@@ -229,10 +229,10 @@ class DiskFull:
 
 def test_disk_full_mid_run_is_one_line_the_store_stays_consistent_and_resumes(run_cli, tmp_path, reference,
                                                                               monkeypatch):
-    import pipeline.store
+    import pipeline.store.files
 
     out = tmp_path / "full.zarr"
-    monkeypatch.setattr(pipeline.store, "atomic_write", DiskFull(pipeline.store.atomic_write, allowed=3 * 5))
+    monkeypatch.setattr(pipeline.store.files, "atomic_write", DiskFull(pipeline.store.files.atomic_write, allowed=3 * 5))
     result = generate(run_cli, out, "--workers", "0", "--block", "1", check=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines()[:-1] == ["running on serial (this process)"], result.output

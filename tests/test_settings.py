@@ -81,10 +81,40 @@ def test_tta_of_a_symmetric_model_and_plus_bridge_rows(run_cli, tmp_path, tiny_l
     plain, tta = scores(tmp_path / "plain"), scores(tmp_path / "tta")
     for key in COLUMNS:
         assert plain[key] == tta[key], key
-    # The model returns its input, so the model followed by the bridge is the bridge itself.
+    # Settings without `bridge`: the network alone is the default method, the first row; --plus-bridge
+    # adds model+bridge beside it. The model returns its input, so model+bridge is the bridge itself.
+    assert tta["headline"] == "model" and list(tta["rows"]) == ["model", "model+bridge", "identity", "bridge"]
     for key in COLUMNS:
-        assert tta["plus_bridge"][key] == tta["baselines"]["bridge"][key], key
-    assert "| model linear.keras + bridge |" in result.output
+        assert tta["rows"]["model+bridge"][key] == tta["baselines"]["bridge"][key], key
+    assert "| model+bridge |" in result.output
+
+
+def test_settings_that_say_bridge_make_model_plus_bridge_the_headline(run_cli, tmp_path, tiny_library, linear_model):
+    """The first row and metrics.json's top level are what `predict` runs without --method."""
+    model = tmp_path / "model.keras"
+    model.write_bytes(linear_model.read_bytes())
+    save_settings(model, InferenceSettings(bridge=True, chosen_on="val"))
+    result = run_cli("evaluate", "--data", tiny_library, "--model", model, "--split", "all",
+                     "--out", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    scored = scores(tmp_path / "out")
+    assert scored["method"] == "model model.keras" and scored["headline"] == "model+bridge"
+    assert list(scored["rows"]) == ["model+bridge", "model", "identity", "bridge"]
+    assert {key: scored[key] for key in COLUMNS} == {key: scored["rows"]["model+bridge"][key] for key in COLUMNS}
+    assert scored["baselines"] == {name: scored["rows"][name] for name in ("identity", "bridge")}
+    # The model returns its input: the network alone scores as identity, model+bridge as bridge.
+    for key in COLUMNS:
+        assert scored["rows"]["model"][key] == scored["baselines"]["identity"][key], key
+        assert scored[key] == scored["baselines"]["bridge"][key], key
+    table = [line.split(" | ")[0] for line in result.output.splitlines() if line.startswith("| ")]
+    assert table == ["| method", "| ---", "| model+bridge", "| model", "| identity", "| bridge"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "The first row, `model+bridge`, is the default method" in report and "`model` is the network alone" in report
+    assert run_cli("export", tiny_library, "--out", tmp_path / "pngs", "--count", 1).exit_code == 0
+    predicted = run_cli("predict", tmp_path / "pngs" / "micro" / "0.png", "--model", model, "--out",
+                        tmp_path / "restored", "--no-progress")
+    assert predicted.exit_code == 0, predicted.output
+    assert predicted.output.startswith("method model+bridge (from model.settings.json")
 
 
 def test_tune_chooses_on_val_and_evaluate_then_uses_it(run_cli, tmp_path, tiny_library, linear_model):

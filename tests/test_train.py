@@ -65,17 +65,16 @@ def test_a_run_writes_every_file_and_the_best_model_reloads_plainly(trained_run,
         meter.update_state((label > 127).astype(np.int32), (mask == 255).astype(np.int32))
     scored = json.loads((run_dir / "metrics.json").read_text())
     assert scored["samples"] == 4 and scored["split"] == "test"
-    assert scored["miou"] == pytest.approx(float(meter.result()), abs=1e-6)
-    # The evaluation table, the model's row first, then the baselines on the same samples.
-    row = next(line for line in output.splitlines() if line.startswith("| model best_reconstruction_model.keras"))
-    assert row.split(" | ")[1] == f"{scored['miou']:.4f}"
-    assert "| identity |" in output and "| bridge |" in output
+    assert scored["rows"]["model"]["miou"] == pytest.approx(float(meter.result()), abs=1e-6)
+    # The evaluation table: the model's default method first (model+bridge when the tuning chose the
+    # bridge, as `predict` runs it without --method), the network alone, then the baselines.
+    headline = "model+bridge" if settings.bridge else "model"
+    assert scored["headline"] == headline and scored["miou"] == scored["rows"][headline]["miou"]
+    rows = [line.split(" | ")[:2] for line in output.splitlines() if line.startswith("| ")][2:]
+    assert rows == [[f"| {name}", f"{scored['rows'][name]['miou']:.4f}"] for name in scored["rows"]]
+    assert [name for name, _ in rows] == [f"| {headline}", *["| model"] * settings.bridge, "| identity", "| bridge"]
     # Header, rule, three rows, and the model's output followed by the bridge when the tuning chose that.
     assert (run_dir / "report.md").read_text().count("\n| ") == 5 + settings.bridge
-    assert ("+ bridge |" in output) == settings.bridge
-    if settings.bridge:
-        bridged = next(line for line in output.splitlines() if line.startswith("| model ") and "+ bridge |" in line)
-        assert bridged.split(" | ")[1] == f"{scored['plus_bridge']['miou']:.4f}"
 
 
 def test_resume_after_a_kill_continues_at_the_next_epoch_as_if_never_stopped(run_cli, tmp_path, monkeypatch,

@@ -15,14 +15,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from model.methods import PREDICT_METHODS, bridged, remove_specks, to_mask, uses_model
-from model.pretrained import NoModelError, resolve_model
+from model.pretrained import MICROGRAPH_MODEL, NoModelError, resolve_model
 from .images import ImageError, decode, input_kind, is_binary
 from .postprocess import probability_to_mask
 from .predictor import PredictError, default_overlap, load_predictor
@@ -86,6 +86,14 @@ def check_options(options: RestoreOptions) -> None:
         raise PredictError(f"--batch must be > 0, got {options.batch}")
 
 
+def routes_micrographs(options: RestoreOptions) -> bool:
+    """Whether gray, 16-bit and colour inputs go as they are to the bundled micrograph model: with
+    no --model, a method that runs a model (or the default), automatic preparation, and that model
+    installed. Binary boundary maps always go to the boundary-map model."""
+    return (options.model is None and (options.method is None or uses_model(options.method))
+            and options.denoise == AUTO and options.binarize == AUTO and MICROGRAPH_MODEL.is_file())
+
+
 def model_path_of(options: RestoreOptions) -> Path | None:
     """The model file a model method will load (the bundled one without --model); None for bridge."""
     if not options.uses_model:
@@ -138,6 +146,9 @@ class Restorer:
                           else "--tile" if options.tile is not None else "the default")
                 raise PredictError(f"the tile ({min(tile)}, {origin}) must be larger than --overlap ({self.overlap})"
                                    if self.overlap >= min(tile) else str(exc)) from None
+        # Gray, 16-bit and colour inputs: the micrograph model reads them as they are, under its own settings.
+        self.micrograph = (Restorer(replace(options, model=MICROGRAPH_MODEL, denoise="none", binarize="none"))
+                           if routes_micrographs(options) else None)
 
     def _settle(self, name: str, given: object, fallback: object, origin: str) -> object:
         if name != "min_speck" and not self.options.uses_model:
@@ -153,7 +164,10 @@ class Restorer:
         notes = ([self.method_origin] if self.options.method is None else []) + (
             [str(self.model_path)] if self.model_path else [])
         where = f" ({', '.join(notes)})" if notes else ""
-        return f"method {self.method}{where}: " + ", ".join(parts)
+        line = f"method {self.method}{where}: " + ", ".join(parts)
+        if self.micrograph is not None:
+            return f"binary maps: {line}; micrographs: {self.micrograph.describe()}"
+        return line
 
     def preparation(self, binary: bool) -> tuple[str, str]:
         """(denoise, binarize) used on an image that is (or is not) a binary boundary map."""
@@ -167,6 +181,9 @@ class Restorer:
             if not counts[kind]:
                 continue
             noun = "binary boundary map" if kind == "binary" else f"{kind} micrograph"
+            if kind != "binary" and self.micrograph is not None:
+                parts.append(f"{counts[kind]} {noun}{'s' * (counts[kind] > 1)} -> the micrograph model, as it is")
+                continue
             denoise, binarize = self.preparation(kind == "binary")
             strength = self.strength
             detail = {"nlmeans": f" (h {strength.nlmeans_h:g})", "adaptive": f" (offset {strength.adaptive_offset:g})"}
@@ -176,7 +193,7 @@ class Restorer:
             parts.append(f"{counts[kind]} {noun}{'s' * (counts[kind] > 1)} -> {how}")
         if not parts:
             return "inputs: none readable"
-        auto = AUTO in (self.options.denoise, self.options.binarize)
+        auto = AUTO in (self.options.denoise, self.options.binarize) and self.micrograph is None
         hint = (" (--denoise/--binarize override; the model expects a binary map: dark boundary on a bright "
                 "background)") if auto else ""
         return "inputs: " + "; ".join(parts) + hint
@@ -197,7 +214,10 @@ class Restorer:
         """
         options = self.options
         shape = image.shape
-        denoise, binarize = self.preparation(is_binary(image) if binary is None else binary)
+        binary = is_binary(image) if binary is None else binary
+        if not binary and self.micrograph is not None:
+            return self.micrograph.restore(image, progress, binary=False)
+        denoise, binarize = self.preparation(binary)
         ready = prepare(image, invert=options.invert, denoise=denoise, binarize=binarize, scale=options.scale,
                         strength=self.strength)
         speck_here = round(self.min_speck * options.scale**2)  # the same area at the working scale

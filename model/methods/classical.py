@@ -299,7 +299,7 @@ def bridged(mask: np.ndarray, min_speck: int = 0) -> np.ndarray:
     filter is needed after it.
 
     `model+bridge` is `bridged(model's mask)`, the same recipe in `predict`, `measure --restore`,
-    `evaluate`'s `+ bridge` row, `tune` and the benchmarks, so that the figures they report are
+    `evaluate`'s `model+bridge` row, `tune` and the benchmarks, so that the figures they report are
     those of the masks users get.
     """
     return bridge(remove_specks(mask, min_speck))

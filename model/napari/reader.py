@@ -1,6 +1,6 @@
 """npe2 reader: a Reconstruction-GB store opens as three layers (micro, label, grains), one slider step a sample.
 
-Images are read lazily, one sample at a time, through the store module (`pipeline/store.py`, via
+Images are read lazily, one sample at a time, through the store module (`pipeline/store/`, via
 the adapter); any other path is left to napari's own readers (`get_reader` returns None).
 """
 

@@ -55,3 +55,17 @@ def model_config(preset: str = "paper", **overrides: int | None) -> ModelConfig:
     if preset not in PRESETS:
         raise ModelConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def untrainable_size_warning(size: int) -> str | None:
+    """One warning line when a preset cannot train on `size` px images (None if every one can)."""
+    divisors = {name: config.divisor for name, config in PRESETS.items()}
+    refused = [name for name, divisor in divisors.items() if size % divisor]
+    if not refused:
+        return None
+    step = max(divisors.values())  # powers of two: a multiple of the largest suits every preset
+    nearest = [n for n in (size // step * step, (size // step + 1) * step) if n >= 64]
+    return (f"warning: `train` refuses {size} px for the {' and '.join(refused)} preset"
+            f"{'s' * (len(refused) > 1)}: sizes must be multiples of 2^depth ("
+            + ", ".join(f"{divisor} for {name}" for name, divisor in divisors.items())
+            + f"), e.g. {' or '.join(map(str, nearest))}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The bundled model; its validation-chosen inference settings lie beside it (model.inference.settings).
+# The bundled models; the validation-chosen inference settings of each lie beside it
+# (model.inference.settings). BUNDLED_MODEL reads binary boundary maps; MICROGRAPH_MODEL reads gray
+# micrographs as they are (trained on the micrograph preset's library; its card: README.md).
 BUNDLED_MODEL = Path(__file__).with_name("reconstruction_gb.keras")
+MICROGRAPH_MODEL = Path(__file__).with_name("reconstruction_gb_micrograph.keras")
 
 
 class NoModelError(ValueError):

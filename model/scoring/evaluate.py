@@ -1,9 +1,13 @@
 """Score a restoration method on one split of a library: a model, a folder of predictions, a baseline.
 
 The split is streamed one sample at a time (one batch for a model): memory does not grow with it.
-Beside the method, the same samples are scored for the `identity` and `bridge` baselines, so that
-every report shows what doing nothing and a classical gap closer reach on the same images.
-Outputs in OUT: metrics.json, report.md, evaluation.png. TensorFlow is imported only for a model.
+The report's first row, the headline, is the method as a user runs it by default: for a model,
+what `predict` runs without `--method` (`model+bridge` when its settings say bridge, with the
+network alone beside it as `model`). Beside it, the same samples are scored for the `identity`
+and `bridge` baselines, so that every report shows what doing nothing and a classical gap closer
+reach on the same images. Outputs in OUT: metrics.json (the headline's figures at its top level,
+every row under `rows`), report.md, evaluation.png (the headline's outputs). TensorFlow is
+imported only for a model.
 """
 
 from __future__ import annotations
@@ -61,12 +65,30 @@ class Method:
     """A restoration method: its name in reports, and either its predictions for given sample
     indices or the name of a baseline (made where each sample is scored, from its input)."""
 
-    name: str
+    name: str  # what is scored, e.g. `model best.keras`, `predictions label`, `bridge`
     predict: Callable[[LibraryReader, np.ndarray], Predictions] | None = None
     baseline: str | None = None
     check: Callable[[np.ndarray], None] | None = None  # raises EvaluationError before any work
     plus_bridge: bool = False  # also report the method's output followed by the bridge, as its own row
+    bridge_default: bool = False  # that row is the headline: the method's default (settings that say bridge)
     settings: dict[str, Any] | None = None  # how a model's probabilities became masks (for the report)
+    row: str | None = None  # the row of its own output [default: name]; a model's is `model`
+
+    @property
+    def own_row(self) -> str:
+        """The row of the method's own output."""
+        return self.row or self.name
+
+    @property
+    def bridged_row(self) -> str | None:
+        """The row of its output followed by the bridge (`model+bridge`), or None when not scored."""
+        return f"{self.own_row}+bridge" if self.plus_bridge or self.bridge_default else None
+
+    def rows(self) -> list[str]:
+        """The report's rows, headline first: the default method, its other variant, then the baselines."""
+        variants = [self.own_row] if self.bridged_row is None else (
+            [self.bridged_row, self.own_row] if self.bridge_default else [self.own_row, self.bridged_row])
+        return [*variants, *(name for name in BASELINES if name != self.own_row)]
 
 
 def baseline(name: str) -> Method:
@@ -123,8 +145,9 @@ def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict
 
 
 def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_bridge: bool = False) -> Method:
-    """A Keras model in memory, its probabilities made masks under `settings` (defaults: threshold 0.5);
-    with `plus_bridge`, or settings that say `bridge`, also its masks followed by the bridge."""
+    """A Keras model in memory, its probabilities made masks under `settings` (defaults: threshold 0.5),
+    scored as row `model`; with `plus_bridge`, or settings that say `bridge`, also as `model+bridge`
+    (its masks followed by the bridge), the headline row when the settings say `bridge`."""
     from model.inference.settings import InferenceSettings
     from model.scoring.predictions import predict_samples
 
@@ -142,8 +165,10 @@ def model_method(model: Any, batch: int, name: str, settings: Any = None, plus_b
               "min_speck": settings.min_speck, "tta": settings.tta, "bridge": settings.bridge,
               "chosen_on": settings.chosen_on,
               "description": settings.describe()}
-    # Settings that say the bridge follows the model are scored that way too (its default method).
-    return Method(name, predict, plus_bridge=plus_bridge or settings.bridge, settings=chosen)
+    # Settings that say the bridge follows the model make model+bridge its default method, as in
+    # `predict` without --method: the headline row, with the network alone beside it.
+    return Method(name, predict, plus_bridge=plus_bridge, bridge_default=settings.bridge, settings=chosen,
+                  row="model")
 
 
 def _check_single_channel(model: Any) -> None:
@@ -170,8 +195,13 @@ def split_indices(reader: LibraryReader, split: str, limit: int | None) -> np.nd
 class Evaluation:
     split: str
     method: str
-    results: dict[str, dict[str, float]]  # row name (method first, then baselines) -> metrics
+    results: dict[str, dict[str, float]]  # row name (the headline first, then the rest) -> metrics
     out_dir: Path
+
+    @property
+    def headline(self) -> str:
+        """The first row: the method as it runs by default."""
+        return next(iter(self.results))
 
     def table(self) -> str:
         """The report's markdown table: one row per method."""
@@ -205,8 +235,9 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     except StoreError as error:
         raise EvaluationError(f"--out: {error}; nothing was written") from None
 
-    combined = [f"{method.name} + bridge"] if method.plus_bridge else []
-    rows = [method.name, *combined, *(name for name in BASELINES if name != method.name)]
+    # Scored in this order (score_sample's), reported headline first (method.rows()).
+    combined = [method.bridged_row] if method.bridged_row is not None else []
+    rows = [method.own_row, *combined, *(name for name in BASELINES if name != method.own_row)]
     meters = {name: MetricAccumulator() for name in rows}
     panels = []
     bar = progress(len(indices)) if progress else None
@@ -218,10 +249,11 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         predictions: Iterable[tuple[int, np.ndarray | None]] = ((int(i), None) for i in indices)
     else:
         predictions = method.predict(reader, indices)
-    # The `+ bridge` row is model+bridge as predict makes it: the speck filter around the bridge.
-    bridge_speck = int((method.settings or {}).get("min_speck") or 0) if method.plus_bridge else None
-    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline, k < FIGURE_SAMPLES,
-              bridge_speck)
+    # The `model+bridge` row is made as predict makes it: the speck filter around the bridge.
+    bridge_speck = int((method.settings or {}).get("min_speck") or 0) if combined else None
+    shown = rows.index(method.rows()[0])  # the figure shows the headline's outputs
+    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline,
+              shown if k < FIGURE_SAMPLES else None, bridge_speck)
              for k, (index, prediction) in enumerate(predictions))
     try:
         if workers == 1:
@@ -241,17 +273,19 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     if bar is not None:
         bar.close()
 
-    evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in rows}, out_dir)
+    evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in method.rows()}, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {**evaluation.results[method.name], "method": method.name, "split": split,
+    record: dict[str, Any] = {**evaluation.results[evaluation.headline], "method": method.name,
+                              "headline": evaluation.headline, "split": split,
                               "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
                               "store_config": reader.store.config.to_dict(),
                               **({"settings": method.settings} if method.settings else {}),
-                              "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]},
-                              **({"plus_bridge": evaluation.results[combined[0]]} if combined else {})}
+                              "rows": evaluation.results,
+                              "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]}}
     atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
-    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method.settings).encode())
-    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}, {split} split")
+    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method).encode())
+    shown_as = f", {evaluation.headline}" if evaluation.headline != method.own_row else ""
+    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}{shown_as}, {split} split")
     return evaluation
 
 
@@ -283,18 +317,19 @@ def _reader(path: str) -> LibraryReader:
 
 
 def score_sample(path: str, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
-                 baseline_name: str | None, keep: bool,
+                 baseline_name: str | None, keep: int | None,
                  bridge_speck: int | None = None) -> tuple[int, list[ImageStatistics], tuple | None]:
     """Statistics of every row for sample `index` (row 0 = the method; a baseline method's
     prediction is made here; unless `bridge_speck` is None, row 1 = the method's output bridged
-    with that speck filter, model.methods.bridged), and the images themselves when `keep` (for the figure)."""
+    with that speck filter, model.methods.bridged), and, unless `keep` is None, the input, the truth
+    and row `keep`'s output (for the figure)."""
     micro, label = _reader(path).read_pair(index)
     if baseline_name is not None:
         prediction = BASELINES[baseline_name](micro)
     combined = [] if bridge_speck is None else [bridged(prediction, bridge_speck)]
     outputs = [prediction, *combined, *(BASELINES[name](micro) for name in rows[1 + len(combined):])]
     statistics = [image_statistics(output, label, micro) for output in outputs]
-    return index, statistics, (micro, label, prediction) if keep else None
+    return index, statistics, None if keep is None else (micro, label, outputs[keep])
 
 
 def _collect(scored: tuple, rows: list[str], meters: dict[str, MetricAccumulator], panels: list,
@@ -321,16 +356,29 @@ GLOSSARY = (
 )
 
 
-def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, settings: dict[str, Any] | None) -> str:
+def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, method: Method) -> str:
     from pipeline import __version__
 
+    settings = method.settings
     chosen = ("" if not settings else
               f" Settings: {settings['description']} ({settings['chosen_on']}).")
     glossary = "\n".join(f"- {line}" for line in GLOSSARY)
     return (f"# Evaluation: {evaluation.method}\n\n"
             f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "
-            f"{samples} samples.{chosen}\n\n{evaluation.table()}\n\n{glossary}\n\n"
+            f"{samples} samples.{chosen}{_headline_note(method)}\n\n{evaluation.table()}\n\n{glossary}\n\n"
             f"Full definitions: docs/metrics.md in the Reconstruction-GB {__version__} source.\n")
+
+
+def _headline_note(method: Method) -> str:
+    """For a method with two rows: which is the default (the first), and what the other is."""
+    if method.bridged_row is None:
+        return ""
+    own, bridged = f"`{method.own_row}`", f"`{method.bridged_row}`"
+    if method.bridge_default:
+        return (f" The first row, {bridged}, is the default method (what `predict` runs without `--method`: "
+                f"the settings say bridge); {own} is the network alone.")
+    return (f" The first row, {own}, is the default method (what `predict` runs without `--method`); "
+            f"{bridged} is its output followed by the bridge.")
 
 
 def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ A run directory holds:
   best_reconstruction_model.keras the weights of the lowest validation loss, saved without
                                   optimizer or loss (loads with plain keras.models.load_model)
   history.csv, learning_curves.png
-  metrics.json, report.md, evaluation.png   the best model scored on the test split at the end,
-                                  beside the identity and bridge baselines (model/scoring/evaluate.py)
+  metrics.json, report.md, evaluation.png   the best model scored on the test split at the end:
+                                  first its default method (model+bridge when the settings chosen
+                                  on val say bridge), then the network alone (when different) and
+                                  the identity and bridge baselines (model/scoring/evaluate.py)
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ CHECKPOINTS = "checkpoints"
 RESUMABLE_CHANGES = ("epochs", "patience", "out")
 
 
-# A sample the reader could not read (absent, or failing its checksum), as pipeline/store.py words it.
+# A sample the reader could not read (absent, or failing its checksum), as pipeline/store/ words it.
 STORE_PROBLEM = re.compile(r"sample \d+: [^\n]*?; run `python cli\.py verify [^`]*`")
 
 
@@ -144,7 +146,7 @@ class RunState:
 class TrainReport:
     run_dir: Path
     state: RunState
-    test_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None  # the headline row: the model's default method
 
 
 def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
@@ -415,7 +417,7 @@ class _Run:
         evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
                               progress=self.progress)
         self.echo(evaluation.table())
-        return evaluation.results[method.name]
+        return evaluation.results[evaluation.headline]
 
 
 def _load_init_weights(model: keras.Model, path: str) -> None:

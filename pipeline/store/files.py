@@ -1,0 +1,207 @@
+"""Where a store lives: the one seam between the store and a storage backend (today local files).
+
+Every other room reaches the bytes of a store through a `Files` (and zarr through its
+`zarr_store()`); only this module knows paths, `os.replace`, `flock` and `*.partial` files.
+A second backend (object storage through fsspec or obstore) is a class with the methods of
+`Files`, chosen in `files_at`: no rename there, so `write` is one PUT; no lock file, so `lock`
+is a lease object created with `If-None-Match: *`; no partial objects, so `find(".partial")`
+finds none (../shared/notes/zarr-dask.md, "Object storage").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import warnings
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from .errors import StoreBusy, StoreError
+
+
+class Files(Protocol):
+    """The operations the store needs of its backend; keys are `/`-separated, relative to the store."""
+
+    def zarr_store(self) -> Any:
+        """What `zarr.open_group` is given to open the store's group (a path, or a zarr Store)."""
+
+    def where(self, key: str = "") -> str:
+        """How the object `key` (the store itself by default) is named in messages."""
+
+    def exists(self) -> bool:
+        """True if anything at all is at the store's location."""
+
+    def has(self, key: str) -> bool:
+        """True if the object `key` exists."""
+
+    def read(self, key: str) -> bytes:
+        """The whole object `key`; FileNotFoundError if absent."""
+
+    def read_range(self, key: str, offset: int, nbytes: int) -> bytes:
+        """`nbytes` bytes of object `key` from `offset` (fewer past its end); FileNotFoundError if absent."""
+
+    def read_suffix(self, key: str, nbytes: int) -> tuple[int, bytes]:
+        """The size of object `key` and its last `nbytes` bytes (all of it if shorter); FileNotFoundError if absent."""
+
+    def write(self, key: str, data: bytes) -> None:
+        """Replace object `key` by `data` whole: a reader or a kill sees the old object or the new one."""
+
+    def find(self, suffix: str) -> list[str]:
+        """Keys of the objects whose names end with `suffix`."""
+
+    def remove(self, key: str) -> None:
+        """Delete the object `key`."""
+
+    def remove_all(self) -> None:
+        """Delete the store and everything in it."""
+
+    def size(self, prefix: str = "") -> int:
+        """Stored bytes of the objects under `prefix` (the whole store by default)."""
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the store's single-writer lock, or raise StoreBusy at once if a live run holds it."""
+
+
+def files_at(location: str | os.PathLike[str]) -> Files:
+    """The backend of the store at `location` (the place a second backend is chosen, by URL)."""
+    return LocalFiles(Path(location))
+
+
+@dataclass(frozen=True)
+class LocalFiles:
+    """A store in a folder of the local (or a mounted network) filesystem; picklable, for tasks."""
+
+    root: Path
+
+    def zarr_store(self) -> str:
+        """The folder, as zarr's LocalStore opens it."""
+        return str(self.root)
+
+    def where(self, key: str = "") -> str:
+        """The path of `key` (of the folder itself by default)."""
+        return str(self.root / key) if key else str(self.root)
+
+    def exists(self) -> bool:
+        """True if anything (a folder, a file) is at the path."""
+        return self.root.exists()
+
+    def has(self, key: str) -> bool:
+        """True if `key` is a file."""
+        return (self.root / key).is_file()
+
+    def read(self, key: str) -> bytes:
+        """The bytes of the file `key`."""
+        return (self.root / key).read_bytes()
+
+    def read_range(self, key: str, offset: int, nbytes: int) -> bytes:
+        """One pread of the file `key`."""
+        fd = os.open(self.root / key, os.O_RDONLY)
+        try:
+            return os.pread(fd, nbytes, offset)
+        finally:
+            os.close(fd)
+
+    def read_suffix(self, key: str, nbytes: int) -> tuple[int, bytes]:
+        """The size of the file `key` and its tail, through one open file."""
+        fd = os.open(self.root / key, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            return size, os.pread(fd, min(nbytes, size), max(size - nbytes, 0))
+        finally:
+            os.close(fd)
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write the file `key` through a partial file and a rename (`atomic_write`)."""
+        atomic_write(self.root / key, data)
+
+    def find(self, suffix: str) -> list[str]:
+        """Keys of the files below the folder whose names end with `suffix`."""
+        return [path.relative_to(self.root).as_posix() for path in self.root.rglob(f"*{suffix}") if path.is_file()]
+
+    def remove(self, key: str) -> None:
+        """Delete the file `key`."""
+        (self.root / key).unlink()
+
+    def remove_all(self) -> None:
+        """Delete the folder and everything in it."""
+        shutil.rmtree(self.root)
+
+    def size(self, prefix: str = "") -> int:
+        """Bytes of the files below `prefix` (a folder of the store, or the whole store)."""
+        return _tree_size(self.root / prefix)
+
+    def lock(self) -> AbstractContextManager[None]:
+        """A flock on the folder (`writer_lock`)."""
+        return writer_lock(self.root)
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write `data` to `<target>.<random>.partial`, then rename it to `target`.
+
+    A kill leaves either the old file or the new one, never a truncated one; a failed write
+    removes its partial file and raises.
+    """
+    partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the writer lock of the store at `path`, or raise StoreBusy at once if a live run holds it.
+
+    The lock is a flock on the store directory itself (no file inside the store, which zarr
+    would warn about): the kernel drops it when the holding process dies, however it dies.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusy(f"{path} is being written by another generate run; "
+                            "wait for it to finish or stop it") from None
+        except OSError as exc:  # some network filesystems cannot lock a directory
+            warnings.warn(f"cannot lock {path} ({exc.strerror}): make sure no other generate writes it",
+                          stacklevel=3)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_creatable(path: Path) -> None:
+    """Raise StoreError unless `path` can be made: its nearest existing ancestor is a writable folder."""
+    ancestor = next(p for p in path.parents if p.exists())
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot create {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create {path}: {ancestor} is not writable")
+
+
+def check_writable_folder(path: Path) -> None:
+    """Raise StoreError unless files can be written in the folder `path` (existing, or creatable)."""
+    if path.exists():
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write in {path}: it is not writable")
+        return
+    check_creatable(path)
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            total += _tree_size(Path(entry.path))
+        else:
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
