@@ -3,7 +3,8 @@
 Each figure the README quotes is checked against where it was recorded: the bundled model's scores
 against the first tables of its card (model/pretrained/README.md, from `cli.py evaluate` and
 `benchmarks/generalisation.py`), `make demo`'s minutes against docs/benchmarks.md ("The README's
-two commands"), the napari claim against the test that asserts it. The gray-micrograph figures
+two commands"), the paper preset's size against the count `train` prints, the napari claim
+against the test that asserts it. The gray-micrograph figures
 are checked by tests/test_measure_readme.py.
 """
 
@@ -80,3 +81,11 @@ def test_the_napari_figure_is_the_tests() -> None:
     source = (REPO / "tests" / "test_napari.py").read_text()
     assert "def test_defaults_on_a_gray_micrograph_count_its_grains(" in source
     assert "abs(grains - truth_grains) <= 0.03 * truth_grains" in source
+
+
+def test_the_paper_presets_size_is_the_one_train_prints() -> None:
+    from model.network.presets import PAPER_PARAMETERS  # train prints it (tests/test_train.py)
+
+    quoted = re.search(r"The study's model is the default `paper` preset: ([\d.]+) M parameters", README)
+    assert quoted, "the README's sentence on the paper preset moved: update this test"
+    assert float(quoted[1]) == round(PAPER_PARAMETERS / 1e6, 1)
