@@ -9,9 +9,10 @@ noise; 1,000 cells per 2048 x 2048 image, seed 2026), 8-bit PNG. The README's fi
 on the folder, as a user runs it, in a child process: `cli.py measure --restore DIR --out OUT
 --pixel-size 0.5` (with `--method M` when given), with the time of each image's work (restore,
 measure, its output files) taken around the function `measure` calls per image. Printed: the
-median and each image's seconds of work (and the median CPU seconds, all threads), the start-up (process start to the first image: imports,
-the model loaded once per run), the whole run's wall clock, the child's peak resident memory
-(`ru_maxrss`) and the grains found against the truth. The last stdout line is one JSON object.
+median and each image's seconds of work (and the median CPU seconds, all threads), the start-up
+(process start to the first image: imports, the model loaded once per run), the whole run's wall
+clock, the child's peak resident memory (`ru_maxrss`) and the grains found against the truth. The
+last stdout line is one JSON object.
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ def finish(qtbot, widget) -> None:  # type: ignore[no-untyped-def]
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
 
 
-def measure_with(viewer, qtbot, boundaries, pixel_size: float | None = 1.0) -> MeasureWidget:  # type: ignore[no-untyped-def]
+def measure_with(viewer, qtbot, boundaries,  # type: ignore[no-untyped-def]
+                 pixel_size: float | None = 1.0) -> MeasureWidget:
     """Dock the Measure widget and measure `boundaries` (pixel_size None: the widget's own, read from the layer)."""
     widget = MeasureWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Measure")
@@ -315,11 +316,30 @@ def test_restore_says_the_input_kind_and_the_preparation_it_gets(make_napari_vie
     assert (widget.method.value, widget.binarize.value, widget.denoise.value) == ("bundled model", "auto", "auto")
     from model.pretrained import MICROGRAPH_MODEL
 
-    assert widget.kind.value == ("input: gray micrograph -> the micrograph model, as it is" if MICROGRAPH_MODEL.is_file()
+    routed = MICROGRAPH_MODEL.is_file()  # installed: gray micrographs go to it as they are
+    assert widget.kind.value == ("input: gray micrograph -> the micrograph model, as it is" if routed
                                  else "input: gray micrograph -> denoise nlmeans, binarize adaptive")
     widget.method.value = "bridge"
     widget.denoise.value, widget.binarize.value = "none", "otsu"
     assert widget.kind.value == "input: gray micrograph -> binarize otsu"
+
+
+def test_min_speck_and_otsu_restore_as_predict_with_the_same_options(make_napari_viewer, qtbot, tmp_path):
+    path, _, _ = gray_micrograph(tmp_path / "in")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path))
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore")
+    widget.reset_choices()
+    widget.image.value = layer
+    widget.method.value, widget.binarize.value, widget.min_speck.value = "bridge", "otsu", 0
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.error == ""
+    cli("predict", path, "--out", tmp_path / "predicted", "--method", "bridge", "--binarize", "otsu", "--min-speck", 0,
+        "--no-progress")
+    predicted = cv2.imread(str(tmp_path / "predicted" / "steel.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(viewer.layers["steel boundaries"].data, (predicted == 0).astype(np.uint8))
 
 
 def test_defaults_on_a_gray_micrograph_count_its_grains(make_napari_viewer, qtbot, tmp_path):

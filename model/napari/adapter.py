@@ -149,15 +149,17 @@ def _given_file(model_file: str | os.PathLike[str] | None) -> Path | None:
 
 def restore_options(method: str, model_file: str | os.PathLike[str] | None = None, threshold: float | None = None,
                     binarize: str = AUTO, denoise: str = AUTO, invert: bool = False,
-                    scale: float = 1.0) -> RestoreOptions:
-    """The project's RestoreOptions for a choice of the Restore widget (threshold None: the model's own).
-    The defaults are `cli.py predict`'s: the bundled model's own method, automatic preparation."""
+                    scale: float = 1.0, min_speck: int | None = None, tta: bool | None = None) -> RestoreOptions:
+    """The project's RestoreOptions for a choice of the Restore widget (threshold, min_speck, tta None: the
+    model's own). The defaults are `cli.py predict`'s: the bundled model's own method, automatic preparation."""
     if method not in METHODS:
         raise PluginError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if binarize not in BINARIZE or denoise not in DENOISE:
         raise PluginError(f"binarize must be one of {', '.join(BINARIZE)} and denoise one of {', '.join(DENOISE)}")
     if not scale > 0:
         raise PluginError(f"scale must be > 0, got {scale}")
+    if min_speck is not None and min_speck < 0:
+        raise PluginError(f"min speck must be >= 0, got {min_speck}")
     model = None
     if method == "other model file":
         model = _given_file(model_file)
@@ -167,7 +169,8 @@ def restore_options(method: str, model_file: str | os.PathLike[str] | None = Non
         model = _given_file(model_file)
     network = method in ("bundled model", "other model file", "model", "model+bridge")
     return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if network else None,
-                          binarize=binarize, denoise=denoise, invert=invert, scale=float(scale))
+                          binarize=binarize, denoise=denoise, invert=invert, scale=float(scale),
+                          min_speck=min_speck, tta=tta if network else None)
 
 
 def kind_of(plane: np.ndarray) -> str:

@@ -70,7 +70,7 @@ class MeasureWidget(Container):
         self.error = text if text.startswith("Error") else ""
 
     def _layer_changed(self, layer: Labels | None) -> None:
-        """Take the layer's pixel size (its metadata, else its file's TIFF/ImageJ/OME tags) and say where it came from."""
+        """Take the layer's pixel size (its metadata, else its file's TIFF/ImageJ/OME tags); say where it came from."""
         if layer is None:
             return
         size = adapter.pixel_size_of(layer.metadata, getattr(layer.source, "path", None))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
-from magicgui.widgets import create_widget
+from magicgui.widgets import SpinBox, create_widget
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
@@ -19,6 +19,7 @@ from . import adapter
 from .restore_process import RestoreProcess
 
 BOUNDARY_COLOURS = {None: "transparent", 0: "transparent", 1: "#ff2020"}
+TTA = {"the model's": None, "on": True, "off": False}  # predict's --tta/--no-tta, or neither
 
 
 def boundary_colormap() -> DirectLabelColormap:
@@ -42,9 +43,9 @@ def current_plane(viewer: Any, layer: Image) -> tuple[np.ndarray, int | None]:
 
 
 class RestoreWidget(Container):
-    """Restore: `cli.py predict`'s choices (method, model file, binarize, denoise, scale, invert, threshold),
-    with its defaults: the bundled model's own method and automatic preparation by the input's kind,
-    which the widget says before anything runs."""
+    """Restore: `cli.py predict`'s choices (method, model file, binarize, denoise, scale, invert, threshold,
+    min speck, TTA) with its defaults: the bundled model's own method and automatic preparation by the
+    input's kind, which the widget says before anything runs."""
 
     def __init__(self, napari_viewer: Any):
         self.viewer = napari_viewer
@@ -58,12 +59,15 @@ class RestoreWidget(Container):
         self.invert = CheckBox(value=False, text="bright boundaries (invert)")
         self.own_threshold = CheckBox(value=False, text="own threshold (else the model's)")
         self.threshold = FloatSpinBox(value=0.5, min=0.0, max=1.0, step=0.05, label="threshold", enabled=False)
+        self.min_speck = SpinBox(value=-1, min=-1, max=10**6, label="min speck (px; -1: the model's)")
+        self.tta = ComboBox(choices=list(TTA), value="the model's", label="flips (TTA)")
         self.run_button = PushButton(text="Restore")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="tiles")
         self.status = Label(value="")
         super().__init__(widgets=[self.image, self.kind, self.method, self.model_file, self.binarize, self.denoise,
-                                  self.scale, self.invert, self.own_threshold, self.threshold, self.run_button,
+                                  self.scale, self.invert, self.own_threshold, self.threshold, self.min_speck,
+                                  self.tta, self.run_button,
                                   self.cancel_button, self.progress, self.status])
         self.method.changed.connect(self._method_changed)
         self.own_threshold.changed.connect(lambda on: setattr(self.threshold, "enabled", bool(on)))
@@ -85,12 +89,14 @@ class RestoreWidget(Container):
 
     def _method_changed(self, method: str) -> None:
         self.model_file.visible = method in ("other model file", "model", "model+bridge")
-        self.threshold.visible = self.own_threshold.visible = method not in ("bridge", "none")
+        self.threshold.visible = self.own_threshold.visible = self.tta.visible = method not in ("bridge", "none")
 
     def _options(self) -> Any:
         return adapter.restore_options(self.method.value, self.model_file.value,
                                        self.threshold.value if self.own_threshold.value else None,
-                                       self.binarize.value, self.denoise.value, self.invert.value, self.scale.value)
+                                       self.binarize.value, self.denoise.value, self.invert.value, self.scale.value,
+                                       None if self.min_speck.value < 0 else int(self.min_speck.value),
+                                       TTA[self.tta.value])
 
     def _say_kind(self, *_: Any) -> None:
         """Say the chosen layer's input kind and the preparation it gets (`cli.py predict`'s first line)."""
