@@ -395,6 +395,25 @@ def test_a_kept_boundary_map_opens_for_correction_with_its_scale(make_napari_vie
     assert shown["grains"] == summary_row(tmp_path / "out")["grains"]
 
 
+def test_cancelled_measure_shows_nothing_and_the_next_one_does(make_napari_viewer, qtbot, library):
+    viewer = make_napari_viewer()
+    micro = open_sample(viewer, library, SAMPLE)[0]
+    boundaries = restore_with(viewer, qtbot, micro, "bridge")
+    widget = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Measure")
+    widget.reset_choices()
+    widget.boundaries.value = boundaries
+    widget.measure()
+    assert widget.busy and widget.cancel_button.enabled and not widget.measure_button.enabled
+    widget.cancel()  # before the worker's result reaches the UI thread
+    finish(qtbot, widget)
+    assert widget.status.value == "cancelled" and widget.result is None
+    assert "lib micro grains" not in viewer.layers
+    widget.measure()
+    finish(qtbot, widget)
+    assert widget.error == "" and int(table(widget)["grains"]) > 3 and "lib micro grains" in viewer.layers
+
+
 def test_cancel_stops_a_restoration_and_the_next_one_runs(make_napari_viewer, qtbot, library):
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("the bundled model needs TensorFlow (loading it is the long work cancelled here)")
