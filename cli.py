@@ -370,6 +370,15 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Also write <name>_intercepts.csv: the length of every intercept.")
 @click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
 @click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
+@click.option("--specimens", "specimens_csv", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CSV with rows image,specimen [default: one specimen per folder, or per subfolder].")
+@click.option("--mask", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PNG the size of the images: white is measured, black left out.")
+@click.option("--roi", default=None, help="Measure only the rectangle x,y,w,h (pixels from the top-left corner).")
+@click.option("--keep-data-bar", is_flag=True, help="Measure a data bar found at an image edge (left out by default).")
+@click.option("--twins", type=click.Choice(["none", "count", "merge"]), default="none", show_default=True,
+              help="Twin bands inside grains: count them, or merge them into their grain (E112, annealed fcc).")
+@click.option("--report", "html_report", is_flag=True, help="Also write report.html, one page for the run.")
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context

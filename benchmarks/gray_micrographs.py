@@ -167,7 +167,7 @@ def measured(folder: Path) -> dict[str, tuple[int, float]]:
     """(grains, planimetric G) per image of a measure --out folder's summary.csv."""
     with open(folder / "summary.csv", newline="") as handle:
         # Per-image rows; the field statistics E112 asks for (mean, ci95, relative accuracy) follow them.
-        rows = [row for row in csv.DictReader(handle) if row["image"] not in ("mean", "ci95", "relative_accuracy_pct")]
+        rows = [row for row in csv.DictReader(handle) if row.get("level", "image") == "image"]
     count_key = next(k for k in rows[0] if k in ("grains", "grain_count", "count"))
     g_key = next(k for k in rows[0] if "planimetric" in k)
     return {row["image"]: (int(row[count_key]), float(row[g_key]) if row[g_key] not in ("", "nan") else math.nan)

@@ -64,10 +64,13 @@ def predict(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
 def measure(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
             pixel_size: float | None = None, min_grain: int | None = None, angles: tuple[float, ...] | None = None,
             pattern: str = "lines", intercepts_csv: bool = False, exclude_border: bool = False, pooled: bool = False,
+            specimens_csv: str | os.PathLike[str] | None = None, mask: str | os.PathLike[str] | None = None,
+            roi: str | None = None, keep_data_bar: bool = False, twins: str = "none", html_report: bool = False,
             restore: bool = False, model_path: str | os.PathLike[str] | None = None, echo: Echo,
             **restore_options: Any) -> bool:
     """Measure the grains of `inputs` into `out`, restoring them first with `restore` (restore_options:
-    RestoreOptions' fields); True when every image was measured."""
+    RestoreOptions' fields); specimens from folders or `specimens_csv`, `mask`/`roi` and data bars left
+    out, `twins` counted or merged, report.html with `html_report`. True when every image was measured."""
     from model.measure.run import LINE_ANGLES, MeasureError, MeasureOptions, measure_files
 
     restore_with = None
@@ -82,7 +85,10 @@ def measure(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     settings = MeasureOptions(pixel_size_um=pixel_size, min_grain=min_grain, exclude_border=exclude_border,
                               pooled=pooled, angles=LINE_ANGLES if angles is None else angles, pattern=pattern,
                               intercepts_csv=intercepts_csv,
-                              invert=bool(restore_options.get("invert")) and not restore)
+                              invert=bool(restore_options.get("invert")) and not restore,
+                              specimens_csv=str(specimens_csv) if specimens_csv else None,
+                              mask=str(mask) if mask else None, roi=roi, keep_data_bar=keep_data_bar, twins=twins,
+                              report=html_report)
     with command_errors(MeasureError):
         report = measure_files(inputs, out, settings, restore_with, echo=echo)
     for line in report.messages():
