@@ -392,7 +392,7 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @cli.command(short_help="Grain counts, sizes and ASTM G of boundary images.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
-@click.option("--pixel-size", type=click.FloatRange(*model_commands.PIXEL_SIZE_UM), default=None,
+@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Micrometres per pixel [default: read from TIFF/ImageJ/OME tags; without any, G is left empty].")
 @click.option("--min-grain", type=click.IntRange(min=1), default=None,
               help="Smaller background pieces (px) are specks, not grains "
@@ -406,6 +406,15 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Also write <name>_intercepts.csv: the length of every intercept.")
 @click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
 @click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
+@click.option("--specimens", "specimens_csv", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CSV with rows image,specimen [default: one specimen per folder, or per subfolder].")
+@click.option("--mask", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PNG the size of the images: white is measured, black left out.")
+@click.option("--roi", default=None, help="Measure only the rectangle x,y,w,h (pixels from the top-left corner).")
+@click.option("--keep-data-bar", is_flag=True, help="Measure a data bar found at an image edge (left out by default).")
+@click.option("--twins", type=click.Choice(["none", "count", "merge"]), default="none", show_default=True,
+              help="Twin bands inside grains: count them, or merge them into their grain (E112, annealed fcc).")
+@click.option("--report", "html_report", is_flag=True, help="Also write report.html, one page for the run.")
 @click.option("--restore", is_flag=True, help="Inputs are raw micrographs: restore them first (options as predict).")
 @restore_options
 @click.pass_context
@@ -427,7 +436,9 @@ def measure(ctx: click.Context, **options: Any) -> None:
               help="A trained model (.keras) [default: the bundled model, when no other method is given].")
 @click.option("--predictions", type=click.Path(path_type=Path),
               help="A folder of <i>.png predictions (any method), one per sample of the split.")
-@click.option("--baseline", type=click.Choice(["identity", "bridge"]), help="A classical baseline.")
+@click.option("--baseline", type=click.Choice(["identity", "bridge", "prep+bridge", "prep"]),
+              help="A classical baseline: identity or bridge on boundary maps; on gray micrographs "
+                   "prep+bridge (predict --method bridge) or prep (the preparation alone).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Model methods: background probability at or above which a pixel is background "
                    "[default: the model's validation-chosen value, else 0.5].")

@@ -18,11 +18,6 @@ from pipeline.commands import CommandError, Echo, command_errors, progress_bar
 from model import quiet_tensorflow
 
 
-# Micrometres a pixel that `measure` accepts, from a 0.1 nm TEM pixel to a 10 cm one: outside it,
-# G overflowed (1e300) or came out as nonsense (G 1998 for 1e-300, G -57 for tags giving 1e9).
-PIXEL_SIZE_UM = (1e-4, 1e5)
-
-
 def require_tensorflow(command: str) -> None:
     """Import TensorFlow quietly, or raise a CommandError saying how to get it."""
     try:
@@ -69,10 +64,13 @@ def predict(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
 def measure(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
             pixel_size: float | None = None, min_grain: int | None = None, angles: tuple[float, ...] | None = None,
             pattern: str = "lines", intercepts_csv: bool = False, exclude_border: bool = False, pooled: bool = False,
+            specimens_csv: str | os.PathLike[str] | None = None, mask: str | os.PathLike[str] | None = None,
+            roi: str | None = None, keep_data_bar: bool = False, twins: str = "none", html_report: bool = False,
             restore: bool = False, model_path: str | os.PathLike[str] | None = None, echo: Echo,
             **restore_options: Any) -> bool:
     """Measure the grains of `inputs` into `out`, restoring them first with `restore` (restore_options:
-    RestoreOptions' fields); True when every image was measured."""
+    RestoreOptions' fields); specimens from folders or `specimens_csv`, `mask`/`roi` and data bars left
+    out, `twins` counted or merged, report.html with `html_report`. True when every image was measured."""
     from model.measure.run import LINE_ANGLES, MeasureError, MeasureOptions, measure_files
 
     restore_with = None
@@ -87,7 +85,10 @@ def measure(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     settings = MeasureOptions(pixel_size_um=pixel_size, min_grain=min_grain, exclude_border=exclude_border,
                               pooled=pooled, angles=LINE_ANGLES if angles is None else angles, pattern=pattern,
                               intercepts_csv=intercepts_csv,
-                              invert=bool(restore_options.get("invert")) and not restore)
+                              invert=bool(restore_options.get("invert")) and not restore,
+                              specimens_csv=str(specimens_csv) if specimens_csv else None,
+                              mask=str(mask) if mask else None, roi=roi, keep_data_bar=keep_data_bar, twins=twins,
+                              report=html_report)
     with command_errors(MeasureError):
         report = measure_files(inputs, out, settings, restore_with, echo=echo)
     for line in report.messages():
@@ -113,7 +114,8 @@ def evaluate(data: str | os.PathLike[str], *, split: str = "test", model_path: s
     with command_errors(evaluation.EvaluationError, store=data):
         if use_model:
             overrides = {"threshold": threshold, "link_threshold": link_threshold, "min_speck": min_speck, "tta": tta}
-            method = evaluation.saved_model(model_path, batch, overrides, plus_bridge)
+            gray = model_path is None and evaluation.reads_micrographs(data)
+            method = evaluation.saved_model(model_path, batch, overrides, plus_bridge, gray)
         elif predictions is not None:
             method = evaluation.prediction_folder(predictions)
         else:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,19 +11,9 @@ import pytest
 
 from conftest import one_error_line
 from model.measure.grains import measure_boundary
+from measure_images import gray_fragmented_grid, grid, rows, write
 
 
-def grid() -> np.ndarray:
-    """100 x 100, 2-px boundary lines at rows/columns 24-25, 49-50, 74-75: 4 x 4 grains.
-
-    Grain sides along each axis: 24 (0-23), 23 (26-48), 23 (51-73), 24 (76-99). Corner grains
-    24 x 24 = 576 px, edge grains 24 x 23 = 552 px (8), inner grains 23 x 23 = 529 px (4).
-    """
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 def polygons() -> np.ndarray:
@@ -39,15 +27,8 @@ def polygons() -> np.ndarray:
     return image
 
 
-def write(path: Path, image: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-    return path
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 # --- by hand -----------------------------------------------------------------------------------
@@ -128,7 +109,9 @@ def test_cli_writes_every_file_with_the_hand_worked_values(run_cli, tmp_path) ->
     assert len({tuple(overlay[y, x]) for y, x in [(5, 5), (18, 5), (35, 5)]}) == 3  # one colour per grain
     options = json.loads((out / "summary.json").read_text())
     assert options["options"] == {"pixel_size_um": 10.0, "min_grain": 10, "exclude_border": False, "pooled": False,
-                                  "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False}
+                                  "angles": [0.0, 90.0], "pattern": "lines", "intercepts_csv": False, "invert": False,
+                                  "specimens_csv": None, "mask": None, "roi": None, "keep_data_bar": False,
+                                  "twins": "none", "report": False}
     assert options["restore"] is None
     assert [(i["image"], i["min_grain_px"], i["scale_from"]) for i in options["images"]] == [
         ("grid", 10, "option"), ("poly", 10, "option")]
@@ -152,7 +135,7 @@ def test_a_corrupt_file_is_named_at_the_end_and_the_others_measured(run_cli, tmp
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-2].startswith(f"failed: {tmp_path / 'in' / 'b.png'}")
     assert "measured 2 of 3 images" in result.output and "1 failed" in result.output
-    assert [row["image"] for row in rows(out / "summary.csv")] == ["a", "c"]
+    assert [row["image"] for row in rows(out / "summary.csv")] == ["a", "c", ""]  # then the specimen's row
     assert not any(p.name.startswith("b_") for p in out.iterdir())
     assert json.loads((out / "summary.json").read_text())["failures"][0]["source"].endswith("b.png")
 
@@ -185,15 +168,6 @@ def test_restore_without_any_model_says_so(run_cli, tmp_path, monkeypatch) -> No
     assert "no --model given" in line and not (tmp_path / "out").exists()
 
 
-def gray_fragmented_grid(seed: int = 0) -> np.ndarray:
-    """The grid as a noisy gray micrograph (grains ~180, boundaries ~60) with 6 px gaps cut in 3 lines."""
-    boundary = grid()
-    boundary[60:66, 24:26] = 255
-    boundary[49:51, 10:16] = 255
-    boundary[85:91, 74:76] = 255
-    rng = np.random.default_rng(seed)
-    gray = np.where(boundary > 0, 180.0, 60.0) + rng.normal(0, 12, boundary.shape)
-    return np.clip(gray, 0, 255).astype(np.uint8)
 
 
 def test_restore_with_bridge_closes_the_gaps_of_a_gray_micrograph(run_cli, tmp_path) -> None:

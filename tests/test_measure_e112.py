@@ -6,7 +6,6 @@ seeds, boundary bands of exact width, crossings of the ideal edges with the same
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -21,11 +20,9 @@ from measure_known import exact_answer, known_image  # noqa: E402
 from model.measure.fields import field_statistics, t_975  # noqa: E402
 from model.measure.grains import auto_min_grain, measure_boundary  # noqa: E402
 from model.measure.scale import pixel_size_of, scale_from_tags  # noqa: E402
+from measure_images import grid, rows  # noqa: E402
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def lattice(size: int, step: int, width: int = 2, offset: int = 0) -> np.ndarray:
@@ -37,13 +34,6 @@ def lattice(size: int, step: int, width: int = 2, offset: int = 0) -> np.ndarray
     return image
 
 
-def grid() -> np.ndarray:
-    """The 100 x 100 grid of tests/test_measure.py: 2 px lines at 24, 49, 74."""
-    image = np.full((100, 100), 255, np.uint8)
-    for v in (24, 49, 74):
-        image[v:v + 2, :] = 0
-        image[:, v:v + 2] = 0
-    return image
 
 
 # --- known answers from the geometry ----------------------------------------------------------------
@@ -251,17 +241,20 @@ def test_field_statistics_in_summary_csv(run_cli, tmp_path) -> None:
     cv2.imwrite(str(tmp_path / "in" / "b.png"), three)  # N_A = 4 / 0.3844 mm^2 = 10.406
     result = run_cli("measure", tmp_path / "in", "--out", tmp_path / "out", "--pixel-size", "10")
     assert result.exit_code == 0, result.output
-    table = {r["image"]: r for r in rows(tmp_path / "out" / "summary.csv")}
-    assert list(table) == ["a", "b", "mean", "ci95", "relative_accuracy_pct"]
+    table = rows(tmp_path / "out" / "summary.csv")
+    assert [(r["level"], r["image"], r["specimen"]) for r in table] == [
+        ("image", "a", "in"), ("image", "b", "in"), ("specimen", "", "in")]
+    specimen = table[2]
     n_a = [9.0, 4 / 0.3844]
     mean = sum(n_a) / 2
     ci = 12.706 * abs(n_a[0] - n_a[1]) / math.sqrt(2) / math.sqrt(2)  # t(0.975, 1) s / sqrt(n)
-    assert float(table["mean"]["astm_g_planimetric"]) == pytest.approx(3.321928 * math.log10(mean) - 2.954, abs=1e-5)
-    assert float(table["relative_accuracy_pct"]["astm_g_planimetric"]) == pytest.approx(100 * ci / mean, rel=1e-5)
+    assert float(specimen["astm_g_planimetric"]) == pytest.approx(3.321928 * math.log10(mean) - 2.954, abs=1e-5)
+    assert float(specimen["planimetric_ra_pct"]) == pytest.approx(100 * ci / mean, rel=1e-5)
     g_low, g_high = (3.321928 * math.log10(v) - 2.954 for v in (mean - ci, mean + ci))
-    assert float(table["ci95"]["astm_g_planimetric"]) == pytest.approx((g_high - g_low) / 2, rel=1e-5)
-    assert table["mean"]["source"] == "2 fields (E112 section 15)"
-    assert "2 fields (E112 section 15): planimetric G" in result.output
+    assert float(specimen["astm_g_planimetric_ci95"]) == pytest.approx((g_high - g_low) / 2, rel=1e-5)
+    assert specimen["source"] == "2 fields (E112 section 15)" and specimen["fields"] == "2"
+    assert specimen["grains"] == "25" and table[0]["astm_g_planimetric_ci95"] == ""  # 16 + 9 grains; no CI per image
+    assert "specimen in: 2 fields (E112 section 15): planimetric G" in result.output
 
 
 def test_field_statistics_by_hand() -> None:

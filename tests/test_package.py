@@ -56,6 +56,7 @@ def test_wheel_metadata_version_command_and_ranges(wheel):
     assert "reconstruction-gb = cli:main" in entry_points
     assert "[napari.manifest]\nreconstruction-gb = model.napari:napari.yaml" in entry_points  # the plugin (extra)
     assert any(r.startswith("napari") and 'extra == "napari"' in r for r in requires)
+    assert any(r.startswith("tensorflow-cpu") and 'extra == "napari"' in r for r in requires)  # Restore's default
 
 
 def test_citation_names_this_version_and_the_study():

@@ -50,7 +50,7 @@ def test_measure_does_not_read_back_what_an_earlier_measure_wrote_beside_the_ima
     assert (folder / "0_overlay.png").is_file() and (folder / "0_grains.tif").is_file()
     result = run_cli("measure", folder, "--out", tmp_path / "G")
     assert result.exit_code == 0, result.output
-    assert "skipped 6 files an earlier measure wrote" in result.output
+    assert "left out 6 files measure wrote itself" in result.output
     assert result.output.strip().splitlines()[-1].startswith("measured 2 of 2 images")
     assert not (tmp_path / "G" / "0_overlay_grains.csv").exists()
 

@@ -63,6 +63,7 @@ class LibraryReader:
             raise DataError(f"--limit must be > 0, got {limit}")
         self.path = self.store.path
         self.size = self.store.config.size
+        self.gray = self.store.gray  # inputs are gray micrographs, not binary boundary maps
         self.limit = limit
         try:
             done = np.flatnonzero(self.store.done())

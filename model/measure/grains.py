@@ -10,16 +10,20 @@ examples in docs/measure.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from model.scoring.metrics import ASTM_OFFSET, ASTM_SLOPE, Grains, boundary_mask, find_grains
-from .intercepts import LINE_ANGLES, Crossings, count_crossings, nearest_grain, open_boundary, pattern_paths
+from model.scoring.metrics import Grains, boundary_mask, find_grains
+from .field import check_field, clip_paths, cut_by_field, field_box
+from .intercepts import LINE_ANGLES, count_crossings, nearest_grain, open_boundary, pattern_paths
+from .measurement import (INTERCEPT_OFFSET, INTERCEPT_SLOPE, GrainTable, ImageMeasurement, Twins, mean_intercept,
+                          planimetric_g)
+from .shape import ellipse_axes, grain_shapes
+from .twins import find_twins, merged_ids, twin_boundaries
 
-# ASTM E112 intercept relation: G = -6.643856 log10(l) - 3.288, l the mean lineal intercept in mm.
-INTERCEPT_SLOPE, INTERCEPT_OFFSET = -6.643856, 3.288
+__all__ = ["INTERCEPT_OFFSET", "INTERCEPT_SLOPE", "GrainTable", "ImageMeasurement", "measure_boundary"]
 MAX_GRAINS = 65535  # the labelled grain map is 16-bit
 # Default --min-grain (auto_min_grain): the valley between debris and grains in the size histogram, or
 AUTO_FRACTION = 1 / 100  # without a valley in the size histogram: this share of the area-weighted median
@@ -27,100 +31,6 @@ AUTO_FLOOR = 5  # never below this many pixels (junction pockets are 1-4 px)
 OPEN_SHARE = 0.5  # a piece holding more of the background than this is left out of M
 VALLEY_BIN, VALLEY_PIECES = 0.2, 3.0  # histogram bin (decades); pieces a debris cluster needs (smoothed)
 MANY_BELOW = 0.1  # warn when the pieces left out number more than this share of the grains
-
-
-@dataclass(frozen=True)
-class GrainTable:
-    """The grains of one image, renumbered 1..n in raster order of their first pixel."""
-
-    grain_map: np.ndarray  # (H, W) uint16: grain id, 0 = boundary, speck or left-out border grain
-    area_px: np.ndarray  # (n,) int64
-    centroid_x: np.ndarray  # (n,) float64, pixels (column), 0 = centre of the first column
-    centroid_y: np.ndarray  # (n,) float64, pixels (row)
-    touches_border: np.ndarray  # (n,) bool
-    pixel_size_um: float  # NaN: no scale known
-
-    @property
-    def count(self) -> int:
-        """Number of grains in the table."""
-        return int(self.area_px.size)
-
-    @property
-    def area_um2(self) -> np.ndarray:
-        """Grain areas in square micrometres (NaN without a scale)."""
-        return self.area_px * self.pixel_size_um**2
-
-    @property
-    def diameter_um(self) -> np.ndarray:
-        """Equivalent circle diameters 2 sqrt(A / pi), in micrometres (NaN without a scale)."""
-        return 2.0 * np.sqrt(self.area_um2 / math.pi)
-
-    @property
-    def diameter_px(self) -> np.ndarray:
-        """Equivalent circle diameters in pixels."""
-        return 2.0 * np.sqrt(self.area_px / math.pi)
-
-
-@dataclass(frozen=True)
-class ImageMeasurement:
-    """Everything `measure` reports for one image."""
-
-    table: GrainTable  # the grains listed (border grains left out with exclude_border)
-    shape: tuple[int, int]
-    grains_inside: int  # grains not touching the border (all grains, whatever exclude_border)
-    grains_cut: int  # grains touching the border (corner grains included)
-    grains_weighted: float  # Jeffries count: inside 1, cut 1/2, a grain holding a field corner 1/4 per corner
-    astm_g_planimetric: float  # NaN without grains or scale
-    astm_g_intercept: float  # NaN without a crossing or scale
-    mean_intercept_um: float
-    intercepts: float  # E112 P: boundary crossings on all test paths, open ones included (half: a grazed tip)
-    open_intercepts: int  # ... of which cross a boundary that separates no two grains
-    line_length_px: float  # total length of the test paths
-    per_path: tuple[Crossings, ...]  # one per angle (or the circles)
-    min_grain: int  # the speck threshold used (px)
-    below_min_grain: int  # background pieces smaller than it (not grains)
-    pits: int  # compact isolated boundary blobs filled into their grain
-
-    @property
-    def pixel_size_um(self) -> float:
-        """Micrometres per pixel (NaN: no scale)."""
-        return self.table.pixel_size_um
-
-    def mean_intercepts_um(self) -> dict[str, float]:
-        """Mean intercept per test-line angle (or the circles), in µm (NaN without crossings)."""
-        return {c.label: _mean_intercept(c.count, c.length_px, self.pixel_size_um)[0] for c in self.per_path}
-
-    @property
-    def anisotropy(self) -> float:
-        """Longest per-angle mean intercept over the shortest (1 = equiaxed); NaN with fewer than two angles."""
-        lengths = [c.length_px / c.count for c in self.per_path if c.count and c.label != "circles"]
-        return max(lengths) / min(lengths) if len(lengths) >= 2 and len(lengths) == len(self.per_path) else math.nan
-
-    @property
-    def grains_per_mm2(self) -> float:
-        """Jeffries N_A (grains per mm²): NaN without a scale."""
-        return self.grains_weighted / (self.shape[0] * self.shape[1] * (self.pixel_size_um * 1e-3) ** 2)
-
-    def summary(self) -> dict[str, float | int]:
-        """One row of summary.csv (without the image's name)."""
-        area = self.table.area_um2
-        row: dict[str, float | int] = {
-            "width_px": self.shape[1], "height_px": self.shape[0], "pixel_size_um": self.pixel_size_um,
-            "min_grain_px": self.min_grain, "below_min_grain": self.below_min_grain,
-            "grains": self.table.count, "grains_inside": self.grains_inside, "grains_cut": self.grains_cut,
-            "grains_weighted": self.grains_weighted,
-            "mean_area_um2": float(area.mean()) if area.size else math.nan,
-            "median_area_um2": float(np.median(area)) if area.size else math.nan,
-            "mean_diameter_um": float(self.table.diameter_um.mean()) if area.size else math.nan,
-            "astm_g_planimetric": self.astm_g_planimetric,
-            "astm_g_intercept": self.astm_g_intercept,
-            "mean_intercept_um": self.mean_intercept_um,
-            "intercepts": self.intercepts, "open_intercepts": self.open_intercepts,
-        }
-        for label, value in self.mean_intercepts_um().items():
-            row[f"mean_intercept_um_{label}"] = value
-        row["anisotropy"] = self.anisotropy
-        return row
 
 
 def _table(grains: Grains, keep: np.ndarray, pixel_size_um: float) -> GrainTable:
@@ -196,13 +106,13 @@ def speck_owners(grains: Grains, grain_map: np.ndarray, near: np.ndarray) -> np.
     grains into its pocket, and a line passing by would cross it twice more.
     """
     speck = ~grains.kept[grains.labels] & (grains.labels > 0)
-    if not speck.any():
+    if not speck.any() or not near.any():
         return grain_map
     ids = np.where(speck, grains.labels, 0).astype(np.float32)  # exact up to 2**24 pieces
     rim = cv2.dilate(ids, np.ones((3, 3), np.uint8))
     rim[speck | (near == 0)] = 0
     where = rim > 0
-    if not where.any():  # no grain at all (a 1 px image, --min-grain above its area): no owner to give specks
+    if not where.any():
         return grain_map
     labels = near[where].astype(np.int64)
     key = rim[where].astype(np.int64) * (int(near.max()) + 1) + labels
@@ -252,17 +162,7 @@ def jeffries_count(grain_map: np.ndarray, touches: np.ndarray, near: np.ndarray)
 
 def planimetric_grain_size(grains_weighted: float, shape: tuple[int, int], pixel_size_um: float) -> float:
     """ASTM E112 planimetric G = 3.321928 log10(N_A) - 2.954, N_A per mm²; NaN without grains or scale."""
-    area_mm2 = shape[0] * shape[1] * (pixel_size_um * 1e-3) ** 2
-    if not grains_weighted > 0 or not area_mm2 > 0:
-        return math.nan
-    return ASTM_SLOPE * math.log10(grains_weighted / area_mm2) - ASTM_OFFSET
-
-
-def _mean_intercept(crossings: int, length_px: float, pixel_size_um: float) -> tuple[float, float]:
-    if crossings <= 0 or not pixel_size_um > 0:
-        return math.nan, math.nan
-    mean_um = length_px * pixel_size_um / crossings
-    return mean_um, INTERCEPT_SLOPE * math.log10(mean_um * 1e-3) - INTERCEPT_OFFSET
+    return planimetric_g(grains_weighted / (shape[0] * shape[1] * (pixel_size_um * 1e-3) ** 2))
 
 
 def intercept_grain_size(crossings: int, length_px: float, pixel_size_um: float) -> tuple[float, float]:
@@ -271,44 +171,124 @@ def intercept_grain_size(crossings: int, length_px: float, pixel_size_um: float)
     With P the crossings of a test line, a line crossing P boundaries cuts P - 1 whole grains
     and two end pieces that ASTM E112 counts as half each: P intercepts in all.
     """
-    return _mean_intercept(crossings, length_px, pixel_size_um)
+    return mean_intercept(crossings, length_px, pixel_size_um)
 
 
-def measure_boundary(image: np.ndarray, pixel_size_um: float | None = 1.0, min_grain: int | None = 10,
-                     exclude_border: bool = False, angles: tuple[float, ...] = LINE_ANGLES,
-                     pattern: str = "lines") -> ImageMeasurement:
-    """Measure the grains of one boundary image (gray value < 128 is boundary, as the metrics read it).
+@dataclass(frozen=True)
+class Segmentation:
+    """The grains of a boundary mask and every pixel's nearest grain."""
 
-    pixel_size_um None: no scale (µm figures and G are NaN); min_grain None: `auto_min_grain`.
-    """
-    pixel = math.nan if pixel_size_um is None else float(pixel_size_um)
-    boundary = boundary_mask(image)
-    pieces = find_grains(boundary, 1)
-    if min_grain is None:
-        min_grain = auto_min_grain(pieces.areas[1:])
+    boundary: np.ndarray  # after etch pits were filled
+    grains: Grains
+    pits: int
+    every: GrainTable  # all grains, border ones included
+    near: np.ndarray
+    distance: np.ndarray
+
+
+def segment(boundary: np.ndarray, min_grain: int, pixel: float, field: np.ndarray | None) -> Segmentation:
+    """Fill etch pits, keep the grains of at least min_grain px (cut ones: a quarter), find the nearest grains."""
     boundary, pits = fill_pits(boundary, min_grain)
-    grains = keep_grains(find_grains(boundary, 1) if pits else pieces, min_grain)
+    pieces = find_grains(boundary, 1)
+    if field is not None:  # a grain against the field's edge is cut, as one against the image's border
+        pieces = Grains(pieces.labels, pieces.kept, pieces.inside, pieces.cut, pieces.areas, pieces.centroids,
+                        pieces.touches | cut_by_field(pieces.labels, field))
+    grains = keep_grains(pieces, min_grain)
     every = grain_table(grains, pixel)
     near, distance = nearest_grain(every.grain_map)
     seeds = speck_owners(grains, every.grain_map, near)
     if seeds is not every.grain_map:
         near, distance = nearest_grain(seeds)
-    opened, widened = open_boundary(boundary, near, distance, ~boundary & (every.grain_map == 0))
+    return Segmentation(boundary, grains, pits, every, near, distance)
+
+
+def measure_boundary(image: np.ndarray, pixel_size_um: float | None = 1.0, min_grain: int | None = 10,
+                     exclude_border: bool = False, angles: tuple[float, ...] = LINE_ANGLES,
+                     pattern: str = "lines", field: np.ndarray | None = None, twins: str = "none") -> ImageMeasurement:
+    """Measure the grains of one boundary image (gray value < 128 is boundary, as the metrics read it).
+
+    pixel_size_um None: no scale (µm figures and G are NaN); min_grain None: `auto_min_grain`;
+    field: the pixels to measure (None: all; a rectangle is measured as an image of its own);
+    twins: "none", "count" (twin bands listed) or "merge" (merged into their parent grains).
+    FieldError for an image or field too small, or a min_grain larger than the field.
+    """
+    if field is not None and field.all():
+        field = None
+    check_field(image.shape, image.size if field is None else int(field.sum()), min_grain)
+    box = field_box(field) if field is not None else None
+    if box is not None:
+        top, bottom, left, right = box
+        inner = measure_boundary(image[top:bottom, left:right], pixel_size_um, min_grain, exclude_border, angles,
+                                 pattern, None, twins)
+        return placed(inner, image.shape, top, left)
+    pixel = math.nan if pixel_size_um is None else float(pixel_size_um)
+    boundary = boundary_mask(image) if field is None else boundary_mask(image) | ~field
+    if min_grain is None:
+        min_grain = auto_min_grain(find_grains(boundary, 1).areas[1:])
+    seg = segment(boundary, min_grain, pixel, field)
+    found = None
+    if twins != "none":
+        seg, found = twin_segmentation(seg, twins, min_grain, pixel, field)
+    every, near = seg.every, seg.near
+    walls = seg.boundary if field is None else seg.boundary & field  # outside the field is no boundary
+    specks = ~seg.boundary & (every.grain_map == 0)
+    opened, widened = open_boundary(walls, near, seg.distance, specks)
     in_grain = every.grain_map > 0
+    families = pattern_paths(image.shape, pattern, angles)
+    if field is not None:
+        families = [(label, clip_paths(paths, field)) for label, paths in families]
     per_path = tuple(count_crossings(label, paths, near, opened if paths.pixel_exact else widened, in_grain)
-                     for label, paths in pattern_paths(grains.labels.shape, pattern, angles))
+                     for label, paths in families)
     crossings = sum(c.count for c in per_path)
     length = float(sum(c.length_px for c in per_path))
-    mean_um, g_intercept = _mean_intercept(crossings, length, pixel)
-    weighted = jeffries_count(every.grain_map, every.touches_border, near)
-    below = int(np.count_nonzero(~grains.kept[1:] & (grains.areas[1:] > 0)))
+    mean_um, g_intercept = mean_intercept(crossings, length, pixel)
+    if field is None:
+        weighted = jeffries_count(every.grain_map, every.touches_border, near)
+    else:
+        weighted = float(np.where(every.touches_border, 0.5, 1.0).sum())
+    field_px = image.size if field is None else int(field.sum())
+    grains = seg.grains
+    keep = ~every.touches_border if exclude_border else np.ones(every.count, bool)
+    shapes = grain_shapes(every.grain_map, every.count, near)
     return ImageMeasurement(
-        table=grain_table(grains, pixel, exclude_border) if exclude_border else every, shape=grains.labels.shape,
-        grains_inside=grains.inside, grains_cut=grains.cut, grains_weighted=weighted,
-        astm_g_planimetric=planimetric_grain_size(weighted, grains.labels.shape, pixel),
+        table=grain_table(grains, pixel, exclude_border) if exclude_border else every, shape=image.shape,
+        grains_inside=int(np.count_nonzero(~every.touches_border)), grains_cut=int(every.touches_border.sum()),
+        grains_weighted=weighted, astm_g_planimetric=planimetric_g(weighted / (field_px * (pixel * 1e-3) ** 2)),
         astm_g_intercept=g_intercept, mean_intercept_um=mean_um, intercepts=crossings,
         open_intercepts=sum(c.open_count for c in per_path), line_length_px=length, per_path=per_path,
-        min_grain=int(min_grain), below_min_grain=below, pits=pits)
+        min_grain=int(min_grain), below_min_grain=int(np.count_nonzero(~grains.kept[1:] & (grains.areas[1:] > 0))),
+        pits=seg.pits, shapes=shapes.subset(keep), field_px=0 if field is None else field_px,
+        twins=found.subset(keep) if found is not None else None)
+
+
+def placed(inner: ImageMeasurement, shape: tuple[int, int], top: int, left: int) -> ImageMeasurement:
+    """A measurement of a rectangular field put back into the whole image of `shape` (field at top, left)."""
+    table = inner.table
+    grain_map = np.zeros(shape, table.grain_map.dtype)
+    grain_map[top:top + inner.shape[0], left:left + inner.shape[1]] = table.grain_map
+    moved = replace(table, grain_map=grain_map, centroid_x=table.centroid_x + left, centroid_y=table.centroid_y + top)
+    return replace(inner, table=moved, shape=shape, field_px=inner.shape[0] * inner.shape[1])
+
+
+def twin_segmentation(seg: Segmentation, mode: str, min_grain: int, pixel: float,
+                      field: np.ndarray | None) -> tuple[Segmentation, Twins]:
+    """(the segmentation to measure, the twins found): `count` lists them, `merge` segments again without them."""
+    every = seg.every
+    aspect, _ = ellipse_axes(every.grain_map, every.count)
+    bands = find_twins(every.grain_map, every.count, aspect, seg.near)
+    if mode == "count" or not bands:
+        twin_of = np.zeros(every.count, np.int64)
+        for band in bands:
+            twin_of[band.band - 1] = min(band.parents)
+        parents = [p for band in bands for p in band.parents]
+        return seg, Twins(mode, len(bands), twin_of, np.bincount(parents, minlength=every.count + 1)[1:])
+    merged = merged_ids(every.count, bands)
+    erase = twin_boundaries(seg.boundary, seg.near, seg.distance, merged)
+    again = segment(seg.boundary & ~erase, min_grain, pixel, field)
+    first_pixel = [int(np.argmax(every.grain_map.ravel() == band.band)) for band in bands]
+    final = again.every.grain_map.ravel()[first_pixel].astype(np.int64)
+    counts = np.bincount(final[final > 0], minlength=again.every.count + 1)[1:]
+    return again, Twins(mode, len(bands), np.zeros(again.every.count, np.int64), counts)
 
 
 def many_below(measurement: ImageMeasurement) -> bool:

@@ -7,6 +7,7 @@ this module imports napari or Qt: it is plain numpy on the project's own functio
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import tempfile
@@ -16,19 +17,26 @@ from typing import Callable
 
 import numpy as np
 
-from model.inference.images import to_unit_gray
+from model.inference.images import ImageError, input_kind, to_unit_gray
 from model.inference.predict import write_image
 from model.inference.predictor import PredictError
-from model.inference.restore import RestoreOptions, Restorer
+from model.inference.prepare import AUTO, settle
+from model.inference.restore import RestoreOptions, Restorer, routes_micrographs
 from model.measure import scale
 from model.measure.grains import ImageMeasurement
 from model.measure.outputs import write_histogram
 from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
 from pipeline.store import LibraryStore, StoreError, is_store
 
-# What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside).
-# A model's own choice (None): the network, then the bridge when its settings say so (the bundled model's).
-METHODS = {"bundled model": None, "other model file": None, "bridge": "bridge", "none": "none"}
+# What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside): predict's
+# --method choices. A model's own choice (None): the network, then the bridge when its settings say so
+# (the bundled model's: model+bridge). "other model file" is that choice for a .keras file of your own;
+# model and model+bridge take the model file when one is given, else the bundled model.
+METHODS = {"bundled model": None, "other model file": None, "model+bridge": "model+bridge", "model": "model",
+           "bridge": "bridge", "none": "none"}
+# predict's --binarize and --denoise choices; auto (the default, as predict's) follows the input's kind.
+BINARIZE = (AUTO, "none", "otsu", "adaptive")
+DENOISE = (AUTO, "none", "median", "nlmeans")
 BOUNDARY, BACKGROUND = 0, 255  # the project's boundary-image convention (gray < 128 is boundary)
 
 
@@ -86,19 +94,103 @@ def open_library(path: str | os.PathLike[str]) -> Library:
     return Library(store, samples, int(store.config.size))
 
 
+# --- a kept boundary map ------------------------------------------------------------------------
+KEPT_SUFFIX = "_boundaries.png"  # what `measure --restore` keeps (model/measure/outputs.py)
+
+
+def is_kept_boundary_map(path: str | os.PathLike[str]) -> bool:
+    """True for a file named like the boundary map `measure --restore` keeps (NAME_boundaries.png)."""
+    return str(path).lower().endswith(KEPT_SUFFIX) and Path(path).is_file()
+
+
+def read_boundary_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict]:
+    """(labels: 1 = boundary, metadata) of a kept boundary map (0 boundary, 255 grain, as `measure` reads it);
+    the metadata names it NAME and carries the pixel size of NAME's micrograph beside it, when it has one."""
+    from model.inference.images import read_image
+
+    path = Path(path)
+    try:
+        gray = read_image(path)
+    except (ImageError, ValueError, OSError) as exc:
+        raise PluginError(f"cannot read {path.name}: {exc}") from None
+    name = path.name[: -len(KEPT_SUFFIX)]
+    metadata: dict = {"source": name, "name": safe_name(name)}
+    pixel = kept_pixel_size(path.parent, name)
+    if pixel is not None:
+        metadata["pixel_size_um"] = pixel
+    return (gray < 0.5).astype(np.uint8), metadata
+
+
+def kept_pixel_size(folder: Path, name: str) -> float | None:
+    """The pixel size `measure` used for image NAME (its row of summary.csv in `folder`), else the one in
+    the tags of a micrograph NAME.* beside the map, else None."""
+    try:
+        with open(folder / "summary.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("level") == "image" and row.get("image") == name and row.get("pixel_size_um"):
+                    value = float(row["pixel_size_um"])
+                    if value > 0 and np.isfinite(value):
+                        return value
+    except (OSError, ValueError, csv.Error):
+        pass
+    for micrograph in sorted(folder.iterdir()):
+        if micrograph.stem == name and micrograph.is_file():
+            pixel = scale.pixel_size_of(micrograph)
+            if pixel is not None:
+                return pixel
+    return None
+
+
 # --- restoring ----------------------------------------------------------------------------------
+def _given_file(model_file: str | os.PathLike[str] | None) -> Path | None:
+    """The file a FileEdit holds, or None for an empty field (which reads as ".")."""
+    return None if model_file is None or str(model_file).strip() in ("", ".") else Path(model_file)
+
+
 def restore_options(method: str, model_file: str | os.PathLike[str] | None = None, threshold: float | None = None,
-                    binarize: str = "none", denoise: str = "none", invert: bool = False) -> RestoreOptions:
-    """The project's RestoreOptions for a choice of the Restore widget (threshold None: the model's own)."""
+                    binarize: str = AUTO, denoise: str = AUTO, invert: bool = False,
+                    scale: float = 1.0, min_speck: int | None = None, tta: bool | None = None) -> RestoreOptions:
+    """The project's RestoreOptions for a choice of the Restore widget (threshold, min_speck, tta None: the
+    model's own). The defaults are `cli.py predict`'s: the bundled model's own method, automatic preparation."""
     if method not in METHODS:
         raise PluginError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if binarize not in BINARIZE or denoise not in DENOISE:
+        raise PluginError(f"binarize must be one of {', '.join(BINARIZE)} and denoise one of {', '.join(DENOISE)}")
+    if not scale > 0:
+        raise PluginError(f"scale must be > 0, got {scale}")
+    if min_speck is not None and min_speck < 0:
+        raise PluginError(f"min speck must be >= 0, got {min_speck}")
     model = None
     if method == "other model file":
-        if model_file is None or str(model_file).strip() in ("", "."):  # an empty file field reads as "."
+        model = _given_file(model_file)
+        if model is None:
             raise PluginError("choose a model file (.keras) for 'other model file'")
-        model = Path(model_file)
-    return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if METHODS[method] is None else None,
-                          binarize=binarize, denoise=denoise, invert=invert)
+    elif method in ("model", "model+bridge"):
+        model = _given_file(model_file)
+    network = method in ("bundled model", "other model file", "model", "model+bridge")
+    return RestoreOptions(method=METHODS[method], model=model, threshold=threshold if network else None,
+                          binarize=binarize, denoise=denoise, invert=invert, scale=float(scale),
+                          min_speck=min_speck, tta=tta if network else None)
+
+
+def kind_of(plane: np.ndarray) -> str:
+    """The input kind (`cli.py predict`'s: binary, gray, 16-bit or colour) of a layer's shown plane."""
+    try:
+        return input_kind(np.asarray(plane))
+    except (ImageError, ValueError) as exc:
+        raise PluginError(f"this image cannot be restored: {exc}") from None
+
+
+def preparation_line(kind: str, options: RestoreOptions) -> str:
+    """What restoring does first to an input of `kind`, in the words `cli.py predict` prints, e.g.
+    `input: gray micrograph -> denoise nlmeans, binarize adaptive`."""
+    noun = "binary boundary map" if kind == "binary" else f"{kind} micrograph"
+    if kind != "binary" and routes_micrographs(options):
+        return f"input: {noun} -> the micrograph model, as it is"
+    steps = ", ".join(f"{step} {value}" for step, value in zip(("denoise", "binarize"),
+                                                                 settle(kind == "binary", options.denoise,
+                                                                        options.binarize)) if value != "none")
+    return f"input: {noun} -> {steps or 'as it is'}"
 
 
 def make_restorer(options: RestoreOptions) -> Restorer:

@@ -1,4 +1,5 @@
-"""npe2 reader: a Reconstruction-GB store opens as three layers (micro, label, grains), one slider step a sample.
+"""npe2 reader: a Reconstruction-GB store opens as three layers (micro, label, grains), one slider step a sample;
+a boundary map `measure --restore` kept (`NAME_boundaries.png`) opens as an editable boundary Labels layer.
 
 Images are read lazily, one sample at a time, through the store module (`pipeline/store/`, via
 the adapter); any other path is left to napari's own readers (`get_reader` returns None).
@@ -25,7 +26,17 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
         if len(path) != 1:
             return None
         path = path[0]
-    return read_library if adapter.is_library(path) else None
+    if adapter.is_library(path):
+        return read_library
+    return read_boundary_map if adapter.is_kept_boundary_map(path) else None
+
+
+def read_boundary_map(path: str | list[str]) -> list[LayerData]:
+    """`NAME_boundaries.png` as the Restore widget's result would be: Labels `NAME boundaries`
+    (1 = boundary), named NAME for Save, with the pixel size of NAME's micrograph beside it if it has one."""
+    path = Path(path[0] if isinstance(path, list) else path)
+    labels, metadata = adapter.read_boundary_map(path)
+    return [(labels, {"name": f"{metadata['name']} boundaries", "metadata": metadata, "opacity": 1.0}, "labels")]
 
 
 def _stack(library: adapter.Library, name: str) -> da.Array:

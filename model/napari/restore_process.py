@@ -48,6 +48,7 @@ class RestoreProcess:
         self._conn: Connection | None = None
         self._process: mp.process.BaseProcess | None = None
         self._lock = threading.Lock()
+        self._cancelled = threading.Event()
 
     def _start(self) -> Connection:
         if self._process is None or not self._process.is_alive():
@@ -63,22 +64,42 @@ class RestoreProcess:
     def run(self, options: Any, gray: np.ndarray) -> Iterator[tuple[str, Any]]:
         """Send one job; yield ('tiles', (n, used)) and ('done', k) as the child reports, then ('labels', array).
 
-        A child that dies mid-job (killed, out of memory) gives ('error', ...) and is restarted next job.
+        A child that dies mid-job (killed, out of memory) gives ('error', ...), one stopped by `cancel`
+        ('cancelled', None); either is restarted next job.
         """
         with self._lock:
             conn = self._start()
             conn.send((options, gray))
+            if self._cancelled.is_set():  # cancelled before the child was there to stop
+                self.cancel()
             while True:
                 try:
                     kind, value = conn.recv()
                 except (EOFError, OSError):
-                    code = self._process.exitcode if self._process is not None else None
-                    self._process = None
-                    yield "error", f"the restore process stopped (exit code {code})"
+                    process, self._process = self._process, None
+                    if process is not None:
+                        process.join(timeout=5)
+                    if self._cancelled.is_set():
+                        yield "cancelled", None
+                    else:
+                        code = process.exitcode if process is not None else None
+                        yield "error", f"the restore process stopped (exit code {code})"
                     return
                 yield kind, value
                 if kind in ("labels", "error"):
                     return
+
+    def new_job(self) -> None:
+        """Forget an earlier cancel: call before each job, on the thread that calls `cancel`."""
+        self._cancelled.clear()
+
+    def cancel(self) -> None:
+        """Stop the job under way: the child is terminated (its loaded model with it; the next job
+        starts a new one), and `run` ends with ('cancelled', None). Safe from any thread."""
+        self._cancelled.set()
+        process = self._process
+        if process is not None and process.is_alive():
+            process.terminate()
 
     def close(self) -> None:
         """Stop the child (it also stops with napari: it is a daemon process)."""
