@@ -277,4 +277,4 @@ def test_an_unreachable_store_is_one_line_and_exit_1_within_seconds(run_cli, s3,
     assert elapsed < QUICK_S, f"{elapsed:.0f} s"
     expected = {"wrong endpoint": "cannot reach", "missing bucket": "does not exist",
                 "bad credentials": "access denied", "no permission": "access denied"}[problem]
-    assert expected in lines[0] and url in lines[0]
+    assert expected in lines[0] and url in lines[0], lines[0]
