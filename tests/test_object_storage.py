@@ -99,9 +99,14 @@ def generate(run_cli, out: object, count: int, *extra: object) -> str:
 
 def test_generate_with_two_workers_writes_what_a_local_run_writes(run_cli, s3, tmp_path):
     local = tmp_path / "local.zarr"
-    generate(run_cli, local, 16, "--workers", "0")
-    output = generate(run_cli, f"s3://{BUCKET}/libs/a.zarr", 16, "--workers", "2", "--block", "3")
-    assert "16 pairs in" in output and f"s3://{BUCKET}/libs/a.zarr" in output
+    generate(run_cli, local, 32, "--workers", "0")  # 2 samples a shard
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # every PUT is kept
+    output = generate(run_cli, f"s3://{BUCKET}/libs/a.zarr", 32, "--workers", "2", "--block", "3")
+    assert "32 pairs in" in output and f"s3://{BUCKET}/libs/a.zarr" in output
+    # Blocks of 3 are rounded up to whole shards: every shard object was written once, whole, in one PUT.
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix="libs/a.zarr/micro/c.")["Versions"]
+    keys = [version["Key"] for version in versions]
+    assert len(keys) == 16 and len(set(keys)) == 16
     assert exported(run_cli, f"s3://{BUCKET}/libs/a.zarr", tmp_path / "from-s3") == \
         exported(run_cli, local, tmp_path / "from-disk")
     stored, files = objects_under(s3, "libs/a.zarr"), local_files(local)
@@ -278,3 +283,22 @@ def test_an_unreachable_store_is_one_line_and_exit_1_within_seconds(run_cli, s3,
     expected = {"wrong endpoint": "cannot reach", "missing bucket": "does not exist",
                 "bad credentials": "access denied", "no permission": "access denied"}[problem]
     assert expected in lines[0] and url in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("expired", [False, True])
+def test_a_lease_from_another_machine_blocks_until_it_expires(run_cli, s3, expired):
+    import json
+
+    url = f"s3://{BUCKET}/e.zarr"
+    generate(run_cli, url, 4, "--workers", "0")
+    lease = {"owner": "f00d", "host": "another-machine", "pid": 1, "pid_started": "1",
+             "expires": time.time() + (-5 if expired else 600)}
+    s3.put_object(Bucket=BUCKET, Key="e.zarr.lease", Body=json.dumps(lease).encode())
+    result = run_cli("generate", "--count", 6, "--size", 64, "--out", url, "--workers", 0, "--no-progress")
+    if expired:  # its holder stopped renewing it: taken over, then released
+        assert result.exit_code == 0 and "resuming: 4 of 4 pairs done" in result.output, result.output
+        assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="e.zarr.lease")
+    else:
+        assert result.exit_code == 1, result.output
+        assert "is being written by another generate run (host another-machine, pid 1" in result.output
+        assert json.loads(s3.get_object(Bucket=BUCKET, Key="e.zarr.lease")["Body"].read()) == lease

@@ -24,7 +24,7 @@ from model.measure import scale
 from model.measure.grains import ImageMeasurement
 from model.measure.outputs import write_histogram
 from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
-from pipeline.store import LibraryStore, StoreError, is_store
+from pipeline.store import LibraryStore, Location, StoreError, is_store, is_url
 
 # What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside).
 # A model's own choice (None): the network, then the bridge when its settings say so (the bundled model's).
@@ -42,7 +42,9 @@ def is_library(path: str | os.PathLike[str]) -> bool:
     try:
         return is_store(path)
     except StoreError:
-        return True  # a damaged store of ours: opening it says what is wrong
+        # A damaged store of ours: opening it says what is wrong. A URL that cannot be reached may be
+        # anything (napari opens http images too): left to the other readers.
+        return not is_url(path)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,8 @@ class Library:
     size: int
 
     @property
-    def path(self) -> Path:
-        """The store's folder."""
+    def path(self) -> Location:
+        """The store's folder (a Path), or its URL in object storage (a StoreURL)."""
         return self.store.path
 
     def read(self, name: str, position: int) -> np.ndarray:
