@@ -41,7 +41,7 @@ LEASE_S = float(os.environ.get("RECONSTRUCTION_GB_LEASE_S", "120"))
 # botocore adds and non-AWS servers (MinIO, Ceph, moto) reject; every chunk has its own CRC32C.
 S3_DEFAULTS: dict[str, Any] = {
     "use_listings_cache": False,
-    "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"},
+    "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"},
                       "request_checksum_calculation": "when_required",
                       "response_checksum_validation": "when_required"},
 }
