@@ -127,8 +127,28 @@ def test_info_verify_and_storage_options_reach_the_bucket(run_cli, s3, monkeypat
     assert f"store:     s3://{BUCKET}/b.zarr (format version 2)" in result.output and "4 done / 4 planned" in result.output
     result = run_cli("verify", f"s3://{BUCKET}/b.zarr", "--storage-options", options)
     assert result.exit_code == 0 and "verified 4 samples: all good" in result.output, result.output
+    result = run_cli("generate", "--count", 4, "--size", 64, "--seed", 7, "--out", f"s3://{BUCKET}/b.zarr",
+                     "--storage-options", options, "--workers", 0, "--no-progress", "--overwrite")
+    assert result.exit_code == 0 and "4 pairs in" in result.output, result.output
+    result = run_cli("info", f"s3://{BUCKET}/b.zarr", "--storage-options", options)
+    assert "seed:      7" in result.output, result.output
     assert "not JSON" in one_error_line(run_cli("info", f"s3://{BUCKET}/b.zarr", "--storage-options", "{oops"))
     assert "applies to a URL" in one_error_line(run_cli("info", "some/folder.zarr", "--storage-options", options))
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("s3://bucket/libs/a.zarr/", "s3://bucket/libs/a.zarr"),
+    ("gs://bucket/a.zarr", "gs://bucket/a.zarr"),
+    ("memory://a.zarr", "memory://a.zarr"),
+    ("file:///tmp/a.zarr", Path("/tmp/a.zarr")),
+    ("a.zarr", Path.cwd() / "a.zarr"),
+    ("odd:name.zarr", Path.cwd() / "odd:name.zarr"),
+])
+def test_a_url_is_kept_as_a_url_and_anything_else_is_a_folder(given, expected):
+    from pipeline.store import StoreURL, store_location
+
+    location = store_location(given)
+    assert (str(location) if isinstance(location, StoreURL) else location) == expected
 
 
 def test_a_killed_generate_resumes_to_the_identical_library(run_cli, s3, tmp_path):
