@@ -163,7 +163,11 @@ def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
     try:
         config = model_config(options.preset, filters=options.filters, depth=options.depth,
                               kernel_size=options.kernel_size)
-        reader = LibraryReader(options.store(), options.limit)
+        try:
+            location = options.store()
+        except StoreError as error:  # --storage-options with a folder
+            raise TrainError(str(error)) from None
+        reader = LibraryReader(location, options.limit)
         config.check_size(reader.size)
         reader.check_crop(options.crop)
         if options.crop is not None:

@@ -38,7 +38,8 @@ def recognise(files: Files, mode: str = "r") -> zarr.Group | None:
     if not isinstance(attributes, dict) or attributes.get("format") != FORMAT:
         return None
     try:
-        return zarr.open_group(files.zarr_store(), mode=mode)
+        # Never consolidated metadata: the store has none, and a correct read must not need it.
+        return zarr.open_group(files.zarr_store(), mode=mode, use_consolidated=False)
     except Exception as exc:  # noqa: BLE001 - a group zarr cannot open is a damaged store
         raise StoreDamaged(f"cannot open {files.where()} ({type(exc).__name__}: {exc})") from None
 
