@@ -1,11 +1,12 @@
-"""Where a store lives: the one seam between the store and a storage backend (today local files).
+"""Where a store lives: the one seam between the store and a storage backend.
 
 Every other room reaches the bytes of a store through a `Files` (and zarr through its
 `zarr_store()`); only this module knows paths, `os.replace`, `flock` and `*.partial` files.
-A second backend (object storage through fsspec or obstore) is a class with the methods of
-`Files`, chosen in `files_at`: no rename there, so `write` is one PUT; no lock file, so `lock`
-is a lease object created with `If-None-Match: *`; no partial objects, so `find(".partial")`
-finds none (../shared/notes/zarr-dask.md, "Object storage").
+`store_location` tells a URL (`StoreURL`: object storage, any fsspec protocol) from a folder
+(an absolute Path), and `files_at` gives its backend: `LocalFiles` here, or `ObjectFiles`
+(objects.py, loaded only for a URL): no rename there, so `write` is one PUT; no lock file, so
+`lock` is a lease object created with `If-None-Match: *`; no partial objects, so
+`find(".partial")` finds none (../shared/notes/zarr-dask.md, "Object storage").
 """
 
 from __future__ import annotations
