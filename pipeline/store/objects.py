@@ -88,6 +88,15 @@ def _failure(location: StoreURL, exc: BaseException) -> StoreError:
                       "(AWS_ENDPOINT_URL, --storage-options '{\"endpoint_url\": ...}') and the network")
 
 
+async def _s3_suffix(fs: Any, bucket: str, key: str, nbytes: int) -> tuple[int, bytes]:
+    """One GET of the last `nbytes` bytes of an S3 object (all of it if shorter), and the object's size."""
+    reply = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes=-{nbytes}")
+    async with reply["Body"] as body:
+        data = await body.read()
+    whole = reply.get("ContentRange", "").rpartition("/")[2]
+    return (int(whole) if whole.isdigit() else len(data)), data
+
+
 @dataclass(frozen=True)
 class ObjectFiles:
     """A store under a URL of object storage; picklable (a task gets only the URL and the options)."""
@@ -153,7 +162,13 @@ class ObjectFiles:
         return self._call(lambda: self.fs.cat_file(self._path(key), start=offset, end=offset + nbytes))
 
     def read_suffix(self, key: str, nbytes: int) -> tuple[int, bytes]:
-        """The size of object `key` and its last `nbytes` bytes (a HEAD and a ranged GET)."""
+        """The size of object `key` and its last `nbytes` bytes: one suffix-range GET on S3 (its
+        Content-Range gives the size), a size query and a ranged read elsewhere."""
+        if hasattr(self.fs, "_call_s3"):
+            from fsspec.asyn import sync
+
+            bucket, _, name = self._path(key).partition("/")
+            return self._call(lambda: sync(self.fs.loop, _s3_suffix, self.fs, bucket, name, nbytes))
         size = int(self._call(lambda: self.fs.size(self._path(key))))
         return size, self._call(lambda: self.fs.cat_file(self._path(key), start=max(size - nbytes, 0), end=size))
 
