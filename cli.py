@@ -195,7 +195,9 @@ def _given(ctx: click.Context, names: Iterable[str]) -> list[str]:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Library seed.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local Dask worker processes [default: number of cores]; 0 runs serially in this process.")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Existing Dask scheduler, e.g. tcp://host:8786 [default: DASK_SCHEDULER_ADDRESS when set and "
+                   "--workers is not given].")
 @click.option("--cluster", type=click.Choice(list(SCHEDULERS)), default=None,
               help="Start the workers as batch jobs through dask-jobqueue (see docs/cluster.md).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
