@@ -376,3 +376,10 @@ def test_any_fsspec_url_is_a_store_location(run_cli, tmp_path):
         assert "resuming: 4 of 4 pairs done" in generate(run_cli, url, 6, "--workers", "0")
     finally:
         fsspec.filesystem("memory").rm("/libs", recursive=True)
+
+
+def test_dask_scheduler_address_names_the_cluster_unless_workers_are_given(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://nohost")  # no port: refused before anything starts
+    line = one_error_line(run_cli("generate", "--count", 4, "--size", 64, "--out", tmp_path / "a.zarr", "--no-progress"))
+    assert "'tcp://nohost' is not a Dask scheduler address" in line and not (tmp_path / "a.zarr").exists()
+    assert "4 pairs in" in generate(run_cli, tmp_path / "b.zarr", 4, "--workers", "0")
