@@ -457,7 +457,9 @@ def measure(ctx: click.Context, **options: Any) -> None:
               help="A trained model (.keras) [default: the bundled model, when no other method is given].")
 @click.option("--predictions", type=click.Path(path_type=Path),
               help="A folder of <i>.png predictions (any method), one per sample of the split.")
-@click.option("--baseline", type=click.Choice(["identity", "bridge"]), help="A classical baseline.")
+@click.option("--baseline", type=click.Choice(["identity", "bridge", "prep+bridge", "prep"]),
+              help="A classical baseline: identity or bridge on boundary maps; on gray micrographs "
+                   "prep+bridge (predict --method bridge) or prep (the preparation alone).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Model methods: background probability at or above which a pixel is background "
                    "[default: the model's validation-chosen value, else 0.5].")

@@ -106,7 +106,12 @@ def render(kind: Kind, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     disk of radius 6-22 px where the boundary keeps 0-45 % of its contrast); an illumination
     gradient of +-8-15 % in a random direction; Gaussian blur (sigma 0.8-1.3) and noise (sigma 5-10).
     """
-    labels = voronoi_cells(kind.height, kind.width, kind.cells, rng)
+    return render_grains(voronoi_cells(kind.height, kind.width, kind.cells, rng), kind, rng)
+
+
+def render_grains(labels: np.ndarray, kind: Kind, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`render`'s picture of a given grain map (ids from 1; kind.cells // 3 faded stretches), e.g.
+    another generator's grains (benchmarks/micrographs.py renders MicroStructPy's maps with it)."""
     edge = boundaries(labels, kind.boundary_px)
     levels = rng.uniform(120, 205, labels.max() + 1).astype(np.float32)
     grain = levels[labels]

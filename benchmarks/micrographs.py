@@ -9,6 +9,11 @@ Images, none of which any model here was trained or tuned on:
   from each seed;
 - `scratched`: the same images with heavy distractors drawn here: 20-40 long dark or bright
   polishing scratches and 30-80 etch pits each (none of them boundaries);
+- `msp`: grain maps of another generator, MicroStructPy (lognormal circles and aligned ellipses of
+  aspect 2-4 at 512 px, benchmarks/independent_sets.py's maps), rendered by the same second
+  renderer (2 px boundaries, faded stretches, illumination, blur, noise), one of each per seed;
+  the maps come from independent_sets.py's cache, or are made when MicroStructPy is installed
+  (benchmarks/requirements.txt), else the set is left out and said;
 - NIST's raw optical micrograph of an etched steel against NIST's own boundary map (source: the
   National Institute of Standards and Technology, usnistgov/grain-size-analysis-tools; never
   trained or tuned on).
@@ -42,12 +47,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gray_micrographs import KINDS, PIXEL_SIZE_UM, STEEL, STEEL_PIXEL_UM, render  # noqa: E402
+from gray_micrographs import KINDS, PIXEL_SIZE_UM, STEEL, STEEL_PIXEL_UM, Kind, render, render_grains  # noqa: E402
 
 REFERENCE = STEEL.with_name("steel_reference_boundaries.tif")
 MATCH_MIN_AREA = 20  # px: the true grains counted for the match share (issue 32's definition)
 METHODS = ("default", "prep+model+bridge", "prep+bridge")
 SCRATCHES, PITS = (20, 40), (30, 80)
+MSP_KINDS = ("lognormal", "elongated")  # MicroStructPy grain maps (benchmarks/independent_sets.py)
+MSP_SIZE = 512
+MSP_STREAM = 32  # the msp set's random stream, apart from the rendered set's [seed, kind number]
 
 
 def log(message: str) -> None:
@@ -84,9 +92,30 @@ def images(seeds: list[int], steel: Path, reference: Path) -> list[tuple[str, np
             out.append((f"rendered/{seed}/{kind.name}", image, truth, PIXEL_SIZE_UM))
             noisy = scratched(image, np.random.default_rng([seed, number, 1]))
             out.append((f"scratched/{seed}/{kind.name}", noisy, truth, PIXEL_SIZE_UM))
+    out += msp_images(seeds)
     if steel.is_file() and reference.is_file():
         truth = np.where(cv2.imread(str(reference), cv2.IMREAD_GRAYSCALE) > 127, 0, 255).astype(np.uint8)
         out.append(("nist/steel_optical", cv2.imread(str(steel), cv2.IMREAD_UNCHANGED), truth, STEEL_PIXEL_UM))
+    return out
+
+
+def msp_images(seeds: list[int]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """MicroStructPy's grain maps rendered by the second renderer (none when they cannot be had)."""
+    from independent_sets import MissingGeneratorError, msp_grains
+
+    out = []
+    for seed in seeds:
+        for number, kind in enumerate(MSP_KINDS):
+            rng = np.random.default_rng([seed, MSP_STREAM, number])
+            try:
+                grains = msp_grains(kind, MSP_SIZE, rng)
+            except MissingGeneratorError as error:
+                log(f"msp set left out: {error}")
+                return []
+            cells = int(len(np.unique(grains)))
+            image, truth = render_grains(grains.astype(np.int32), Kind(f"msp-{kind}", MSP_SIZE, MSP_SIZE, cells, 2,
+                                                                       ".png", 8), rng)
+            out.append((f"msp/{seed}/{kind}", image, truth, PIXEL_SIZE_UM))
     return out
 
 
@@ -147,7 +176,7 @@ def main() -> None:
             record["per_image"].setdefault(name, {})[method] = row
             log(f"  {name:32s} {row['grains']:4d}/{row['true_grains']:4d} match {row['match']:.3f} ari {row['ari']:.3f}")
         record.setdefault("seconds", {})[method] = round(time.perf_counter() - started, 1)
-    for group in ("rendered", "scratched", "nist"):
+    for group in ("rendered", "scratched", "msp", "nist"):
         names = [n for n in record["per_image"] if n.startswith(group + "/")]
         if names:
             record["sets"][group] = {m: summary([record["per_image"][n][m] for n in names]) for m in methods}

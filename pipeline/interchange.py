@@ -15,13 +15,16 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .config import MIN_SIZE, GenerationConfig
+from .config import MIN_SIZE, PRESET_RATES, GenerationConfig
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
 from .store import (IMAGE_ARRAYS, LibraryStore, Location, StoreError, StoreURL, atomic_write, check_creatable,
                     files_at, is_url, store_location)
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
+# A folder with clean/ beside micro/ and label/ holds micrograph pairs (as `export` writes a
+# micrograph store): micro and clean are kept gray, and the store is a micrograph store.
+MICROGRAPH_FOLDERS = (*IMAGE_ARRAYS, "clean")
 NUMBERED_PNG = re.compile(r"([0-9]+)\.png")
 LISTED = 10  # problems named in an error message (which stays one line)
 
@@ -98,7 +101,8 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
 def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0,
                  strict: bool = False) -> ImportReport:
-    """Build a new store from the numbered micro/label PNG pairs of `directory` (see docs/store.md)."""
+    """Build a new store from the numbered micro/label PNG pairs of `directory` (see docs/store.md);
+    with a clean/ folder beside them, gray micrographs with their clean renders (a micrograph store)."""
     directory, out = Path(directory).absolute(), store_location(out)
     if seed < 0:
         raise InterchangeError(f"seed must be >= 0, got {seed}")
@@ -116,14 +120,15 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
         if out.exists() or out.is_symlink():
             raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
         check_creatable(out)
-    names, size, problems = _scan(directory)
+    folders = MICROGRAPH_FOLDERS if (directory / "clean").is_dir() else IMAGE_ARRAYS
+    names, size, problems = _scan(directory, folders)
     skipped = tuple(f"{file}: {why}" for file, why in problems)
     listed = "; ".join(skipped[:LISTED]) + (f"; and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
     if skipped and strict:
         raise InterchangeError(f"--strict: {len(skipped)} files cannot be imported, nothing written: {listed}")
     if not names:
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
-    _write_store(directory, out, names, size, seed, skipped)
+    _write_store(directory, out, names, size, seed, skipped, folders)
     return ImportReport(out, len(names), size, skipped)
 
 
@@ -139,25 +144,26 @@ def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
             f"`import {path} --out {path.name or 'library'}.zarr` and use that")
 
 
-def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
+def _scan(directory: Path, folders: tuple[str, ...] = IMAGE_ARRAYS) -> tuple[list[str], int, list[tuple[str, str]]]:
     """File names of the usable pairs in sample order, their side, and every other file with the reason."""
     problems: dict[str, str] = {}
-    found: list[set[str]] = [set(), set()]
-    micro, label = found
-    for name, files in zip(IMAGE_ARRAYS, found):
+    found: dict[str, set[str]] = {name: set() for name in folders}
+    for name, files in found.items():
         for entry in (directory / name).iterdir():
             if entry.is_file() and NUMBERED_PNG.fullmatch(entry.name):
                 files.add(entry.name)
             else:
                 problems[f"{name}/{entry.name}"] = "not a numbered .png file"
-    problems.update({f"micro/{file}": f"no partner label/{file}" for file in micro - label})
-    problems.update({f"label/{file}": f"no partner micro/{file}" for file in label - micro})
+    for name, files in found.items():
+        for other in folders:
+            problems.update({f"{name}/{file}": f"no partner {other}/{file}" for file in files - found[other]
+                             if f"{name}/{file}" not in problems})
     # Numeric order (2 before 10); equal numbers such as 7 and 007 keep their names' order.
-    names = sorted(micro & label, key=lambda file: (int(file[:-4]), file))
+    names = sorted(set.intersection(*found.values()), key=lambda file: (int(file[:-4]), file))
     sides: dict[str, int] = {}
     with _quiet_opencv():
         for file in names:
-            for name in IMAGE_ARRAYS:
+            for name in folders:
                 try:
                     sides[f"{name}/{file}"] = _load(directory / name / file).shape[0]
                 except _Unusable as exc:
@@ -168,7 +174,7 @@ def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
                      for path, side in sides.items() if side != size})
     usable = []
     for file in names:
-        paths = [f"{name}/{file}" for name in IMAGE_ARRAYS]
+        paths = [f"{name}/{file}" for name in folders]
         bad = [path for path in paths if path in problems]
         if not bad:
             usable.append(file)
@@ -178,7 +184,7 @@ def _scan(directory: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
 
 
 def _write_store(directory: Path, out: Location, names: list[str], size: int, seed: int,
-                 skipped: tuple[str, ...]) -> None:
+                 skipped: tuple[str, ...], folders: tuple[str, ...] = IMAGE_ARRAYS) -> None:
     """Write every pair into a private `.partial` store, then rename it to `out`: never half an import.
 
     Object storage has no rename: the store is written at `out` itself, and removed if the import
@@ -186,10 +192,13 @@ def _write_store(directory: Path, out: Location, names: list[str], size: int, se
     """
     remote = isinstance(out, StoreURL)
     partial = out if remote else out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
+    gray = "clean" in folders  # micrograph pairs: micro and clean stay gray
+    config = (GenerationConfig(size=size, preset="micrograph", **PRESET_RATES["micrograph"]) if gray
+              else GenerationConfig(size=size))
     try:
         source = {"kind": IMPORT_KIND, "directory": str(directory), "threshold": THRESHOLD,
-                  "files": names, "skipped": list(skipped)}
-        store = LibraryStore.create(partial, GenerationConfig(size=size), seed, len(names), extra={"source": source})
+                  "files": names, "skipped": list(skipped), "images": list(folders)}
+        store = LibraryStore.create(partial, config, seed, len(names), extra={"source": source})
         writer = store.image_writer()
         no_grain_map = np.zeros((size, size), np.uint16)  # the grains fill value
         metas = []
@@ -198,14 +207,18 @@ def _write_store(directory: Path, out: Location, names: list[str], size: int, se
         with _quiet_opencv():
             for index, file in enumerate(names):
                 try:
-                    micro, label = (_binarise(_load(directory / name / file, size)) for name in IMAGE_ARRAYS)
+                    images = {name: _load(directory / name / file, size) for name in folders}
                 except _Unusable as exc:  # checked by _scan: the folder changed since
                     raise InterchangeError(f"{file} changed during the import ({exc}); nothing written") from None
-                # What an import cannot know is the per-sample arrays' fill value (docs/store.md).
+                micro = images["micro"] if gray else _binarise(images["micro"])
+                label = _binarise(images["label"])
+                # What an import cannot know is the per-sample arrays' fill value (docs/store.md); the
+                # faint share of a micrograph's boundary among them.
                 meta = SampleMeta(seed=0, nucleation_rate=0, growth_rate=0, num_grains=0,
                                   avrami_exponent=float("nan"), dilation=0, gap_patches=0,
-                                  erased_fraction=float(erased_fraction(micro, label)), split=split_of(seed, index))
-                shard.append(Sample(index, micro, label, no_grain_map, meta))
+                                  erased_fraction=float("nan") if gray else float(erased_fraction(micro, label)),
+                                  split=split_of(seed, index))
+                shard.append(Sample(index, micro, label, no_grain_map, meta, clean=images.get("clean")))
                 metas.append(meta)
                 if len(shard) == store.shard or index == len(names) - 1:
                     crcs += writer.write(shard)
@@ -266,7 +279,7 @@ def _report_order(problem: tuple[str, str]) -> tuple[float, bool, str]:
     folder, file = problem[0].split("/", 1)
     match = NUMBERED_PNG.fullmatch(file)
     return (int(match.group(1)) if match else float("inf"), problem[1].startswith("its partner"),
-            f"{IMAGE_ARRAYS.index(folder)}{file}")
+            f"{MICROGRAPH_FOLDERS.index(folder)}{file}")
 
 
 @contextmanager

@@ -143,7 +143,8 @@ def check_sample(size: int, has_grain_map: bool, micro: np.ndarray | None, label
     """Why one sample breaks the store contract (empty when it does not); None images were unreadable.
 
     `gray`: a micrograph sample, whose micro is gray and whose erased_fraction (the share of the
-    boundary drawn faint) cannot be recomputed from the images: it must lie in [0, 1].
+    boundary drawn faint) cannot be recomputed from the images: it must lie in [0, 1] (or be NaN,
+    unknown, in an imported store).
     """
     problems = []
     pair_ok = True
@@ -158,7 +159,8 @@ def check_sample(size: int, has_grain_map: bool, micro: np.ndarray | None, label
         elif other := np.count_nonzero((image != BOUNDARY) & (image != BACKGROUND)):
             problems.append(f"{name}: {other} pixels are neither {BOUNDARY} nor {BACKGROUND}")
     if gray:
-        if not 0.0 <= erased <= 1.0:  # also catches a NaN left stored
+        unknown = not has_grain_map and np.isnan(erased)  # imported micrographs: not known (docs/store.md)
+        if not (0.0 <= erased <= 1.0 or unknown):  # also catches a NaN left stored by a generator
             problems.append(f"erased_fraction {erased:.6g} is not a share in [0, 1]")
     elif pair_ok:
         recomputed = np.float32(erased_fraction(micro, label))

@@ -80,7 +80,8 @@ def test_export_then_import_gives_the_same_images_and_the_split_rule(run_cli, tm
     attrs = zarr.open_group(str(out), mode="r").attrs
     assert attrs["seed"] == 5 and attrs["count"] == COUNT and attrs["config"]["size"] == SIZE
     assert attrs["source"] == {"kind": "import", "directory": str(png), "threshold": 128,
-                               "files": [f"{i}.png" for i in range(COUNT)], "skipped": []}
+                               "files": [f"{i}.png" for i in range(COUNT)], "skipped": [],
+                               "images": ["micro", "label"]}
     assert [p.name for p in tmp_path.iterdir()] == ["imported.zarr"]  # no .partial left
 
 

@@ -67,6 +67,7 @@ class LibraryReader:
         self.path = self.store.path
         self.remote = isinstance(self.path, StoreURL)
         self.size = self.store.config.size
+        self.gray = self.store.gray  # inputs are gray micrographs, not binary boundary maps
         self.limit = limit
         try:
             done = np.flatnonzero(self.store.done())

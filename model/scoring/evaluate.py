@@ -5,7 +5,11 @@ The report's first row, the headline, is the method as a user runs it by default
 what `predict` runs without `--method` (`model+bridge` when its settings say bridge, with the
 network alone beside it as `model`). Beside it, the same samples are scored for the `identity`
 and `bridge` baselines, so that every report shows what doing nothing and a classical gap closer
-reach on the same images. Outputs in OUT: metrics.json (the headline's figures at its top level,
+reach on the same images. On a store of gray micrographs (the micrograph preset) the baselines are
+the classical route a user gets without a model instead: `prep+bridge` (`predict --method bridge`:
+automatic preparation, then the bridge) and `prep` (`--method none`: the preparation alone); no
+pixel of a gray input counts as erased, so gap recall is n/a there, and without `--model` the
+bundled micrograph model is scored. Outputs in OUT: metrics.json (the headline's figures at its top level,
 every row under `rows`), report.md, evaluation.png (the headline's outputs). TensorFlow is
 imported only for a model.
 """
@@ -48,10 +52,13 @@ PARENT_CHECK_SECONDS = 1.0  # how often a scoring process looks whether its pare
 # Rows and columns of the report: (key in the metric dict, column title, format).
 COLUMNS = (("miou", "mIoU", ".4f"), ("boundary_iou", "boundary IoU", ".4f"), ("gap_recall", "gap recall", ".3f"),
            ("spurious_rate", "spurious", ".4f"), ("boundary_f1", "boundary F1", ".4f"),
-           ("grain_count_error", "grain count err", ".3f"), ("grain_ari", "grain ARI", ".4f"),
+           ("grain_count_error", "grain count err", ".3f"), ("grain_match", "grains matched", ".3f"),
+           ("grain_ari", "grain ARI", ".4f"),
            ("astm_g_error", "ASTM G err", ".3f"))
 # Overlay colours (RGB): erased boundary restored, erased boundary still missing, spurious boundary.
 RESTORED, MISSED, SPURIOUS = (0, 170, 0), (220, 0, 0), (30, 90, 255)
+# The baselines of a gray micrograph store: row name -> `predict --method` of the classical route.
+GRAY_BASELINES = {"prep+bridge": "bridge", "prep": "none"}
 
 Predictions = Iterator[tuple[int, np.ndarray]]
 
@@ -84,18 +91,51 @@ class Method:
         """The row of its output followed by the bridge (`model+bridge`), or None when not scored."""
         return f"{self.own_row}+bridge" if self.plus_bridge or self.bridge_default else None
 
-    def rows(self) -> list[str]:
-        """The report's rows, headline first: the default method, its other variant, then the baselines."""
+    def rows(self, gray: bool = False) -> list[str]:
+        """The report's rows, headline first: the default method, its other variant, then the baselines
+        (of a gray micrograph store when `gray`)."""
         variants = [self.own_row] if self.bridged_row is None else (
             [self.bridged_row, self.own_row] if self.bridge_default else [self.own_row, self.bridged_row])
-        return [*variants, *(name for name in BASELINES if name != self.own_row)]
+        return [*variants, *(name for name in baselines_for(gray) if name != self.own_row)]
+
+
+def baselines_for(gray: bool) -> tuple[str, ...]:
+    """The baselines scored beside any method: of a binary boundary-map store, or of a gray one."""
+    return tuple(GRAY_BASELINES) if gray else tuple(BASELINES)
 
 
 def baseline(name: str) -> Method:
-    """One of BASELINES, applied to each sample's fragmented input."""
-    if name not in BASELINES:
-        raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    """A baseline, applied to each sample's input: BASELINES on a boundary-map store, GRAY_BASELINES
+    on a gray micrograph store (evaluate checks which the store holds)."""
+    names = (*BASELINES, *GRAY_BASELINES)
+    if name not in names:
+        raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(names)}")
     return Method(name, baseline=name)
+
+
+def baseline_output(name: str, micro: np.ndarray) -> np.ndarray:
+    """Baseline `name`'s restored boundary image (0 boundary, 255 background) of one stored input."""
+    if name in GRAY_BASELINES:
+        mask, _ = _classical_route(GRAY_BASELINES[name]).restore(micro.astype(np.float32) / np.float32(255),
+                                                                 binary=False)
+        return mask
+    return BASELINES[name](micro)
+
+
+@lru_cache(maxsize=2)
+def _classical_route(method: str) -> Any:
+    """The Restorer of `predict --method METHOD` with automatic preparation (no model is loaded)."""
+    from model.inference.restore import RestoreOptions, Restorer
+
+    return Restorer(RestoreOptions(method=method))
+
+
+def reads_micrographs(data: str | os.PathLike[str]) -> bool:
+    """Whether the store at `data` holds gray micrographs (EvaluationError when it cannot be read)."""
+    try:
+        return LibraryReader(data).gray
+    except DataError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def prediction_folder(folder: str | os.PathLike[str]) -> Method:
@@ -126,14 +166,19 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
 
 
 def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict[str, Any] | None = None,
-                plus_bridge: bool = False) -> Method:
-    """A saved Keras model (loaded in safe mode; the bundled model when `path` is None), run on the
-    split in batches under the inference settings stored beside it, with `overrides` (threshold,
-    link_threshold, min_speck, tta) replacing any of them."""
+                plus_bridge: bool = False, gray: bool = False) -> Method:
+    """A saved Keras model (loaded in safe mode; when `path` is None the bundled model, or with `gray`
+    the bundled micrograph model), run on the split in batches under the inference settings stored
+    beside it, with `overrides` (threshold, link_threshold, min_speck, tta) replacing any of them."""
     from model.inference.predict import PredictError, load_model
     from model.inference.settings import SettingsError, load_settings
-    from model.pretrained import NoModelError, resolve_model
+    from model.pretrained import MICROGRAPH_MODEL, NoModelError, resolve_model
 
+    if path is None and gray:
+        if not MICROGRAPH_MODEL.is_file():
+            raise EvaluationError(f"the store holds gray micrographs and no micrograph model is installed at "
+                                  f"{MICROGRAPH_MODEL}; pass --model PATH or --baseline prep+bridge")
+        path = MICROGRAPH_MODEL
     try:
         path = resolve_model(path)
         settings = load_settings(path)
@@ -207,7 +252,8 @@ class Evaluation:
         """The report's markdown table: one row per method."""
         head = "| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
         rule = "| --- " * (len(COLUMNS) + 1) + "|"
-        rows = [f"| {name} | " + " | ".join(format(metrics[key], spec) for key, _, spec in COLUMNS) + " |"
+        rows = [f"| {name} | " + " | ".join("n/a" if np.isnan(metrics[key]) else format(metrics[key], spec)
+                                             for key, _, spec in COLUMNS) + " |"
                 for name, metrics in self.results.items()]
         return "\n".join([head, rule, *rows])
 
@@ -225,6 +271,11 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         except DataError as error:
             raise EvaluationError(str(error)) from None
     indices = split_indices(reader, split, limit)
+    gray = reader.gray
+    if method.baseline is not None and method.baseline not in baselines_for(gray):
+        kind, other = ("gray micrographs", "boundary maps") if gray else ("binary boundary maps", "micrographs")
+        raise EvaluationError(f"baseline {method.baseline} reads {other}; {reader.path} holds {kind}: "
+                              f"choose from {', '.join(baselines_for(gray))}")
     if method.check is not None:
         method.check(indices)
     out_dir = Path(out_dir)
@@ -237,7 +288,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
 
     # Scored in this order (score_sample's), reported headline first (method.rows()).
     combined = [method.bridged_row] if method.bridged_row is not None else []
-    rows = [method.own_row, *combined, *(name for name in BASELINES if name != method.own_row)]
+    rows = [method.own_row, *combined, *(name for name in baselines_for(gray) if name != method.own_row)]
     meters = {name: MetricAccumulator() for name in rows}
     panels = []
     bar = progress(len(indices)) if progress else None
@@ -251,9 +302,9 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
         predictions = method.predict(reader, indices)
     # The `model+bridge` row is made as predict makes it: the speck filter around the bridge.
     bridge_speck = int((method.settings or {}).get("min_speck") or 0) if combined else None
-    shown = rows.index(method.rows()[0])  # the figure shows the headline's outputs
-    tasks = ((reader.path, index, prediction, tuple(rows), method.baseline,
-              shown if k < FIGURE_SAMPLES else None, bridge_speck)
+    shown = rows.index(method.rows(gray)[0])  # the figure shows the headline's outputs
+    tasks = ((reader.path, index, prediction, tuple(rows), method.baseline,  # a Path or a StoreURL
+              shown if k < FIGURE_SAMPLES else None, bridge_speck, gray)
              for k, (index, prediction) in enumerate(predictions))
     try:
         if workers == 1:
@@ -273,7 +324,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     if bar is not None:
         bar.close()
 
-    evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in method.rows()}, out_dir)
+    evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in method.rows(gray)}, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**evaluation.results[evaluation.headline], "method": method.name,
                               "headline": evaluation.headline, "split": split,
@@ -282,11 +333,21 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                               **({"settings": method.settings} if method.settings else {}),
                               "rows": evaluation.results,
                               "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]}}
-    atomic_write(out_dir / METRICS_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(out_dir / METRICS_FILE, (json.dumps(_finite(record), indent=2) + "\n").encode())
     atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method).encode())
     shown_as = f", {evaluation.headline}" if evaluation.headline != method.own_row else ""
-    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}{shown_as}, {split} split")
+    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}{shown_as}, {split} split", gray)
     return evaluation
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN float as None (JSON null: a metric that is undefined, e.g. gap recall
+    of gray inputs; json.dumps would write NaN, which is no JSON)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return None if isinstance(value, float) and np.isnan(value) else value
 
 
 def scoring_pool(workers: int) -> ProcessPoolExecutor:
@@ -318,17 +379,17 @@ def _reader(path: Any) -> LibraryReader:
 
 def score_sample(path: Any, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
                  baseline_name: str | None, keep: int | None,
-                 bridge_speck: int | None = None) -> tuple[int, list[ImageStatistics], tuple | None]:
+                 bridge_speck: int | None = None, gray: bool = False) -> tuple[int, list[ImageStatistics], tuple | None]:
     """Statistics of every row for sample `index` (row 0 = the method; a baseline method's
     prediction is made here; unless `bridge_speck` is None, row 1 = the method's output bridged
     with that speck filter, model.methods.bridged), and, unless `keep` is None, the input, the truth
-    and row `keep`'s output (for the figure)."""
+    and row `keep`'s output (for the figure). `gray`: the input is a gray micrograph (nothing erased)."""
     micro, label = _reader(path).read_pair(index)
     if baseline_name is not None:
-        prediction = BASELINES[baseline_name](micro)
+        prediction = baseline_output(baseline_name, micro)
     combined = [] if bridge_speck is None else [bridged(prediction, bridge_speck)]
-    outputs = [prediction, *combined, *(BASELINES[name](micro) for name in rows[1 + len(combined):])]
-    statistics = [image_statistics(output, label, micro) for output in outputs]
+    outputs = [prediction, *combined, *(baseline_output(name, micro) for name in rows[1 + len(combined):])]
+    statistics = [image_statistics(output, label, None if gray else micro) for output in outputs]
     return index, statistics, None if keep is None else (micro, label, outputs[keep])
 
 
@@ -351,6 +412,8 @@ GLOSSARY = (
     "spurious: share of true background predicted as boundary",
     "boundary F1: F1 of boundary pixels within 2 px of the other image's boundary",
     "grain count err: |grains predicted - true| / true grains, mean over images",
+    "grains matched: share of true grains found one-to-one (a found grain holding >= 50 % of the true grain "
+    "and > 50 % of it that grain), pooled over the images",
     "grain ARI: adjusted Rand index of the two grain partitions, mean over images",
     "ASTM G err: |G predicted - G true| of the ASTM E112 grain-size number, mean over images",
 )
@@ -363,9 +426,12 @@ def _report(evaluation: Evaluation, reader: LibraryReader, samples: int, method:
     chosen = ("" if not settings else
               f" Settings: {settings['description']} ({settings['chosen_on']}).")
     glossary = "\n".join(f"- {line}" for line in GLOSSARY)
+    inputs = (" The inputs are gray micrographs: `prep+bridge` is `predict --method bridge` (automatic "
+              "preparation, then the bridge), `prep` the preparation alone; no pixel counts as erased, so "
+              "gap recall is n/a." if reader.gray else "")
     return (f"# Evaluation: {evaluation.method}\n\n"
             f"Library `{reader.path}` (seed {reader.store.seed}, {reader.size} px), {evaluation.split} split, "
-            f"{samples} samples.{chosen}{_headline_note(method)}\n\n{evaluation.table()}\n\n{glossary}\n\n"
+            f"{samples} samples.{chosen}{_headline_note(method)}{inputs}\n\n{evaluation.table()}\n\n{glossary}\n\n"
             f"Full definitions: docs/metrics.md in the Reconstruction-GB {__version__} source.\n")
 
 
@@ -381,9 +447,11 @@ def _headline_note(method: Method) -> str:
             f"{bridged} is its output followed by the bridge.")
 
 
-def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """RGB picture of the prediction: gray boundary, and colours for restored gaps, missed gaps, spurious boundary."""
-    truth, given, predicted = label < 128, micro < 128, prediction < 128
+def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray, gray: bool = False) -> np.ndarray:
+    """RGB picture of the prediction: gray boundary, and colours for restored gaps, missed gaps, spurious boundary
+    (on a gray micrograph nothing is given, so every true boundary counts as a gap)."""
+    truth, predicted = label < 128, prediction < 128
+    given = np.zeros_like(truth) if gray else micro < 128
     image = np.full((*label.shape, 3), 255, np.uint8)
     image[predicted] = (110, 110, 110)
     erased = truth & ~given
@@ -393,9 +461,11 @@ def overlay(micro: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.
     return image
 
 
-def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], path: Path, title: str) -> None:
+def _figure(panels: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]], path: Path, title: str,
+            gray: bool = False) -> None:
     panels = list(panels)
-    rows = [(micro, label, prediction, overlay(micro, label, prediction)) for _, micro, label, prediction in panels]
+    rows = [(micro, label, prediction, overlay(micro, label, prediction, gray))
+            for _, micro, label, prediction in panels]
     figures.panels(rows, ("input", "ground truth", "prediction",
                           "overlay\ngreen restored, red missed,\nblue spurious"), path,
                    row_labels=[f"sample {index}" for index, *_ in panels], title=title)

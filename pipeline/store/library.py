@@ -78,6 +78,12 @@ class LibraryStore:
         return images_of(self.config)
 
     @property
+    def gray(self) -> bool:
+        """Whether `micro` is a gray micrograph (a preset that renders one, with its clean render
+        beside it) rather than a binary boundary map."""
+        return "clean" in self.images
+
+    @property
     def seed(self) -> int:
         """The library seed."""
         return int(self.group.attrs["seed"])
