@@ -138,12 +138,20 @@ class ObjectFiles:
         return f"{self.location.url}/{key}" if key else self.location.url
 
     def exists(self) -> bool:
-        """True if any object is under the store's prefix (checks the bucket is reachable first)."""
-        self.check_bucket()
+        """True if any object is under the store's prefix; StoreError naming a bucket that does not exist.
+
+        The root `zarr.json` is asked for first: reading a store needs no right to list the bucket.
+        """
+        self._check_prefix()
+        if self.has("zarr.json"):
+            return True
         try:
-            return bool(self._call(lambda: self.fs.ls(self.root, detail=False)))
+            listed = self._call(lambda: self.fs.ls(self.root, detail=False))
         except FileNotFoundError:
-            return False
+            listed = []
+        if not listed:
+            self.check_bucket()
+        return bool(listed)
 
     def has(self, key: str) -> bool:
         """True if the object `key` exists (one HEAD request)."""
@@ -208,12 +216,15 @@ class ObjectFiles:
         return Lease(self).held()
 
     # --- object-storage only ------------------------------------------------------------------
-    def check_bucket(self) -> None:
-        """StoreError unless the bucket can be reached with these credentials (one request, a few seconds at most)."""
-        bucket = self.root.split("/", 1)[0]
-        if not self.root or "/" not in self.root:
+    def _check_prefix(self) -> None:
+        if not self.root.strip("/") or "/" not in self.root.strip("/"):
             raise StoreError(f"{self.location.url}: give the store a name inside the bucket "
                              f"(e.g. {self.location.url.rstrip('/')}/library.zarr)")
+
+    def check_bucket(self) -> None:
+        """StoreError unless the bucket can be reached with these credentials (one request, a few seconds at most)."""
+        self._check_prefix()
+        bucket = self.root.split("/", 1)[0]
         if not hasattr(self.fs, "call_s3"):
             return  # other filesystems: the first read or write says what is wrong
         try:
