@@ -383,3 +383,9 @@ def test_dask_scheduler_address_names_the_cluster_unless_workers_are_given(run_c
     line = one_error_line(run_cli("generate", "--count", 4, "--size", 64, "--out", tmp_path / "a.zarr", "--no-progress"))
     assert "'tcp://nohost' is not a Dask scheduler address" in line and not (tmp_path / "a.zarr").exists()
     assert "4 pairs in" in generate(run_cli, tmp_path / "b.zarr", 4, "--workers", "0")
+
+
+def test_a_store_at_a_buckets_root_is_refused_in_one_line(run_cli, s3):
+    for args in (["generate", "--count", 4, "--size", 64, "--out", f"s3://{BUCKET}", "--workers", 0], ["info", f"s3://{BUCKET}/"]):
+        assert "give the store a name inside the bucket" in one_error_line(run_cli(*args))
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
