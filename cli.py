@@ -34,6 +34,58 @@ except ModuleNotFoundError as missing:  # a Python without the dependencies: one
 DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
 
 
+class StorePath(click.ParamType):
+    """A library store: a folder (Path), or an object-storage URL kept as it is (`s3://bucket/lib.zarr`)."""
+
+    name = "STORE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from pipeline.store import is_url  # the store's own rule for what a URL is
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return Path(value)
+
+
+class JsonObject(click.ParamType):
+    """--storage-options: a JSON object (fsspec's options of the store's filesystem)."""
+
+    name = "JSON"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import json
+
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            self.fail(f"not JSON ({exc})", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"expected a JSON object such as '{{\"endpoint_url\": \"http://host:9000\"}}', got {value!r}",
+                      param, ctx)
+        return parsed
+
+
+STORE = StorePath()
+STORAGE_OPTIONS = click.option(
+    "--storage-options", type=JsonObject(), default=None,
+    help="JSON options of the store's filesystem when it is a URL (s3fs: endpoint_url, key, secret, anon, "
+         "client_kwargs...); credentials otherwise come from the usual environment variables and files.")
+
+
+def _located(store: Any, storage_options: dict[str, Any] | None) -> Any:
+    """The store argument and --storage-options as one location (a Path, or a URL with its options)."""
+    if store is None:
+        return None
+    from pipeline.store import StoreError, store_location
+
+    try:
+        return store_location(store, storage_options)
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 class OneLineErrors(click.Group):
     """Usage errors print only `Error: ...` (no usage block), and so does a command's CommandError:
     one clear line. Commands are listed in the order of a first run (generate ... predict), not
@@ -173,11 +225,15 @@ def _given(ctx: click.Context, names: Iterable[str]) -> list[str]:
               help="Library kind (the study's denoising library is not available).")
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of pairs.")
 @click.option("--size", type=click.IntRange(min=64), default=512, show_default=True, help="Image side in pixels.")
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Zarr store.")
+@click.option("--out", type=STORE, default=DEFAULT_OUT, show_default=True,
+              help="Zarr store: a folder, or a URL of object storage (s3://bucket/prefix/lib.zarr; docs/store.md).")
+@STORAGE_OPTIONS
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Library seed.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local Dask worker processes [default: number of cores]; 0 runs serially in this process.")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Existing Dask scheduler, e.g. tcp://host:8786 [default: DASK_SCHEDULER_ADDRESS when set and "
+                   "--workers is not given].")
 @click.option("--cluster", type=click.Choice(list(SCHEDULERS)), default=None,
               help="Start the workers as batch jobs through dask-jobqueue (see docs/cluster.md).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
@@ -204,59 +260,66 @@ def generate(no_progress: bool, **options: Any) -> None:
     warning = untrainable_size_warning(options["size"])
     if warning:
         click.echo(warning, err=True)
+    options["out"] = _located(options["out"], options.pop("storage_options"))
     with _run_that_may_stop():
         pipeline_commands.generate(**options, progress=not no_progress, echo=click.echo)
 
 
 @cli.command(short_help="Describe a library store.")
-@click.argument("store", type=click.Path(path_type=Path))
-def info(store: Path) -> None:
+@click.argument("store", type=STORE)
+@STORAGE_OPTIONS
+def info(store: Path, storage_options: dict[str, Any] | None) -> None:
     """Describe the library store STORE: samples per split, size, seed, source, versions."""
-    pipeline_commands.info(store, echo=click.echo)
+    pipeline_commands.info(_located(store, storage_options), echo=click.echo)
 
 
 @cli.command(short_help="Write a store's pairs as PNGs (the study's layout).")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", type=STORE)
+@STORAGE_OPTIONS
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for micro/<i>.png and label/<i>.png (created if missing; no file is overwritten).")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First sample index.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Samples from --start [default: to the end].")
-def export(store: Path, out: Path, start: int, count: int | None) -> None:
+def export(store: Path, storage_options: dict[str, Any] | None, out: Path, start: int, count: int | None) -> None:
     """Write the done pairs of STORE as 8-bit gray PNGs (the published study's layout)."""
-    pipeline_commands.export(store, out, start, count, echo=click.echo)
+    pipeline_commands.export(_located(store, storage_options), out, start, count, echo=click.echo)
 
 
 @cli.command("import", short_help="Make a store from micro/ and label/ PNG pairs.")
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="New Zarr store (never overwritten).")
+@click.option("--out", type=STORE, required=True, help="New Zarr store, a folder or a URL (never overwritten).")
+@STORAGE_OPTIONS
 @click.option("--strict", is_flag=True, help="Import nothing if any file cannot be imported.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Library seed: decides the train/val/test split.")
-def import_(directory: Path, out: Path, strict: bool, seed: int) -> None:
+def import_(directory: Path, out: Path, storage_options: dict[str, Any] | None, strict: bool, seed: int) -> None:
     """Build a new store from DIRECTORY/micro/<n>.png and DIRECTORY/label/<n>.png pairs."""
-    pipeline_commands.import_pngs(directory, out, seed=seed, strict=strict, echo=click.echo)
+    pipeline_commands.import_pngs(directory, _located(out, storage_options), seed=seed, strict=strict, echo=click.echo)
 
 
 @cli.command(short_help="Re-read and check every done sample of a store.")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", type=STORE)
+@STORAGE_OPTIONS
 @click.option("--repair", is_flag=True,
               help="Make the bad samples of a generated store again, in place (an imported one is left unchanged).")
-def verify(store: Path, repair: bool) -> None:
+def verify(store: Path, storage_options: dict[str, Any] | None, repair: bool) -> None:
     """Re-read every done sample of STORE and check it (checksums included); exit status 1 if any is bad."""
-    if not pipeline_commands.verify(store, repair, echo=click.echo):
+    if not pipeline_commands.verify(_located(store, storage_options), repair, echo=click.echo):
         click.get_current_context().exit(1)
 
 
 @cli.command(short_help="Rewrite a format-1 store as a verified format-2 store.")
 @click.argument("store", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="New format-2 store (never overwritten).")
-def upgrade(store: Path, out: Path) -> None:
+@click.option("--out", type=STORE, required=True, help="New format-2 store, a folder or a URL (never overwritten).")
+@STORAGE_OPTIONS
+def upgrade(store: Path, out: Path, storage_options: dict[str, Any] | None) -> None:
     """Rewrite the format-1 store STORE as a new format-2 store, and verify it (STORE is not changed)."""
-    pipeline_commands.upgrade(store, out, echo=click.echo)
+    pipeline_commands.upgrade(store, _located(out, storage_options), echo=click.echo)
 
 
 @cli.command(short_help="Train the Attention U-Net on a store (prints its run directory).")
-@click.option("--data", type=click.Path(path_type=Path), help="Library store to train from (not needed with --resume).")
+@click.option("--data", type=STORE, help="Library store to train from, a folder or a URL (not needed with --resume).")
+@STORAGE_OPTIONS
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
               help="Most epochs (early stopping may end the run sooner).")
@@ -342,15 +405,17 @@ def restore_options(command):  # type: ignore[no-untyped-def]
 @cli.command(short_help="Choose a model's threshold and speck filter on validation.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help="A trained model (.keras); its settings are written beside it (M.settings.json).")
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store (its val split is used).")
+@click.option("--data", type=STORE, required=True, help="Library store, a folder or a URL (its val split is used).")
+@STORAGE_OPTIONS
 @click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
               help="First N validation samples to score.")
 @click.option("--tta-sweep", is_flag=True, help="Also try test-time augmentation (8x the model's time).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def tune(model_path: Path, data: Path, samples: int, tta_sweep: bool, batch: int, no_progress: bool) -> None:
+def tune(model_path: Path, data: Path, storage_options: dict[str, Any] | None, samples: int, tta_sweep: bool,
+         batch: int, no_progress: bool) -> None:
     """Choose a model's thresholds and speck filter on the validation split (never on test)."""
-    model_commands.tune(model_path, data, samples=samples, tta_sweep=tta_sweep, batch=batch,
+    model_commands.tune(model_path, _located(data, storage_options), samples=samples, tta_sweep=tta_sweep, batch=batch,
                         progress=not no_progress, echo=click.echo)
 
 
@@ -429,7 +494,8 @@ def measure(ctx: click.Context, **options: Any) -> None:
 
 
 @cli.command(short_help="Score a model, predictions or a baseline on a split.")
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Library store.")
+@click.option("--data", type=STORE, required=True, help="Library store, a folder or a URL.")
+@STORAGE_OPTIONS
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
               help="Samples to score: the held-out test split, validation, or every done sample.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
@@ -465,6 +531,7 @@ def evaluate(ctx: click.Context, no_progress: bool, **options: Any) -> None:
     model_only = _given(ctx, ("threshold", "link_threshold", "min_speck", "tta", "plus_bridge"))
     if model_only and chosen and options["model_path"] is None:
         raise click.UsageError(f"{', '.join(map(_flag, model_only))} apply only to a model")
+    options["data"] = _located(options["data"], options.pop("storage_options"))
     model_commands.evaluate(**options, progress=not no_progress, echo=click.echo)
 
 

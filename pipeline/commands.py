@@ -74,7 +74,8 @@ def generation_config(size: int, task: str = "reconstruction", preset: str = "st
 
 def choose_executor(workers: int | None = None, scheduler: str | None = None, cluster: str | None = None,
                     jobs: int | None = None, notify: Callable[[str], None] = lambda line: None) -> Executor:
-    """Batch jobs with `cluster`, this process with `workers` 0, else Dask (local workers, or `scheduler`'s)."""
+    """Batch jobs with `cluster`, this process with `workers` 0, else Dask (local workers, or `scheduler`'s;
+    without --workers and --scheduler, DASK_SCHEDULER_ADDRESS names an existing cluster)."""
     # Dask is imported here, not at start-up: `cli.py --help` and the other commands stay fast.
     from .batch import BatchExecutor
     from .executors import DaskExecutor, SerialExecutor
@@ -83,6 +84,8 @@ def choose_executor(workers: int | None = None, scheduler: str | None = None, cl
         return BatchExecutor(cluster, jobs or DEFAULT_JOBS, notify=notify)
     if workers == 0:
         return SerialExecutor()
+    if scheduler is None and workers is None:  # Dask's own variable: what dask-gateway, Coiled and operators set
+        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     return DaskExecutor(workers=workers, scheduler=scheduler, notify=notify)
 
 

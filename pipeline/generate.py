@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Protocol
 
 from .config import ConfigError, GenerationConfig
@@ -17,8 +16,8 @@ from .plan import Block, Plan, default_block_size, make_plan
 from .resources import ResourceError, check_resources
 from .presets import make_sample
 from .sample import SampleMeta
-from .store import (META_ARRAYS, ImageWriter, LibraryStore, StoreError, check_creatable, creation_cut_short, is_store,
-                    shard_samples, writer_lock)
+from .store import (META_ARRAYS, ImageWriter, LibraryStore, Location, StoreError, StoreURL, check_creatable,
+                    creation_cut_short, files_at, is_store, shard_samples, store_location)
 
 # The driver records finished blocks at most this often: each commit rewrites a chunk of every
 # per-sample array (~25 ms of the driver's CPU, taken from the workers on a small machine),
@@ -60,7 +59,7 @@ class BlockResult:
 class Report:
     """What one `generate` call did."""
 
-    path: Path
+    path: Location
     made: int  # pairs made by this call
     done: int  # pairs done in the store now
     count: int
@@ -88,7 +87,7 @@ def make_block(writer: ImageWriter, config: GenerationConfig, seed: int, block: 
 
 
 def generate(
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | StoreURL,
     count: int,
     config: GenerationConfig,
     seed: int = 0,
@@ -117,21 +116,21 @@ def generate(
         raise GenerationError(f"{exc}; nothing was written") from None
     if block_size is not None:
         block_size = min(block_size, count)  # a larger block is the same plan: one block of every pair
-    out = Path(out).absolute()
+    out = store_location(out)
     try:
         return _generate(out, count, config, seed, executor, block_size, overwrite, progress, echo, commit_interval)
     except KeyboardInterrupt:  # outside the run itself (start-up, creation): nothing or nothing new is done
         raise Interrupted(_done_count(out), count) from None
 
 
-def _done_count(out: Path) -> int:
+def _done_count(out: Location) -> int:
     try:
         return int(LibraryStore.open(out).done().sum())
     except StoreError:
         return 0
 
 
-def _generate(out: Path, count: int, config: GenerationConfig, seed: int, executor: Executor | None,
+def _generate(out: Location, count: int, config: GenerationConfig, seed: int, executor: Executor | None,
               block_size: int | None, overwrite: bool, progress: Callable[[int], Progress] | None,
               echo: Callable[[str], None], commit_interval: float) -> Report:
     resume = _check_target(out, config, seed, count, overwrite)
@@ -155,7 +154,7 @@ def _generate(out: Path, count: int, config: GenerationConfig, seed: int, execut
     with executor:  # connect first: an unreachable cluster must not leave a store behind
         echo(f"running on {executor.description}")
         if is_store(out):  # --overwrite, or a creation cut short
-            with writer_lock(out):
+            with files_at(out).lock():
                 LibraryStore.remove(out)
         store = _create(out, config, seed, count)
         with store.writer_lock():
@@ -163,7 +162,7 @@ def _generate(out: Path, count: int, config: GenerationConfig, seed: int, execut
     return _report(store, made, started)
 
 
-def _check_resources(out: Path, pairs: int, count: int, size: int, executor: Executor, block_size: int | None,
+def _check_resources(out: Location, pairs: int, count: int, size: int, executor: Executor, block_size: int | None,
                      shard: int) -> None:
     try:
         check_resources(out, pairs, count, size, executor.workers, max(block_size or 1, shard))
@@ -171,8 +170,15 @@ def _check_resources(out: Path, pairs: int, count: int, size: int, executor: Exe
         raise GenerationError(f"{exc}; nothing was written") from None
 
 
-def _create(out: Path, config: GenerationConfig, seed: int, count: int) -> LibraryStore:
+def _create(out: Location, config: GenerationConfig, seed: int, count: int) -> LibraryStore:
     """A new store at `out` (absent or an empty folder); on failure, nothing of it is left."""
+    if isinstance(out, StoreURL):
+        try:
+            return LibraryStore.create(out, config, seed, count)
+        except (OSError, StoreError) as exc:
+            files_at(out).remove_all()  # a creation cut short before this is marked incomplete: replaced next run
+            raise GenerationError(f"cannot create {out}: {getattr(exc, 'strerror', None) or exc}; "
+                                  "nothing was written") from None
     existed = out.exists()
     try:
         return LibraryStore.create(out, config, seed, count)
@@ -210,14 +216,21 @@ def _report(store: LibraryStore, made: int, started: float) -> Report:
                   seconds=time.perf_counter() - started, store_bytes=store.bytes_on_disk())
 
 
-def _check_target(out: Path, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
+def _check_target(out: Location, config: GenerationConfig, seed: int, count: int, overwrite: bool) -> bool:
     """Validate the output path without touching it; True when an existing store is continued."""
-    if not out.exists():
+    if isinstance(out, StoreURL):
+        files = files_at(out)
+        if not is_store(out):  # reaches the bucket first: an unreachable one is one line here
+            if files.exists():
+                raise GenerationError(f"{out} holds objects that are not a Reconstruction-GB store; choose another --out")
+            files.check_creatable()
+            return False
+    elif not out.exists():
         check_creatable(out)
         return False
-    if not out.is_dir():
+    elif not out.is_dir():
         raise GenerationError(f"{out} is a file, not a store")
-    if not is_store(out):
+    elif not is_store(out):
         if any(out.iterdir()):
             raise GenerationError(f"{out} exists and is not a Reconstruction-GB store; choose another --out")
         return False  # an empty directory is a place for a new store

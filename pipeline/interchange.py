@@ -18,7 +18,8 @@ import numpy as np
 from .config import MIN_SIZE, PRESET_RATES, GenerationConfig
 from .pixels import PNG_HEADER_BYTES, RAISE_LIMIT, PixelLimitError, above_limit, max_pixels, png_size
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
-from .store import IMAGE_ARRAYS, LibraryStore, StoreError, atomic_write, check_creatable, write_error_line
+from .store import (IMAGE_ARRAYS, LibraryStore, Location, StoreError, StoreURL, atomic_write, check_creatable,
+                    files_at, is_url, store_location, write_error_line)
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -107,7 +108,7 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
                  strict: bool = False) -> ImportReport:
     """Build a new store from the numbered micro/label PNG pairs of `directory` (see docs/store.md);
     with a clean/ folder beside them, gray micrographs with their clean renders (a micrograph store)."""
-    directory, out = Path(directory).absolute(), Path(out).absolute()
+    directory, out = Path(directory).absolute(), store_location(out)
     if seed < 0:
         raise InterchangeError(f"seed must be >= 0, got {seed}")
     if not directory.is_dir():
@@ -116,12 +117,17 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
         if not (directory / name).is_dir():
             raise InterchangeError(f"{directory / name} is not a folder; an import reads "
                                    f"{directory / 'micro'} and {directory / 'label'} (<n>.png files)")
-    if out.exists() or out.is_symlink():
-        raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
-    holder = zarr_folder_around(out.parent)
-    if holder is not None:
-        raise InterchangeError(f"--out {out} is inside the Zarr store {holder}; choose a folder outside it")
-    check_creatable(out)
+    if isinstance(out, StoreURL):
+        if files_at(out).exists():  # reaches the bucket first: an unreachable one is one line here
+            raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
+        files_at(out).check_creatable()
+    else:
+        if out.exists() or out.is_symlink():
+            raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
+        holder = zarr_folder_around(out.parent)
+        if holder is not None:
+            raise InterchangeError(f"--out {out} is inside the Zarr store {holder}; choose a folder outside it")
+        check_creatable(out)
     try:
         limit = max_pixels()
     except PixelLimitError as exc:
@@ -148,7 +154,7 @@ def zarr_folder_around(path: Path) -> Path | None:
 
 def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
     """For an error about `path`: a pointer to `import` when it is a folder of PNG pairs, not a store ("" otherwise)."""
-    if path is None:
+    if path is None or is_url(path):
         return ""
     path = Path(path)
     if (path / "zarr.json").exists() or not (any((path / "micro").glob("*.png"))
@@ -198,10 +204,15 @@ def _scan(directory: Path, limit: int,
     return usable, size, sorted(problems.items(), key=_report_order)
 
 
-def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: int,
+def _write_store(directory: Path, out: Location, names: list[str], size: int, seed: int,
                  skipped: tuple[str, ...], limit: int, folders: tuple[str, ...] = IMAGE_ARRAYS) -> None:
-    """Write every pair into a private `.partial` store, then rename it to `out`: never half an import."""
-    partial = out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
+    """Write every pair into a private `.partial` store, then rename it to `out`: never half an import.
+
+    Object storage has no rename: the store is written at `out` itself, and removed if the import
+    fails (a hard kill leaves the pairs committed so far, `done`; docs/store.md).
+    """
+    remote = isinstance(out, StoreURL)
+    partial = out if remote else out.with_name(f"{out.name}.{secrets.token_hex(8)}.partial")
     gray = "clean" in folders  # micrograph pairs: micro and clean stay gray
     config = (GenerationConfig(size=size, preset="micrograph", **PRESET_RATES["micrograph"]) if gray
               else GenerationConfig(size=size))
@@ -234,11 +245,16 @@ def _write_store(directory: Path, out: Path, names: list[str], size: int, seed: 
                     crcs += writer.write(shard)
                     shard = []
         store.commit(list(range(len(names))), metas, crcs)
+        if remote:
+            return
         if out.exists():
             raise InterchangeError(f"{out} appeared while importing; nothing written")
         os.rename(partial, out)
     except BaseException:  # Ctrl-C included: leave no half-written store behind
-        shutil.rmtree(partial, ignore_errors=True)
+        if remote:
+            files_at(out).remove_all()
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
 
 

@@ -37,14 +37,26 @@ def available_memory() -> int | None:
     return None
 
 
-def check_resources(out: Path, pairs: int, count: int, size: int, workers: int, block: int) -> None:
-    """Raise ResourceError if `pairs` new pairs of a `count`-sample store cannot fit on disk or in memory."""
+def check_resources(out: Path | object, pairs: int, count: int, size: int, workers: int, block: int) -> None:
+    """Raise ResourceError if `pairs` new pairs of a `count`-sample store cannot fit on disk or in memory.
+
+    The disk is checked for a store in a folder only (`out` a Path): object storage has no free space to ask.
+    """
+    if isinstance(out, Path):
+        _check_disk(out, pairs, size)
+    _check_memory(pairs, count, size, workers, block)
+
+
+def _check_disk(out: Path, pairs: int, size: int) -> None:
     ancestor = next(p for p in (out, *out.parents) if p.exists())
     free = shutil.disk_usage(ancestor).free
     need = stored_bytes(pairs, size)
     if need > free:
         raise ResourceError(f"{pairs:,} pairs of {size} x {size} need about {_human(need)} on disk; "
                             f"{ancestor} has {_human(free)} free")
+
+
+def _check_memory(pairs: int, count: int, size: int, workers: int, block: int) -> None:
     memory = available_memory()
     if memory is None:
         return

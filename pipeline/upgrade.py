@@ -21,8 +21,8 @@ from zarr.codecs import BloscCodec, BytesCodec
 
 from .config import GenerationConfig
 from .sample import Sample
-from .store import (DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, StoreError, check_creatable, is_no_space,
-                    no_space_line, project_group)
+from .store import (DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, Location, StoreError, StoreURL,
+                    check_creatable, files_at, is_no_space, no_space_line, project_group, store_location)
 from .verify import verify
 
 OLD_FORMAT = 1
@@ -38,7 +38,7 @@ class UpgradeReport:
     """What one `upgrade` call did."""
 
     old: Path
-    new: Path
+    new: Location
     count: int
     done: int
     files_before: int
@@ -53,8 +53,10 @@ class UpgradeReport:
 def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
             echo: Callable[[str], None] = lambda line: None) -> UpgradeReport:
     """Write the format-1 store `old` as the format-2 store `new` (which must not exist), verified."""
-    old, new = Path(old).absolute(), Path(new).absolute()
+    old, new = Path(old).absolute(), store_location(new)
     group = _format1_group(old)
+    if isinstance(new, StoreURL):
+        return _upgrade_to_url(group, old, new, echo)
     if new.exists() or new.is_symlink():
         raise UpgradeError(f"{new} already exists; upgrade never overwrites, choose another --out")
     try:
@@ -93,6 +95,31 @@ def _amount(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.2f} {unit}"
     return f"{size} bytes"
+
+
+def _upgrade_to_url(group: zarr.Group, old: Path, new: StoreURL, echo: Callable[[str], None]) -> UpgradeReport:
+    """`upgrade` into object storage: no rename there, so the store is written at `new` itself,
+    verified, and removed if anything fails (a hard kill leaves it incomplete: delete it and run again)."""
+    files = files_at(new)
+    try:
+        if files.exists():
+            raise UpgradeError(f"{new} already exists; upgrade never overwrites, choose another --out")
+        files.check_creatable()
+    except StoreError as exc:
+        raise UpgradeError(str(exc)) from None
+    attrs = dict(group.attrs)
+    count = int(attrs["count"])
+    try:
+        _write(group, old, new, attrs, count, echo)
+        report = verify(new)
+        if report.bad:
+            listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
+            raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
+    except BaseException:  # Ctrl-C included: leave no half-written store behind
+        files.remove_all()
+        raise
+    return UpgradeReport(old, new, count, int(report.checked), sum(1 for p in old.rglob("*") if p.is_file()),
+                         len(files.find("")))
 
 
 def _format1_group(old: Path) -> zarr.Group:
@@ -150,7 +177,7 @@ def _check_per_sample_chunks(old: Path, group: zarr.Group, count: int) -> None:
                 raise damaged(name, first, stop)
 
 
-def _write(group: zarr.Group, old: Path, partial: Path, attrs: dict, count: int, echo: Callable[[str], None]) -> None:
+def _write(group: zarr.Group, old: Path, partial: Location, attrs: dict, count: int, echo: Callable[[str], None]) -> None:
     """Every done sample of the format-1 `group` into a new format-2 store at `partial`."""
     keep = {key: attrs[key] for key in ("source", "versions", "created") if key in attrs}
     keep["upgraded_from"] = {"path": str(old), "format_version": OLD_FORMAT,

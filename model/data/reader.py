@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.sample import TEST, TRAIN, VAL
-from pipeline.store import LibraryStore, StoreError
+from pipeline.store import LibraryStore, StoreError, StoreURL
 
 SPLITS = {"train": TRAIN, "val": VAL, "test": TEST}
+# Reads in flight from a store in object storage: each is a round trip (milliseconds, not the
+# microseconds of a local pread), so many overlap; tf.data's AUTOTUNE sizes by cores, not latency.
+REMOTE_READS = 16
 # Dihedral transforms of the square: k = 0..7 -> rotate by (k % 4) quarter turns, then flip
 # left-right when k >= 4. They keep a boundary network a valid boundary network.
 TRANSFORMS = 8
@@ -62,6 +65,7 @@ class LibraryReader:
         if limit is not None and limit <= 0:
             raise DataError(f"--limit must be > 0, got {limit}")
         self.path = self.store.path
+        self.remote = isinstance(self.path, StoreURL)
         self.size = self.store.config.size
         self.gray = self.store.gray  # inputs are gray micrographs, not binary boundary maps
         self.limit = limit
@@ -154,6 +158,11 @@ class LibraryReader:
             raise DataError(f"batch must be > 0, got {batch}")
         indices = np.asarray(indices, np.int64)
         count = len(indices)
+        if self.remote:  # the shard indices these samples need, in parallel (kept for later epochs)
+            try:
+                self._images.prefetch_indices(indices, REMOTE_READS)
+            except StoreError as error:
+                raise DataError(str(error)) from None
         transforms = np.zeros(count, np.int64) if transforms is None else np.asarray(transforms, np.int64)
         # -1 marks "none" in the tensors that tf.data slices (it cannot slice None).
         corners = np.full((count, 2), -1, np.int64) if corners is None else np.asarray(corners, np.int64)
@@ -173,7 +182,8 @@ class LibraryReader:
             return x, y
 
         pairs = tf.data.Dataset.from_tensor_slices((indices, transforms, corners, noise))
-        return (pairs.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        parallel = REMOTE_READS if self.remote else tf.data.AUTOTUNE
+        return (pairs.map(load, num_parallel_calls=parallel, deterministic=True)
                 .batch(batch)
                 .prefetch(tf.data.AUTOTUNE))
 

@@ -26,7 +26,7 @@ from model.measure import scale
 from model.measure.grains import ImageMeasurement
 from model.measure.outputs import write_histogram
 from model.measure.run import MeasureError, MeasureOptions, MeasureReport, measure_files, measure_image
-from pipeline.store import LibraryStore, StoreError, is_store
+from pipeline.store import LibraryStore, Location, StoreError, is_store, is_url
 
 # What the Restore widget offers, mapped onto `RestoreOptions.method` (the model file aside): predict's
 # --method choices. A model's own choice (None): the network, then the bridge when its settings say so
@@ -50,7 +50,9 @@ def is_library(path: str | os.PathLike[str]) -> bool:
     try:
         return is_store(path)
     except StoreError:
-        return True  # a damaged store of ours: opening it says what is wrong
+        # A damaged store of ours: opening it says what is wrong. A URL that cannot be reached may be
+        # anything (napari opens http images too): left to the other readers.
+        return not is_url(path)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class Library:
     size: int
 
     @property
-    def path(self) -> Path:
-        """The store's folder."""
+    def path(self) -> Location:
+        """The store's folder (a Path), or its URL in object storage (a StoreURL)."""
         return self.store.path
 
     def read(self, name: str, position: int) -> np.ndarray:

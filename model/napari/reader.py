@@ -52,7 +52,7 @@ def read_library(path: str | list[str]) -> list[LayerData]:
     """The layers of one store: micro and label as gray images, grains as labels (hidden until asked for)."""
     path = path[0] if isinstance(path, list) else path
     library = adapter.open_library(path)
-    stem = Path(library.path).name.removesuffix(".zarr")
+    stem = Path(str(library.path)).name.removesuffix(".zarr")  # a folder or a URL (s3://bucket/lib.zarr)
     metadata = {"store": str(library.path), "samples": library.samples}
     return [
         (_stack(library, "micro"), {"name": f"{stem} micro", "metadata": metadata, "contrast_limits": (0, 255),

@@ -304,7 +304,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     # The `model+bridge` row is made as predict makes it: the speck filter around the bridge.
     bridge_speck = int((method.settings or {}).get("min_speck") or 0) if combined else None
     shown = rows.index(method.rows(gray)[0])  # the figure shows the headline's outputs
-    tasks = ((str(reader.path), index, prediction, tuple(rows), method.baseline,
+    tasks = ((reader.path, index, prediction, tuple(rows), method.baseline,  # a Path or a StoreURL
               shown if k < FIGURE_SAMPLES else None, bridge_speck, gray)
              for k, (index, prediction) in enumerate(predictions))
     try:
@@ -393,12 +393,12 @@ def _exit_with_parent(parent: int) -> None:
 
 
 @lru_cache(maxsize=4)
-def _reader(path: str) -> LibraryReader:
+def _reader(path: Any) -> LibraryReader:
     """One reader per store and process (worker processes score many samples each)."""
     return LibraryReader(path)
 
 
-def score_sample(path: str, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
+def score_sample(path: Any, index: int, prediction: np.ndarray | None, rows: tuple[str, ...],
                  baseline_name: str | None, keep: int | None,
                  bridge_speck: int | None = None, gray: bool = False) -> tuple[int, list[ImageStatistics], tuple | None]:
     """Statistics of every row for sample `index` (row 0 = the method; a baseline method's

@@ -32,7 +32,8 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from pipeline.store import LibraryStore, StoreError, atomic_write, check_writable_folder, software_versions
+from pipeline.store import (LibraryStore, StoreError, atomic_write, check_writable_folder, software_versions,
+                           store_location)
 
 from model import figures
 from model.data import DataError, LibraryReader
@@ -53,7 +54,7 @@ CURVES = "learning_curves.png"
 CHECKPOINTS = "checkpoints"
 # Options a resumed run may change; any other must match the run's config.json. The run
 # directory is wherever it is now, and a moved store is accepted if it is the same library.
-RESUMABLE_CHANGES = ("epochs", "patience", "out")
+RESUMABLE_CHANGES = ("epochs", "patience", "out", "storage_options")
 
 
 # A sample the reader could not read (absent, or failing its checksum), as pipeline/store/ words it.
@@ -88,6 +89,13 @@ class TrainOptions:
     mixed_precision: bool = False
     seed: int = 0
     init: str | None = None  # a trained model whose weights start the run (fine-tuning)
+    # Options of the store's filesystem when `data` is a URL (--storage-options); never recorded in
+    # the run's files (they may hold credentials): a resumed run is given them again.
+    storage_options: dict[str, Any] | None = None
+
+    def store(self) -> Any:
+        """Where the library is: a folder (Path) or a URL with its storage options (pipeline.store.StoreURL)."""
+        return store_location(self.data, self.storage_options)
 
     def check(self) -> None:
         """Raise TrainError for option values no run can use."""
@@ -155,7 +163,11 @@ def describe(options: TrainOptions) -> tuple[LibraryReader, Any]:
     try:
         config = model_config(options.preset, filters=options.filters, depth=options.depth,
                               kernel_size=options.kernel_size)
-        reader = LibraryReader(options.data, options.limit)
+        try:
+            location = options.store()
+        except StoreError as error:  # --storage-options with a folder
+            raise TrainError(str(error)) from None
+        reader = LibraryReader(location, options.limit)
         config.check_size(reader.size)
         reader.check_crop(options.crop)
         if options.crop is not None:
@@ -206,7 +218,7 @@ def resumed_options(run_dir: str | Path, given: dict[str, Any]) -> TrainOptions:
     before = record["options"]
     now = _options_record(TrainOptions(**{**before, **given}))
     changed = [k for k in given if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
-    if "data" in changed and _same_library(now["data"], record["store"]):
+    if "data" in changed and _same_library(store_location(now["data"], given.get("storage_options")), record["store"]):
         changed.remove("data")
     if changed:
         raise TrainError("--resume continues the run with its own options; these differ from "
@@ -215,7 +227,7 @@ def resumed_options(run_dir: str | Path, given: dict[str, Any]) -> TrainOptions:
     return TrainOptions(**{**before, **given})
 
 
-def _same_library(path: str, recorded: dict[str, Any]) -> bool:
+def _same_library(path: Any, recorded: dict[str, Any]) -> bool:
     """Whether the store at `path` is the library a run recorded (same seed and config)."""
     try:
         store = LibraryStore.open(path)
@@ -244,7 +256,8 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> RunState:
 
 def _options_record(options: TrainOptions) -> dict[str, Any]:
     record = dataclasses.asdict(options)
-    record["data"] = str(Path(options.data).absolute())
+    record.pop("storage_options")
+    record["data"] = str(store_location(options.data))
     record["out"] = str(Path(options.out).absolute())
     if options.init is not None:
         record["init"] = str(Path(options.init).absolute())

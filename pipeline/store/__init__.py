@@ -27,14 +27,18 @@ Rooms (one job each; a room imports only the rooms listed before it, never one a
 - writing.py: ImageWriter (whole shards), commit (done last), grow, partial-file cleanup.
   Imports files, integrity, layout, and pipeline/sample.py for the Sample types.
 - library.py: LibraryStore, the face over all of them. Imports every room.
-A second backend (object storage) is one class implementing `Files`, chosen in `files_at`: the other
-rooms reach storage only through `Files` and zarr through `Files.zarr_store()`. What stays local:
-`LibraryStore.path` (an absolute Path, which messages name) and `shard_file` (for tests and tools).
+- objects.py: the second backend, `ObjectFiles` (object storage through fsspec/s3fs: one PUT a
+  shard, a lease object by conditional PUT for the single writer), chosen by `files_at` for a URL
+  (`StoreURL`: the URL and its `--storage-options`). Imports errors, files; loaded only for a URL.
+The other rooms reach storage only through `Files` and zarr through `Files.zarr_store()`.
+`LibraryStore.path` is a `Location`: an absolute Path, or a StoreURL (which messages name);
+`shard_file` is for local stores only (tests and tools).
 """
 
 from .errors import UNREPAIRABLE, StoreBusy, StoreDamaged, StoreError, verify_hint
-from .files import (NO_SPACE, Files, LocalFiles, atomic_write, check_creatable, check_writable_folder, files_at,
-                    is_no_space, no_space_line, os_error_line, write_error_line, writer_lock)
+from .files import (NO_SPACE, Files, LocalFiles, Location, StoreURL, atomic_write, check_creatable,
+                    check_writable_folder, files_at, is_no_space, is_url, no_space_line, os_error_line,
+                    store_location, write_error_line, writer_lock)
 from .layout import (ALL_ARRAYS, ARRAY_ATTRIBUTES, CHUNK_KEYS, DONE, FORMAT, FORMAT_VERSION, GRAINS_CODEC,
                      IMAGE_ARRAYS, IMAGE_CODEC, IMAGE_CRC, IMAGE_DTYPES, MAX_SHARD, META_ARRAYS, META_CHUNK,
                      MIN_SHARDS, NO_CRC, OPTIONAL_ARRAYS, PER_SAMPLE_ARRAYS, SAMPLE_IMAGES, file_count,
@@ -48,8 +52,9 @@ __all__ = [
     "ALL_ARRAYS", "ARRAY_ATTRIBUTES", "CHUNK_KEYS", "DONE", "FORMAT", "FORMAT_VERSION", "GRAINS_CODEC",
     "IMAGE_ARRAYS", "IMAGE_CODEC", "IMAGE_CRC", "IMAGE_DTYPES", "MAX_SHARD", "META_ARRAYS", "META_CHUNK",
     "MIN_SHARDS", "NO_CRC", "NO_SPACE", "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE",
-    "Files", "ImageReader", "ImageWriter", "LibraryStore", "LocalFiles", "StoreBusy", "StoreDamaged", "StoreError",
-    "atomic_write", "check_creatable", "check_writable_folder", "creation_cut_short", "file_count", "files_at",
-    "is_no_space", "is_store", "no_space_line", "os_error_line", "project_group", "shard_samples",
-    "software_versions", "verify_hint", "write_error_line", "writer_lock",
+    "Files", "ImageReader", "ImageWriter", "LibraryStore", "LocalFiles", "Location", "StoreBusy", "StoreDamaged",
+    "StoreError", "StoreURL", "atomic_write", "check_creatable", "check_writable_folder", "creation_cut_short",
+    "file_count", "files_at", "is_no_space", "is_store", "is_url", "no_space_line", "os_error_line",
+    "project_group", "shard_samples", "software_versions", "store_location", "verify_hint", "write_error_line",
+    "writer_lock",
 ]

@@ -1,17 +1,19 @@
-"""Where a store lives: the one seam between the store and a storage backend (today local files).
+"""Where a store lives: the one seam between the store and a storage backend.
 
 Every other room reaches the bytes of a store through a `Files` (and zarr through its
 `zarr_store()`); only this module knows paths, `os.replace`, `flock` and `*.partial` files.
-A second backend (object storage through fsspec or obstore) is a class with the methods of
-`Files`, chosen in `files_at`: no rename there, so `write` is one PUT; no lock file, so `lock`
-is a lease object created with `If-None-Match: *`; no partial objects, so `find(".partial")`
-finds none (../shared/notes/zarr-dask.md, "Object storage").
+`store_location` tells a URL (`StoreURL`: object storage, any fsspec protocol) from a folder
+(an absolute Path), and `files_at` gives its backend: `LocalFiles` here, or `ObjectFiles`
+(objects.py, loaded only for a URL): no rename there, so `write` is one PUT; no lock file, so
+`lock` is a lease object created with `If-None-Match: *`; no partial objects, so
+`find(".partial")` finds none (../shared/notes/zarr-dask.md, "Object storage").
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -72,9 +74,72 @@ class Files(Protocol):
         """Hold the store's single-writer lock, or raise StoreBusy at once if a live run holds it."""
 
 
-def files_at(location: str | os.PathLike[str]) -> Files:
-    """The backend of the store at `location` (the place a second backend is chosen, by URL)."""
-    return LocalFiles(Path(location))
+@dataclass(frozen=True)
+class StoreURL:
+    """A store in object storage (or any fsspec filesystem): its URL and the options of that filesystem.
+
+    Picklable and small: it is all a worker needs to reach the store (credentials come from the
+    worker's own environment, or from `options` where the user gave `--storage-options`).
+    """
+
+    url: str
+    options_json: str = "{}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The filesystem's options (`--storage-options`), as a new dict."""
+        return json.loads(self.options_json)
+
+    @property
+    def name(self) -> str:
+        """The last part of the URL (`lib.zarr`), as `Path.name` gives for a folder."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+# Where a store lives: a folder (absolute Path) or an object-storage URL.
+Location = Path | StoreURL
+
+
+def is_url(location: object) -> bool:
+    """True for `s3://...`, `gs://...`, `memory://...` (any fsspec URL but `file://`), or a StoreURL."""
+    if isinstance(location, StoreURL):
+        return True
+    if not isinstance(location, str):
+        return False
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.replace("+", "").replace("-", "").isalnum() and scheme != "file"
+
+
+def store_location(location: str | os.PathLike[str] | StoreURL,
+                   storage_options: dict[str, Any] | None = None) -> Location:
+    """`location` as the store names it: a URL (with `storage_options`) or an absolute Path.
+
+    A `file://` URL is the local folder. `storage_options` are refused for a local folder (they would
+    be silently ignored).
+    """
+    if isinstance(location, StoreURL):
+        if storage_options:
+            return StoreURL(location.url, json.dumps({**location.options, **storage_options}, sort_keys=True))
+        return location
+    text = os.fspath(location)
+    if is_url(text):
+        return StoreURL(text.rstrip("/"), json.dumps(storage_options or {}, sort_keys=True))
+    if storage_options:
+        raise StoreError(f"--storage-options applies to a URL (s3://...), not to the local folder {text}")
+    return Path(text.removeprefix("file://")).absolute()
+
+
+def files_at(location: str | os.PathLike[str] | StoreURL) -> Files:
+    """The backend of the store at `location`: object storage for a URL, else local files."""
+    place = store_location(location)
+    if isinstance(place, StoreURL):
+        from .objects import ObjectFiles  # fsspec and s3fs load only for a store that needs them
+
+        return ObjectFiles(place)
+    return LocalFiles(place)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import zarr
 from ..config import GenerationConfig
 from ..sample import SampleMeta
 from .errors import UNREPAIRABLE, StoreDamaged, StoreError
-from .files import Files, files_at
+from .files import Files, Location, StoreURL, files_at, store_location
 from .integrity import read_recorded
 from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
 from .opening import create_arrays, create_crc_array, is_store, open_arrays
@@ -31,7 +31,7 @@ from .writing import ImageWriter, commit, grow, remove_partials
 class LibraryStore:
     """An opened library store."""
 
-    path: Path
+    path: Location  # an absolute Path, or a StoreURL (object storage); messages name it
     group: zarr.Group
     arrays: dict[str, zarr.Array]
     files: Files = field(compare=False, repr=False)
@@ -40,7 +40,7 @@ class LibraryStore:
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike[str], config: GenerationConfig, seed: int, count: int,
+    def create(cls, path: str | os.PathLike[str] | StoreURL, config: GenerationConfig, seed: int, count: int,
                shard: int | None = None, extra: dict[str, Any] | None = None) -> LibraryStore:
         """Create an empty store for `count` samples; nothing but an empty directory may be there.
 
@@ -48,18 +48,19 @@ class LibraryStore:
         short is recognised as such and may be made again; nothing else is ever replaced unasked.
         `extra` attributes (an import's `source`) are written with the first ones.
         """
-        path = Path(path).absolute()
+        path = store_location(path)
         create_arrays(files_at(path), config, seed, count, shard or shard_samples(count), extra)
         return cls.open(path, mode="r+")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r", crc_damage_allowed: bool = False) -> LibraryStore:
+    def open(cls, path: str | os.PathLike[str] | StoreURL, mode: str = "r",
+             crc_damage_allowed: bool = False) -> LibraryStore:
         """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not.
 
         With `crc_damage_allowed` (verify) damaged recorded checksums are no error: `crc_problem` says
         what is wrong and the store reads without them.
         """
-        path = Path(path).absolute()
+        path = store_location(path)
         files = files_at(path)
         group, arrays, crc_problem = open_arrays(files, mode, crc_damage_allowed)
         return cls(path, group, arrays, files, crc_problem)
@@ -70,7 +71,7 @@ class LibraryStore:
         return LibraryStore.open(self.path, mode="r+")
 
     @staticmethod
-    def remove(path: str | os.PathLike[str]) -> None:
+    def remove(path: str | os.PathLike[str] | StoreURL) -> None:
         """Delete a store of this project (refuses anything else)."""
         if not is_store(path):
             raise StoreError(f"{path} is not a Reconstruction-GB store; refusing to delete it")
@@ -168,6 +169,8 @@ class LibraryStore:
 
     def shard_file(self, name: str, index: int) -> Path:
         """The shard file holding image `name` of sample `index` (of a store in local files)."""
+        if not isinstance(self.path, Path):
+            raise StoreError(f"{self.path} is in object storage, not in local files")
         return self.path / chunk_key(name, self.arrays[name].metadata, (index // self.shard, 0, 0))
 
     # --- writing (tasks) ---------------------------------------------------------------------

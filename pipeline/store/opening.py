@@ -13,7 +13,7 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 
 from ..config import GenerationConfig
 from .errors import UNREPAIRABLE, StoreDamaged, StoreError, verify_hint
-from .files import Files, files_at
+from .files import Files, StoreURL, files_at
 from .integrity import unrecorded
 from .layout import (ALL_ARRAYS, ARRAY_ATTRIBUTES, CHUNK_KEYS, FORMAT, FORMAT_VERSION, GRAINS_CODEC, IMAGE_CODEC,
                      IMAGE_DTYPES, images_of,
@@ -38,22 +38,23 @@ def recognise(files: Files, mode: str = "r") -> zarr.Group | None:
     if not isinstance(attributes, dict) or attributes.get("format") != FORMAT:
         return None
     try:
-        return zarr.open_group(files.zarr_store(), mode=mode)
+        # Never consolidated metadata: the store has none, and a correct read must not need it.
+        return zarr.open_group(files.zarr_store(), mode=mode, use_consolidated=False)
     except Exception as exc:  # noqa: BLE001 - a group zarr cannot open is a damaged store
         raise StoreDamaged(f"cannot open {files.where()} ({type(exc).__name__}: {exc})") from None
 
 
-def project_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | None:
+def project_group(path: str | os.PathLike[str] | StoreURL, mode: str = "r") -> zarr.Group | None:
     """The root group at `path` if it is a store of this project (any format version), else None."""
     return recognise(files_at(path), mode)
 
 
-def is_store(path: str | os.PathLike[str]) -> bool:
+def is_store(path: str | os.PathLike[str] | StoreURL) -> bool:
     """True if `path` is a directory holding a store of this project (any format version)."""
     return project_group(path) is not None
 
 
-def creation_cut_short(path: str | os.PathLike[str]) -> bool:
+def creation_cut_short(path: str | os.PathLike[str] | StoreURL) -> bool:
     """True only for a format-2 store that its own creation marked incomplete (holds no sample yet)."""
     group = project_group(path)
     return (group is not None and group.attrs.get("format_version") == FORMAT_VERSION

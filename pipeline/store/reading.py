@@ -62,6 +62,28 @@ class ImageReader:
         offset, nbytes = layout.chunk_range(key, rows, slot)
         return layout.decode_image(key, _shard_bytes(self.files.read_range, key, offset, nbytes), nbytes, expected)
 
+    def prefetch_indices(self, indices: Sequence[int], requests: int = 16) -> None:
+        """Read the shard indices the given samples need, `requests` at a time (object storage: each read
+        is a round trip, and a training run would otherwise pay them one by one at its start)."""
+        wanted = sorted({(position, int(index) // layout.samples) for index in indices
+                         for position, (_, _, layout) in enumerate(self.targets)} - set(self._indices))
+        if not wanted:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def load(entry: tuple[int, int]) -> None:
+            position, shard = entry
+            name, metadata, layout = self.targets[position]
+            key = chunk_key(name, metadata, (shard, 0, 0))
+            try:
+                self._indices[entry] = (key, layout.parse_index(
+                    key, *_shard_bytes(self.files.read_suffix, key, layout.index_bytes)))
+            except ChunkError:
+                pass  # named by `read` for the sample that needs it
+
+        with ThreadPoolExecutor(max(1, requests)) as pool:
+            list(pool.map(load, wanted))
+
     def forget(self) -> None:
         """Drop the kept shard indices and recorded checksums (after shards were rewritten)."""
         self._indices.clear()
