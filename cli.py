@@ -21,6 +21,9 @@ try:
     from pipeline.clusters import DEFAULT_JOBS, SCHEDULERS
     from pipeline.commands import CommandError
     from pipeline.config import PRESETS, TASKS
+except KeyboardInterrupt:  # Ctrl-C while the modules load: nothing has started
+    sys.stderr.write("interrupted before the command started: nothing was done\n")
+    sys.exit(130)
 except ModuleNotFoundError as missing:  # a Python without the dependencies: one line, no traceback
     if (missing.name or "").split(".")[0] in ("pipeline", "model"):  # e.g. `python -I`: cli.py's folder not on sys.path
         sys.exit(f"error: cannot import the project's own {missing.name!r}; run `python cli.py` as it is, "
@@ -96,7 +99,7 @@ class OneLineErrors(click.Group):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
-        with _one_line():
+        with _one_line(), _stopped_in_one_line(ctx):
             return super().invoke(ctx)
 
 
@@ -112,6 +115,10 @@ def _one_line() -> Iterator[None]:
         raise
     except CommandError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a name too long, a place that takes no files: still one line
+        from pipeline.store import os_error_line
+
+        raise click.ClickException(os_error_line(exc)) from None
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -138,9 +145,38 @@ def main() -> None:
 # stays the conventional 128 + 15.
 SIGTERM_EXIT = 143
 
+# What a command stopped by Ctrl-C or SIGTERM leaves, and how to go on (generate says it itself).
+STOPPED = {
+    "train": "the run keeps its last finished epoch; to continue, run: {command} --resume",
+    "predict": "the images restored so far are kept, whole; run the same command to restore them all",
+    "measure": ("the images measured so far are kept, whole, but no summary was written; "
+                "run the same command again"),
+    "evaluate": "nothing was written; run the same command again",
+    "tune": "no settings were written; run the same command again",
+}
+
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
+
+
+@contextmanager
+def _stopped_in_one_line(ctx: click.Context) -> Iterator[None]:
+    """Ctrl-C or SIGTERM during any command: one line saying what is kept and how to go on, exit 130
+    (143: SIGTERM), instead of click's "Aborted!" and exit 1 (or a silent death on SIGTERM)."""
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        command = _resume_command().removesuffix(" --resume")
+        what = STOPPED.get(ctx.invoked_subcommand or "", "run the same command again").format(command=command)
+        click.echo(f"{'terminated' if isinstance(stop, _Terminated) else 'interrupted'}: {what}", err=True)
+        sys.exit(SIGTERM_EXIT if isinstance(stop, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

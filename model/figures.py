@@ -54,6 +54,11 @@ def panels(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: Pa
 
 def _save(fig: plt.Figure, path: Path) -> None:
     partial = path.with_name(path.stem + ".partial" + path.suffix)
-    fig.savefig(partial, dpi=100)
-    plt.close(fig)
-    partial.replace(path)
+    try:
+        fig.savefig(partial, dpi=100)
+        partial.replace(path)
+    except BaseException:  # a full disk: no half-written figure left behind
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

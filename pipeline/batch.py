@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clusters import DEFAULT_JOBS, SCHEDULERS
-from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, WorkerSetup, _dotted, quiet_lost_results
+from .executors import DASK_SETTINGS, DaskExecutor, ExecutorError, _dotted, quiet_lost_results
+from .jobstatus import GONE, ended_jobs
+
+if TYPE_CHECKING:
+    from .plugins import WorkerPresence
 
 REPO = Path(__file__).resolve().parents[1]
 # Jobs lost in one run (wall time, preemption, a failed node) that are submitted again, in total:
 # `reconstruction-gb.resubmit-limit` in the user's Dask configuration overrides it.
 RESUBMIT_LIMIT = 3
+# The batch scheduler is asked whether a job none of whose workers has joined still exists at
+# most this often (and at least every worker-timeout): squeue and its kin are shared by everyone.
+JOB_STATUS_INTERVAL_S = 30.0
 
 
 def resubmit_limit() -> int:
@@ -45,6 +53,8 @@ class BatchExecutor(DaskExecutor):
         if jobs < 1:
             raise ExecutorError(f"jobs must be >= 1, got {jobs}")
         super().__init__(workers=None, notify=notify)
+        from .plugins import WorkerPresence  # imports Dask: after its configuration was checked
+
         self.kind, self.jobs = kind, jobs
         self.cores = 1
         self.resubmit_limit = resubmit_limit()
@@ -52,6 +62,9 @@ class BatchExecutor(DaskExecutor):
         self._last_seen: dict[str, float] = {}  # job name -> when one of its workers was last connected
         self._presence = WorkerPresence()  # every worker that joined, as the scheduler saw it
         self._job_ids: dict[str, str] = {}  # job name -> the batch scheduler's job id
+        # How often the batch scheduler is asked about jobs none of whose workers has joined.
+        self.job_status_interval = min(JOB_STATUS_INTERVAL_S, self.worker_timeout)
+        self._next_status_query = 0.0
 
     @property
     def description(self) -> str:
@@ -77,7 +90,7 @@ class BatchExecutor(DaskExecutor):
                 raise ExecutorError(f"--cluster {self.kind} needs the `{command}` command, which is not on PATH "
                                     "(run generate on a login node of the cluster)")
         try:
-            import dask_jobqueue
+            dask_jobqueue = _import_dask_jobqueue()
         except ImportError:
             raise ExecutorError("--cluster needs dask-jobqueue (pip install -r requirements.txt)") from None
         config = f"jobqueue.{self.kind}"
@@ -100,6 +113,8 @@ class BatchExecutor(DaskExecutor):
         except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
             self.__exit__()
             raise ExecutorError(f"cannot submit a {self.kind.upper()} job: {_one_line(exc)}") from None
+        from .plugins import WorkerSetup
+
         self.client.register_plugin(WorkerSetup(ignore_signals=False), name="reconstruction-gb-setup")
         return self
 
@@ -108,44 +123,55 @@ class BatchExecutor(DaskExecutor):
         return bool(self.cluster is not None and self.cluster.worker_spec)
 
     def _watch_workers(self) -> None:
-        """Cancel and resubmit jobs whose workers have all gone; then the generic check."""
+        """Cancel and resubmit jobs that are gone (their workers all left, or the batch scheduler
+        says they ended before any joined); then the generic check."""
         # From the scheduler's own record of joins and departures, not from what is connected at
         # this look: a job whose workers joined and left between two looks would otherwise never
         # count as having had workers, and be waited for forever, as if still queued.
         connected, last_seen = self._presence.snapshot()
         now = time.monotonic()
-        lost = []
+        lost: dict[str, str] = {}  # job name -> why it counts as lost
+        never_joined = []
         for name, spec in list(self.cluster.worker_spec.items()):
+            self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or self._job_ids.get(name, name)
             workers = {f"{name}{suffix}" for suffix in spec.get("group", [""])}
             if workers & connected:
                 self._last_seen[name] = now
             elif workers & last_seen.keys():
                 self._last_seen[name] = max(last_seen[worker] for worker in workers & last_seen.keys())
             else:
-                continue  # none of its workers has joined yet: it may be queued
-            self._job_ids[name] = getattr(self.cluster.workers.get(name), "job_id", None) or name
+                never_joined.append(name)  # queued, starting, or ended before its workers joined
+                continue
             if not workers & connected and (now - self._last_seen[name] >= self.worker_timeout
                                              or name not in self.cluster.workers):
                 # It had workers and has had none for worker_timeout (or dask's SpecCluster has
-                # dropped it already): it ended. A job that never started is waited for: it may be queued.
-                lost.append(name)
+                # dropped it already): it ended.
+                lost[name] = "lost all its workers"
+        if never_joined and now >= self._next_status_query:
+            # Only the batch scheduler can tell a job still in its queue from one that ended
+            # before its workers started; it is asked at most every job_status_interval.
+            self._next_status_query = now + self.job_status_interval
+            ids = {self._job_ids[name]: name for name in never_joined if name in self.cluster.workers}
+            for job_id, state in ended_jobs(self.kind, list(ids)).items():
+                how = "the scheduler lists it no more" if state == GONE else state
+                lost[ids[job_id]] = f"ended ({how}) before any of its workers joined"
         if lost:
             self.cluster.sync(self._replace, lost)
         super()._watch_workers()
 
-    async def _replace(self, names: list[str]) -> None:
-        """Cancel the lost jobs `names` and, while the limit allows, submit others in their place."""
-        for name in names:
+    async def _replace(self, lost: dict[str, str]) -> None:
+        """Cancel the lost jobs (name -> why) and, while the limit allows, submit others in their place."""
+        for name, why in lost.items():
             job_id = self._job_ids.pop(name, name)
             self.lost += 1
-            del self._last_seen[name]
+            self._last_seen.pop(name, None)
             if self.resubmitted < self.resubmit_limit:
                 self.resubmitted += 1
                 self.cluster.worker_spec.update(self.cluster.new_worker_spec())  # before the pop: a fresh name
-                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; submitting another "
+                self.notify(f"{self.kind.upper()} job {job_id} {why}; submitting another "
                             f"({self.resubmitted} of at most {self.resubmit_limit} resubmissions)")
             else:
-                self.notify(f"{self.kind.upper()} job {job_id} lost all its workers; not resubmitted "
+                self.notify(f"{self.kind.upper()} job {job_id} {why}; not resubmitted "
                             f"(reconstruction-gb.resubmit-limit: {self.resubmit_limit})")
             self.cluster.worker_spec.pop(name, None)
             job = self.cluster.workers.pop(name, None)
@@ -169,39 +195,20 @@ class BatchExecutor(DaskExecutor):
                 f"for {self.worker_timeout:g} s")
 
 
-try:
-    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    _SchedulerPlugin = object  # type: ignore[misc,assignment]
+def _import_dask_jobqueue() -> Any:
+    """dask_jobqueue, imported without its change to this process's Ctrl-C.
 
-
-class WorkerPresence(_SchedulerPlugin):  # type: ignore[misc]
-    """Scheduler plugin (the scheduler runs in this process): when each worker, by name, was last
-    connected, from the scheduler's own joins and departures, so none is missed between two looks."""
-
-    name = "reconstruction-gb-presence"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # hooks run on the scheduler's event loop, readers in the driver
-        self._names: dict[str, str] = {}  # worker address -> name
-        self._seen: dict[str, float] = {}  # worker name -> time.monotonic() when it joined or last left
-
-    def add_worker(self, scheduler: Any, worker: str) -> None:
-        with self._lock:
-            name = str(scheduler.workers[worker].name)
-            self._names[worker] = name
-            self._seen[name] = time.monotonic()
-
-    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
-        with self._lock:
-            name = self._names.pop(worker, None)
-            if name is not None:
-                self._seen[name] = time.monotonic()
-
-    def snapshot(self) -> tuple[set[str], dict[str, float]]:
-        """(names of the workers connected now, name -> when it joined or last left) for every worker that joined."""
-        with self._lock:
-            return set(self._names.values()), dict(self._seen)
+    Its runner module replaces the SIGINT handler with `sys.exit()` as it is imported: Ctrl-C
+    then ended generate with exit status 0 and not a word, instead of committing what finished,
+    saying so and exiting 130. The handler in place before the import is put back.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    finally:
+        if threading.current_thread() is threading.main_thread() and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
 
 
 async def _submit(cluster: Any, jobs: int, presence: WorkerPresence | None = None) -> None:

@@ -18,7 +18,7 @@ from .clusters import DEFAULT_JOBS
 from .config import PRESET_RATES, ConfigError, GenerationConfig
 from .describe import describe_store
 from .interchange import InterchangeError, export_pairs, import_pairs, png_folder_hint
-from .store import StoreError
+from .store import StoreError, is_no_space, no_space_line
 from .verify import VerifyError, verify as verify_store
 
 if TYPE_CHECKING:  # Dask loads with the executors: only `generate` imports them, when it runs
@@ -42,11 +42,16 @@ class Echo(Protocol):
 
 @contextmanager
 def command_errors(*errors: type[Exception], store: str | os.PathLike[str] | None = None) -> Iterator[None]:
-    """Raise any of `errors` as a CommandError; a `store` that is a folder of PNG pairs gets a pointer to `import`."""
+    """Raise any of `errors` as a CommandError, and a full disk as one line; a `store` that is a folder of PNG
+    pairs gets a pointer to `import`."""
     try:
         yield
     except errors as exc:
         raise CommandError(str(exc) + png_folder_hint(store)) from None
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        raise CommandError(no_space_line(exc)) from None
 
 
 def progress_bar(total: int, only_on_terminal: bool = False) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,18 @@ class GenerationConfig:
         if not self.dilations or min(self.dilations) < 1 or any(d % 2 == 0 for d in self.dilations):
             raise ConfigError(f"dilations must be odd kernel sides >= 1, got {list(self.dilations)}")
 
+    def check_makes_boundaries(self) -> None:
+        """ConfigError if the growth rates can give single-grain samples only (no boundary at all).
+
+        Not part of `validate`: stores generated before this check still open.
+        """
+        limit = max_growth_rate(self.size, self.height)
+        if self.growth_rate[1] > limit:
+            raise ConfigError(
+                f"growth rate {self.growth_rate[1]} gives {self.size} px samples of one grain and no boundary: from "
+                f"{limit + 1} on, polySim's first grain fills the image in its first step; use at most {limit} "
+                f"at {self.size} px")
+
     @property
     def patch_count_range(self) -> tuple[int, int]:
         """Number of blurred patches per image: the study's [30, 100] at 512 px, scaled."""
@@ -109,6 +122,18 @@ class GenerationConfig:
         """Names of the fields whose resolved values differ between two configs."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [name for name in {**mine, **theirs} if mine.get(name, "study") != theirs.get(name, "study")]
+
+
+def max_growth_rate(size: int, height: int) -> int:
+    """The largest polySim growth rate that can still leave two grains on a size x size image.
+
+    polySim grows every nucleus's diameter by the rate at each step, and draws a nucleus where the
+    section (at half the height) cuts it. The first nucleus is always accepted and drawn first, at
+    most height / 2 from the section: after step one its disk has a radius of at least
+    sqrt((rate / 2)^2 - (height / 2)^2). Once that reaches the image's diagonal, sqrt(2) x size,
+    it covers every pixel before any other grain is drawn (at 64 px and height 300: from 351 on).
+    """
+    return math.ceil(2 * math.hypot(math.sqrt(2) * size, height / 2)) - 1
 
 
 def _check_range(name: str, bounds: tuple[int, int], low: int, high: int | None = None) -> None:

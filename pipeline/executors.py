@@ -7,7 +7,9 @@ An executor is a context manager (connect / start on enter, release on exit) wit
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -49,17 +51,45 @@ WORKER_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 1.0  # how often the driver looks at the workers while it waits for results
 
 
+def import_dask() -> None:
+    """Import Dask, which reads the user's Dask configuration (DASK_CONFIG, ~/.config/dask):
+    ExecutorError, one line naming the file, for a malformed one."""
+    try:
+        import dask  # noqa: F401
+    except ValueError as exc:  # dask.config refuses a file it cannot parse, by name
+        raise ExecutorError(_config_problem(str(exc))) from None
+
+
+def _config_problem(message: str) -> str:
+    """dask.config's many-line complaint about a configuration file, as one line."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    head = lines[0] if lines else "a Dask configuration file is malformed"
+    named = re.match(r"A dask config file at '(.*)' is malformed(.*?)(, original error message:)?$", head)
+    if named:
+        head = f"the Dask configuration file {named.group(1)} is malformed{named.group(2).replace(' - ', ': ', 1)}"
+    # YAML's own explanation: its unindented lines ("expected ',' or ']'..."), then where.
+    problem = [line.strip() for line in lines[1:] if not line.startswith((" ", "\t"))]
+    where = [line.split(", line ", 1)[1].rstrip(":") for line in lines[1:] if ", line " in line]
+    if problem:
+        head += f": {problem[-1]}" + (f" (line {where[-1]})" if where else "")
+    return f"{head}; fix or remove it"
+
+
 def worker_timeout() -> float:
     """Seconds without workers before a run stops (Dask configuration `reconstruction-gb.worker-timeout`)."""
+    import_dask()
     import dask
     from dask.utils import parse_timedelta
 
     value = dask.config.get("reconstruction-gb.worker-timeout", WORKER_TIMEOUT_S)
     try:
+        # dask raises KeyError for an unknown unit ("2 lightyears", "nan"), TypeError for a list.
         seconds = parse_timedelta(value, default="seconds")
-    except (TypeError, ValueError):
-        raise ExecutorError(f"reconstruction-gb.worker-timeout must be a duration such as 60s, got {value!r}") from None
-    if not seconds or seconds <= 0:
+    except (TypeError, ValueError, KeyError, OverflowError):
+        seconds = None
+    if seconds is None or isinstance(value, bool) or not math.isfinite(seconds):
+        raise ExecutorError(f"reconstruction-gb.worker-timeout must be a duration such as 60s, got {value!r}")
+    if seconds <= 0:
         raise ExecutorError(f"reconstruction-gb.worker-timeout must be > 0, got {value!r}")
     return float(seconds)
 
@@ -149,13 +179,30 @@ class _NoGatherNoise(logging.Filter):
         return type(error).__name__ != "AllExit"
 
 
+class _NoCancelBeforeStart(logging.Filter):
+    """Drop distributed's own error when Ctrl-C (or SIGTERM) reaches the driver inside one of
+    distributed's blocking calls (`distributed.utils.sync`) before its coroutine has started, as
+    happens on a loaded machine: the cancel callback it then schedules reads a variable not yet
+    set, and tornado logs "NameError: cannot access free variable 'future'" with a traceback.
+    Nothing had started, so nothing needed cancelling; the run's own line says what stopped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        callback = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        function = getattr(callback, "func", callback)
+        cancel = (getattr(function, "__module__", None) == "distributed.utils"
+                  and getattr(function, "__qualname__", None) == "sync.<locals>.cancel")
+        return not (cancel and record.exc_info and isinstance(record.exc_info[1], NameError))
+
+
 def quiet_lost_results() -> None:
-    """Install `_NoGatherNoise` once on the loggers that report lost results in this process, and
-    silence the unawaited-coroutine warnings of a cancelled run's shutdown (`quiet_unawaited`)."""
-    for name in ("distributed.scheduler", "distributed.client", "asyncio"):
+    """Install `_NoGatherNoise` once on the loggers that report lost results in this process,
+    `_NoCancelBeforeStart` on tornado's, and silence the unawaited-coroutine warnings of a
+    cancelled run's shutdown (`quiet_unawaited`)."""
+    for name, noise in (("distributed.scheduler", _NoGatherNoise), ("distributed.client", _NoGatherNoise),
+                        ("asyncio", _NoGatherNoise), ("tornado.application", _NoCancelBeforeStart)):
         log = logging.getLogger(name)
-        if not any(isinstance(f, _NoGatherNoise) for f in log.filters):
-            log.addFilter(_NoGatherNoise())
+        if not any(isinstance(f, noise) for f in log.filters):
+            log.addFilter(noise())
     quiet_unawaited()
 
 
@@ -174,6 +221,7 @@ class DaskExecutor:
                  notify: Callable[[str], None] = lambda line: None):
         if workers is not None and scheduler is not None:
             raise ExecutorError("give either a number of workers or a scheduler address, not both")
+        import_dask()  # first: every check below imports it
         if workers is not None and not 1 <= workers <= local_worker_limit():
             raise ExecutorError(f"--workers {workers} is more than this machine can use: at most {local_worker_limit()} "
                                 f"({WORKERS_PER_CORE} per core, and each worker process needs open files); "
@@ -231,6 +279,8 @@ class DaskExecutor:
                 raise ExecutorError(f"{self.scheduler} answered, but not as a Dask scheduler "
                                     f"({type(exc).__name__})") from None
             raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+        from .plugins import WorkerSetup
+
         self.client.register_plugin(WorkerSetup(), name="reconstruction-gb-setup")
         return self
 
@@ -310,53 +360,3 @@ class DaskExecutor:
     def _lost_message(self) -> str:
         where = f"the Dask cluster at {self.scheduler}" if self.scheduler else "the local Dask cluster"
         return f"no worker of {where} has been connected for {self.worker_timeout:g} s"
-
-
-try:
-    from distributed import WorkerPlugin as _WorkerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    _WorkerPlugin = object  # type: ignore[misc,assignment]
-
-
-def _ignore_sigint() -> None:
-    """Ctrl-C (SIGINT) and SLURM's or Kubernetes' SIGTERM reach the whole process group: only the
-    driver reacts (it stops the cluster, whose nannies end their workers by message), so no worker
-    dies mid-task, is restarted, and logs a traceback or leaks its semaphores."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-class WorkerSetup(_WorkerPlugin):  # type: ignore[misc]
-    """Per worker process: polySim's scratch directory inside the worker's own directory.
-
-    Local workers share the driver's process group and ignore SIGINT and SIGTERM (`_ignore_sigint`).
-    Batch-job workers (`ignore_signals=False`) run in their job's own session, which the driver's
-    signals never reach: there SIGTERM is the scheduler ending the job (scancel, walltime), and a
-    worker that ignored it would outlive its job.
-    """
-
-    def __init__(self, ignore_signals: bool = True) -> None:
-        self.ignore_signals = ignore_signals
-
-    def setup(self, worker: Any) -> None:
-        from . import polysim
-
-        if self.ignore_signals:
-            _ignore_sigint()
-        # Ctrl-C cancels the running tasks; each would log "Async instruction ... ended with
-        # CancelledError" on this worker, where the user is owed a single line.
-        logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
-        quiet_unawaited()
-        quiet_native_threads()
-        polysim.use_scratch_dir(os.path.join(worker.local_directory, "polysim-scratch"))
-
-    def teardown(self, worker: Any) -> None:
-        import gc
-
-        # The process is about to end: its final garbage collections over every module would
-        # hold up the cluster's shutdown (about 0.3 s), and free nothing the OS does not.
-        gc.freeze()

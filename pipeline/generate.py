@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from .config import GenerationConfig
+from .config import ConfigError, GenerationConfig
 from .executors import Executor, SerialExecutor, WorkersLost
 from .plan import Block, Plan, default_block_size, make_plan
 from .resources import ResourceError, check_resources
@@ -110,6 +110,10 @@ def generate(
         raise GenerationError(f"seed must be >= 0, got {seed}")
     if block_size is not None and block_size <= 0:
         raise GenerationError(f"block must be > 0, got {block_size}")
+    try:
+        config.check_makes_boundaries()
+    except ConfigError as exc:
+        raise GenerationError(f"{exc}; nothing was written") from None
     if block_size is not None:
         block_size = min(block_size, count)  # a larger block is the same plan: one block of every pair
     out = store_location(out)

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 
 from .config import MIN_SIZE, PRESET_RATES, GenerationConfig
+from .pixels import PNG_HEADER_BYTES, RAISE_LIMIT, PixelLimitError, above_limit, max_pixels, png_size
 from .sample import BACKGROUND, BOUNDARY, Sample, SampleMeta, erased_fraction, split_of
 from .store import (IMAGE_ARRAYS, LibraryStore, Location, StoreError, StoreURL, atomic_write, check_creatable,
-                    files_at, is_url, store_location)
+                    files_at, is_url, store_location, write_error_line)
 
 IMPORT_KIND = "import"  # group attribute source.kind of a store made by `import_pairs`
 THRESHOLD = 128  # imported pixels >= THRESHOLD are background, darker ones boundary
@@ -75,6 +76,10 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
         raise InterchangeError(f"start {start} is past the last sample of {store.path} ({store.count} samples)")
     stop = store.count if count is None else min(store.count, start + count)
     out = Path(out).absolute()
+    holder = zarr_folder_around(out)
+    if holder is not None:
+        raise InterchangeError(f"--out {out} is inside the Zarr store {holder}: exported files there would change "
+                               "the store; choose a folder outside it")
     indices = [start + int(k) for k in np.flatnonzero(store.done()[start:stop])]
     names = tuple(name for name in store.images if name != "grains")  # a micrograph store's clean render too
     for folder in (out, *(out / name for name in names)):
@@ -119,17 +124,32 @@ def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str],
     else:
         if out.exists() or out.is_symlink():
             raise InterchangeError(f"{out} already exists; import never overwrites, choose another --out")
+        holder = zarr_folder_around(out.parent)
+        if holder is not None:
+            raise InterchangeError(f"--out {out} is inside the Zarr store {holder}; choose a folder outside it")
         check_creatable(out)
+    try:
+        limit = max_pixels()
+    except PixelLimitError as exc:
+        raise InterchangeError(str(exc)) from None
     folders = MICROGRAPH_FOLDERS if (directory / "clean").is_dir() else IMAGE_ARRAYS
-    names, size, problems = _scan(directory, folders)
+    names, size, problems = _scan(directory, limit, folders)
     skipped = tuple(f"{file}: {why}" for file, why in problems)
     listed = "; ".join(skipped[:LISTED]) + (f"; and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
     if skipped and strict:
         raise InterchangeError(f"--strict: {len(skipped)} files cannot be imported, nothing written: {listed}")
     if not names:
         raise InterchangeError(f"no usable micro/label pairs in {directory}" + (f" ({listed})" if listed else ""))
-    _write_store(directory, out, names, size, seed, skipped, folders)
+    try:
+        _write_store(directory, out, names, size, seed, skipped, limit, folders)
+    except OSError as exc:  # a full disk, or a place that takes no files (/proc)
+        raise InterchangeError(write_error_line(exc, out, "nothing written")) from None
     return ImportReport(out, len(names), size, skipped)
+
+
+def zarr_folder_around(path: Path) -> Path | None:
+    """The nearest folder at or above `path` (absolute) that is a Zarr store or group (holds zarr.json), or None."""
+    return next((folder for folder in (path, *path.parents) if (folder / "zarr.json").is_file()), None)
 
 
 def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
@@ -144,7 +164,8 @@ def png_folder_hint(path: str | os.PathLike[str] | None) -> str:
             f"`import {path} --out {path.name or 'library'}.zarr` and use that")
 
 
-def _scan(directory: Path, folders: tuple[str, ...] = IMAGE_ARRAYS) -> tuple[list[str], int, list[tuple[str, str]]]:
+def _scan(directory: Path, limit: int,
+          folders: tuple[str, ...] = IMAGE_ARRAYS) -> tuple[list[str], int, list[tuple[str, str]]]:
     """File names of the usable pairs in sample order, their side, and every other file with the reason."""
     problems: dict[str, str] = {}
     found: dict[str, set[str]] = {name: set() for name in folders}
@@ -165,7 +186,7 @@ def _scan(directory: Path, folders: tuple[str, ...] = IMAGE_ARRAYS) -> tuple[lis
         for file in names:
             for name in folders:
                 try:
-                    sides[f"{name}/{file}"] = _load(directory / name / file).shape[0]
+                    sides[f"{name}/{file}"] = _load(directory / name / file, limit).shape[0]
                 except _Unusable as exc:
                     problems[f"{name}/{file}"] = str(exc)
     # The side most images share is the store's (ties: the lowest numbered); the others are the odd ones.
@@ -184,7 +205,7 @@ def _scan(directory: Path, folders: tuple[str, ...] = IMAGE_ARRAYS) -> tuple[lis
 
 
 def _write_store(directory: Path, out: Location, names: list[str], size: int, seed: int,
-                 skipped: tuple[str, ...], folders: tuple[str, ...] = IMAGE_ARRAYS) -> None:
+                 skipped: tuple[str, ...], limit: int, folders: tuple[str, ...] = IMAGE_ARRAYS) -> None:
     """Write every pair into a private `.partial` store, then rename it to `out`: never half an import.
 
     Object storage has no rename: the store is written at `out` itself, and removed if the import
@@ -207,7 +228,7 @@ def _write_store(directory: Path, out: Location, names: list[str], size: int, se
         with _quiet_opencv():
             for index, file in enumerate(names):
                 try:
-                    images = {name: _load(directory / name / file, size) for name in folders}
+                    images = {name: _load(directory / name / file, limit, size) for name in folders}
                 except _Unusable as exc:  # checked by _scan: the folder changed since
                     raise InterchangeError(f"{file} changed during the import ({exc}); nothing written") from None
                 micro = images["micro"] if gray else _binarise(images["micro"])
@@ -237,10 +258,20 @@ def _write_store(directory: Path, out: Location, names: list[str], size: int, se
         raise
 
 
-def _load(path: Path, size: int | None = None) -> np.ndarray:
-    """A 2-D 8-bit gray square image of side >= MIN_SIZE (and `size` if given), or _Unusable saying why not."""
+def _load(path: Path, limit: int, size: int | None = None) -> np.ndarray:
+    """A 2-D 8-bit gray square image of side >= MIN_SIZE (and `size` if given), or _Unusable saying why not.
+
+    A PNG declaring more than `limit` pixels is refused from its header: a small file can declare
+    32000 x 32000 px, and decoding it first took seconds and gigabytes.
+    """
     try:
-        data = np.frombuffer(path.read_bytes(), np.uint8)
+        with path.open("rb") as file:
+            head = file.read(PNG_HEADER_BYTES)
+            declared = png_size(head)
+            refused = above_limit(*declared, limit) if declared else None
+            if refused:
+                raise _Unusable(f"declares {refused} ({RAISE_LIMIT}); not decoded")
+            data = np.frombuffer(head + file.read(), np.uint8)
     except OSError as exc:
         raise _Unusable(f"cannot be read ({exc.strerror or exc})") from None
     try:
@@ -271,7 +302,7 @@ def _write_png(target: Path, image: np.ndarray) -> None:
     try:
         atomic_write(target, cv2.imencode(".png", image)[1].tobytes())
     except OSError as exc:
-        raise InterchangeError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise InterchangeError(write_error_line(exc, target)) from None
 
 
 def _report_order(problem: tuple[str, str]) -> tuple[float, bool, str]:

@@ -22,7 +22,7 @@ from zarr.codecs import BloscCodec, BytesCodec
 from .config import GenerationConfig
 from .sample import Sample
 from .store import (DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, Location, StoreError, StoreURL,
-                    check_creatable, files_at, project_group, store_location)
+                    check_creatable, files_at, is_no_space, no_space_line, project_group, store_location)
 from .verify import verify
 
 OLD_FORMAT = 1
@@ -65,9 +65,10 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
         raise UpgradeError(str(exc)) from None
     used = sum(p.stat().st_size for p in old.rglob("*") if p.is_file())
     ancestor = next(p for p in new.parents if p.exists())
-    if used > shutil.disk_usage(ancestor).free:
-        raise UpgradeError(f"{new} needs about {used / 1e9:.2f} GB (the size of {old}); "
-                           f"{ancestor} has {shutil.disk_usage(ancestor).free / 1e9:.2f} GB free")
+    free = shutil.disk_usage(ancestor).free
+    if used > free:
+        raise UpgradeError(f"{new} needs about {_amount(used)} (the size of {old}); "
+                           f"{ancestor} has {_amount(free)} free")
     attrs = dict(group.attrs)
     count = int(attrs["count"])
     partial = new.with_name(f"{new.name}.{secrets.token_hex(8)}.partial")
@@ -78,12 +79,22 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
             listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
             raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
         os.rename(partial, new)
-    except BaseException:  # Ctrl-C included: leave no half-written store behind
+    except BaseException as exc:  # Ctrl-C included: leave no half-written store behind
         shutil.rmtree(partial, ignore_errors=True)
+        if is_no_space(exc):
+            raise UpgradeError(no_space_line(exc, new, "nothing written")) from None  # type: ignore[arg-type]
         raise
     done = int(report.checked)
     return UpgradeReport(old, new, count, done, sum(1 for p in old.rglob("*") if p.is_file()),
                          sum(1 for p in new.rglob("*") if p.is_file()))
+
+
+def _amount(size: int) -> str:
+    """A byte count for a message, in the unit that shows it: 0.00 GB said nothing of a 300 kB store."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} bytes"
 
 
 def _upgrade_to_url(group: zarr.Group, old: Path, new: StoreURL, echo: Callable[[str], None]) -> UpgradeReport:
@@ -127,7 +138,43 @@ def _format1_group(old: Path) -> zarr.Group:
     missing = [name for name in (*SAMPLE_IMAGES, *META_ARRAYS, DONE) if name not in set(group.array_keys())]
     if missing:
         raise UpgradeError(f"{old} lacks the array(s) {', '.join(missing)}: it cannot be upgraded")
+    attrs = group.attrs
+    try:
+        GenerationConfig.from_dict(attrs["config"])
+        if type(attrs["seed"]) is not int or type(attrs["count"]) is not int or min(attrs["seed"], attrs["count"]) < 0:
+            raise ValueError("seed and count must be whole numbers >= 0")
+    except Exception as exc:  # noqa: BLE001 - a missing key, a wrong type, a config no version makes
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"an unreadable description ({exc})"
+        raise UpgradeError(f"{old} is damaged: its root zarr.json attributes have {what}; it cannot be "
+                           "upgraded (restore that file from a copy)") from None
+    _check_per_sample_chunks(old, group, int(attrs["count"]))
     return group
+
+
+def _check_per_sample_chunks(old: Path, group: zarr.Group, count: int) -> None:
+    """UpgradeError if a per-sample chunk of done samples is missing (zarr would read the fill value: a lost
+    `done` chunk was upgraded as "0 of N pairs done, verified"). Format 1 wrote no chunk equal to the fill
+    value, so a `done` chunk may be absent where no sample of it was made: then no image of it exists."""
+    def missing(name: str, chunk: int) -> bool:
+        return not (old / name / group[name].metadata.encode_chunk_key((chunk,))).is_file()
+
+    def damaged(name: str, first: int, stop: int) -> UpgradeError:
+        return UpgradeError(f"{old} is damaged: the chunk of {name!r} for samples {first}-{stop - 1} is missing, "
+                            "and samples of it were made; it cannot be upgraded (nothing written)")
+
+    size = group[DONE].chunks[0]
+    for chunk in range(-(-count // size)):
+        first, stop = chunk * size, min((chunk + 1) * size, count)
+        if missing(DONE, chunk) and any((old / "micro" / group["micro"].metadata.encode_chunk_key((i, 0, 0))).is_file()
+                                        for i in range(first, stop)):
+            raise damaged(DONE, first, stop)
+    done = np.asarray(group[DONE][:count], dtype=bool)
+    for name in META_ARRAYS:
+        size = group[name].chunks[0]
+        for chunk in range(-(-count // size)):
+            first, stop = chunk * size, min((chunk + 1) * size, count)
+            if done[first:stop].any() and missing(name, chunk):
+                raise damaged(name, first, stop)
 
 
 def _write(group: zarr.Group, old: Path, partial: Location, attrs: dict, count: int, echo: Callable[[str], None]) -> None:

@@ -14,7 +14,7 @@ from .interchange import IMPORT_KIND
 from .presets import make_sample
 from .sample import BACKGROUND, BOUNDARY, erased_fraction, split_of
 from .shards import ChunkError
-from .store import META_ARRAYS, ImageReader, LibraryStore, StoreError, software_versions
+from .store import IMAGE_CRC, META_ARRAYS, ImageReader, LibraryStore, StoreError, software_versions
 
 # Stored erased fractions are float32 of a value in [0, 1]: rounding moves them by at most half of this.
 TOLERANCE = float(np.finfo(np.float32).eps)
@@ -37,17 +37,23 @@ class VerifyReport:
     not_done: int
     bad: tuple[int, ...]  # indices of the samples with at least one problem
     repaired: tuple[int, ...] = ()  # bad samples made again, and found good
+    crc_damaged: bool = False  # the recorded checksums (image_crc) are damaged, and not rebuilt
+    crc_rebuilt: bool = False  # they were damaged and are rebuilt from samples made again
 
     @property
     def ok(self) -> bool:
-        """Every done sample is good now."""
-        return set(self.bad) <= set(self.repaired)
+        """Every done sample is good now, and so is the record of their checksums."""
+        return set(self.bad) <= set(self.repaired) and not self.crc_damaged
 
     def summary(self) -> str:
         """The one-line summary the CLI prints last."""
         verdict = f"{len(self.bad)} bad" if self.bad else "all good"
         if self.repaired:
             verdict += f", {len(self.repaired)} repaired"
+        if self.crc_damaged:
+            verdict += f"; the recorded checksums ({IMAGE_CRC}) are damaged"
+        if self.crc_rebuilt:
+            verdict += f"; the recorded checksums ({IMAGE_CRC}) rebuilt"
         return f"verified {self.checked} samples: {verdict}"
 
 
@@ -58,15 +64,24 @@ def verify(path: str | os.PathLike[str], echo: Callable[[str], None] = lambda li
     With `repair`, the shards of bad samples of a generated store are made again (each sample is a
     pure function of (config, seed, i)) and checked again; an imported store is left unchanged.
     """
-    store = LibraryStore.open(path, mode="r+" if repair else "r")
+    store = LibraryStore.open(path, mode="r+" if repair else "r", crc_damage_allowed=True)
     try:
         done = store.done()
         meta = {name: store.metadata(name) for name in META_ARRAYS}  # every one: each chunk and its CRC32C
     except StoreError as exc:
         why = str(exc).split("; run `python cli.py verify")[0]
         raise VerifyError(f"{why}; no sample can be checked") from None
+    if store.crc_problem is not None:
+        echo(f"{IMAGE_CRC}: the recorded image checksums {store.crc_problem}; without them a moved or swapped shard "
+             f"reads as another sample" + ("" if repair else " (verify --repair rebuilds them)"))
+        if repair:
+            rebuilt = _rebuild_crcs(store, [int(i) for i in np.flatnonzero(done)], echo)
+            if rebuilt is not None:
+                report = verify(path, echo, repair=True)
+                return replace(report, crc_rebuilt=True)
     bad = _check(store, np.flatnonzero(done), meta, echo)
-    report = VerifyReport(store.path, int(done.sum()), store.count - int(done.sum()), tuple(bad))
+    report = VerifyReport(store.path, int(done.sum()), store.count - int(done.sum()), tuple(bad),
+                          crc_damaged=store.crc_problem is not None)
     if not (repair and bad):
         return report
     if store.source_kind == IMPORT_KIND:
@@ -110,13 +125,40 @@ def _read_sample(reader: ImageReader, names: tuple[str, ...], index: int) -> tup
     return images, problems
 
 
-def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) -> list[int]:
-    """Make the shards of `bad` samples again, commit them, check them again; the indices now good."""
+def _rebuild_crcs(store: LibraryStore, done: list[int], echo: Callable[[str], None]) -> LibraryStore | None:
+    """A fresh `image_crc` recording the checksums of every done sample made again (their shards rewritten:
+    the stored ones may be swapped); None, with a line saying why, where the samples cannot be made again."""
+    if store.source_kind == IMPORT_KIND:
+        echo(f"not repaired: an imported store cannot make its pairs again, so its checksums cannot be rebuilt; "
+             "nothing was changed")
+        return None
+    if not _same_software(store, echo):
+        return None
+    with store.writer_lock():
+        store = store.rebuild_crc_array()
+        writer = store.image_writer()
+        for first in sorted({i // store.shard * store.shard for i in done}):
+            stop = min(first + store.shard, store.count)
+            samples = [make_sample(store.config, store.seed, i) for i in range(first, stop)]
+            store.commit([s.index for s in samples], [s.meta for s in samples], writer.write(samples))
+    echo(f"rebuilt {IMAGE_CRC} from {len(done)} done samples made again")
+    return store
+
+
+def _same_software(store: LibraryStore, echo: Callable[[str], None]) -> bool:
+    """Whether this environment makes the store's samples as it did; a line saying why not where it does not."""
     made_with = {k: v for k, v in store.attrs.get("versions", {}).items() if k in SAMPLE_SOFTWARE}
     here = {k: v for k, v in software_versions().items() if k in SAMPLE_SOFTWARE}
     if made_with != here:
         echo(f"not repaired: the store was made with {made_with}, this environment has {here}; "
              "samples made here could differ; nothing was changed")
+        return False
+    return True
+
+
+def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) -> list[int]:
+    """Make the shards of `bad` samples again, commit them, check them again; the indices now good."""
+    if not _same_software(store, echo):
         return []
     config, seed, shard, count = store.config, store.seed, store.shard, store.count
     with store.writer_lock():

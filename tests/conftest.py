@@ -54,6 +54,41 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
+def declared_png(width: int, height: int) -> bytes:
+    """A small PNG file whose header declares width x height 8-bit gray pixels (its data is one
+    row short of that: whoever decodes before checking the header pays for the whole image)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
+def nan_models(folder: Path) -> dict[str, Path]:
+    """Saved models for any input size that answer NaN: `nan-weights` (a NaN kernel, as after a
+    training run that diverged) and `overflow` (finite weights whose arithmetic overflows to inf - inf)."""
+    import warnings
+
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    nan = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(float("nan")))(inputs)
+    huge = keras.initializers.Constant(1e30)
+    big = keras.layers.Conv2D(1, 1, kernel_initializer=huge, bias_initializer=huge)(inputs)  # up to 2e30
+    infinite = keras.layers.Conv2D(1, 1, kernel_initializer=huge)(big)  # 1e30 x 1e30: inf in float32
+    paths = {}
+    for name, output in (("nan-weights", nan), ("overflow", keras.layers.Subtract()([infinite, infinite]))):
+        paths[name] = folder / f"{name}.keras"
+        with warnings.catch_warnings():  # Keras 3.15's saver trips numpy 2's __array__(copy=) deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            keras.Model(inputs, output).save(paths[name])
+    return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_library(tmp_path_factory) -> Path:
     """32 pairs at 64 px (train 23, val 3, test 6 by the split rule), for model tests."""

@@ -266,3 +266,91 @@ def test_an_address_that_answers_but_is_no_dask_scheduler_is_one_line(tmp_path, 
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert lines[0].startswith(f"Error: tcp://127.0.0.1:{port} answered, but not as a Dask scheduler"), result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["2 lightyears", "nan", "inf", "[2s]"])
+def test_a_bad_worker_timeout_is_one_line_and_writes_nothing(run_cli, tmp_path, value):
+    """DASK_RECONSTRUCTION_GB__WORKER_TIMEOUT=2 lightyears (or nan, inf) gave dask's KeyError traceback."""
+    import dask
+
+    from conftest import one_error_line, tree
+
+    with dask.config.set({"reconstruction-gb.worker-timeout": value}):
+        line = one_error_line(run_cli("generate", "--count", 2, "--size", 64, "--out", tmp_path / "s.zarr",
+                                      "--workers", 1, "--no-progress"))
+    assert line == f"Error: reconstruction-gb.worker-timeout must be a duration such as 60s, got {value!r}"
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("reconstruction-gb:\n  worker-timeout: [2s\n", "expected ',' or ']', but got '<stream end>' (line 3, column 1)"),
+    ("- a list\n", "config files must have a dict as the top level object, got a list instead"),
+])
+def test_a_malformed_dask_configuration_file_is_one_line_and_writes_nothing(tmp_path, text, problem):
+    """Dask reads DASK_CONFIG as it is imported: that gave a ValueError traceback of dask.config."""
+    config = tmp_path / "dask"
+    config.mkdir()
+    (config / "mine.yaml").write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run([*CLI, "generate", "--count", "2", "--size", "64", "--out", "s.zarr", "--workers", "1"],
+                         cwd=work, env={**os.environ, "DASK_CONFIG": str(config)}, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert (run.stdout + run.stderr).strip() == (f"Error: the Dask configuration file {config / 'mine.yaml'} is "
+                                                 f"malformed: {problem}; fix or remove it")
+    assert list(work.iterdir()) == []
+
+
+CTRL_C_BEFORE_A_DASK_CALL_STARTS = r"""
+import os, signal, sys, threading, time
+from distributed.utils import LoopRunner, sync  # distributed's logging: errors go to stderr
+from pipeline.executors import quiet_lost_results
+
+quiet_lost_results()  # what every Dask executor installs as it starts
+runner = LoopRunner()
+runner.start()
+main, interrupted = threading.main_thread().ident, threading.Event()
+
+
+def waiting_in_sync():
+    frame = sys._current_frames().get(main)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith(os.path.join("distributed", "utils.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def busy_loop():
+    # The event loop is busy (a loaded machine) when Ctrl-C reaches the driver inside sync():
+    # sync() schedules its cancel callback before its own coroutine has started.
+    while not waiting_in_sync():  # the event: the main thread waits in sync()
+        time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGINT)
+    interrupted.wait()  # the event: sync() has raised KeyboardInterrupt, its cancel callback queued
+
+
+async def nothing():
+    return None
+
+
+runner.loop.add_callback(busy_loop)
+try:
+    sync(runner.loop, nothing)
+except KeyboardInterrupt:
+    interrupted.set()
+sync(runner.loop, nothing)  # queued after the cancel callback: that has run when this returns
+runner.stop()
+print("interrupted")
+"""
+
+
+def test_ctrl_c_before_a_dask_call_starts_prints_no_traceback_from_distributed():
+    """The Ctrl-C test above, on a loaded 2-core machine, printed distributed's
+    `NameError: cannot access free variable 'future'` traceback: Ctrl-C had landed in one of
+    distributed's blocking calls before its coroutine started. Here that moment is made, not hoped for."""
+    run = subprocess.run([sys.executable, "-c", CTRL_C_BEFORE_A_DASK_CALL_STARTS], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout == "interrupted\n", run.stdout + run.stderr
+    assert run.stderr == ""

@@ -196,6 +196,84 @@ def test_when_every_job_is_lost_generate_stops_with_one_line_and_resumes(tmp_pat
     assert_same_arrays(serial_24, work / "lib.zarr")
 
 
+def _with_prologue(env, *lines: str) -> None:
+    """Add `lines` to the job script of every job, before its workers start (jobqueue.yaml's job-script-prologue)."""
+    import yaml
+
+    path = Path(env["DASK_CONFIG"]) / "jobqueue.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["jobqueue"]["slurm"]["job-script-prologue"] = list(lines)
+    path.write_text(yaml.safe_dump(settings))
+
+
+def test_jobs_that_end_before_their_workers_join_are_resubmitted_then_the_run_stops_with_one_line(tmp_path, slurm):
+    """A job whose script fails before its workers start looked, to Dask, like a job still queued:
+    generate waited forever. squeue says it ended: it is lost, resubmitted up to the limit, then
+    the run stops with the pairs done and the command that continues."""
+    env, jobs = slurm
+    (Path(env["DASK_CONFIG"]) / "limits.yaml").write_text("reconstruction-gb: {resubmit-limit: 1}\n")
+    _with_prologue(env, "exit 3")
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", "12", "--size", "64", "--out", "lib.zarr",
+               "--no-progress", "--cluster", "slurm", "--block", "1"]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = _finish(process)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    assert ("SLURM job 1000 ended (FAILED) before any of its workers joined; submitting another "
+            "(1 of at most 1 resubmissions)") in err, err
+    assert ("SLURM job 1001 ended (FAILED) before any of its workers joined; not resubmitted "
+            "(reconstruction-gb.resubmit-limit: 1)") in err, err
+    assert err.strip().splitlines()[-1] == (
+        "Error: every SLURM job ended (2 lost, 1 resubmitted, reconstruction-gb.resubmit-limit: 1) and no worker has "
+        f"been connected for 2 s: stopped with 0 of 12 pairs done (kept); to continue, run: {shlex.join(command)}")
+    assert sorted(p.name for p in jobs.glob("*.sh")) == ["1000.sh", "1001.sh"]
+
+
+def test_a_job_killed_before_its_workers_join_is_resubmitted_and_the_library_completes(tmp_path, slurm, serial):
+    env, jobs = slurm
+    (Path(env["DASK_CONFIG"]) / "limits.yaml").write_text("reconstruction-gb: {resubmit-limit: 1}\n")
+    # Job 1000 waits as if queued (until killed); the job submitted after it starts its workers.
+    _with_prologue(env, f"[ -e {shlex.quote(str(jobs / '1001.sh'))} ] || exec sleep 600")
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", "12", "--size", "64", "--out", "lib.zarr",
+               "--no-progress", "--cluster", "slurm", "--block", "2"]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_file = jobs / "1000.pid"
+    while not (pid_file.exists() and pid_file.read_text().strip()):  # the event: job 1000 started
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    os.killpg(int((jobs / "1000.pid").read_text()), signal.SIGKILL)
+    out, err = _finish(process)
+    assert process.returncode == 0, out + err + "".join(p.read_text() for p in jobs.glob("*.log"))
+    assert ("SLURM job 1000 ended (FAILED) before any of its workers joined; submitting another "
+            "(1 of at most 1 resubmissions)") in err, err
+    assert "Traceback" not in out + err
+    assert sorted((jobs / "cancelled").read_text().split()) == ["1000", "1001"]
+    assert_same_arrays(serial, work / "lib.zarr")
+
+
+def test_ctrl_c_while_the_job_is_queued_is_one_line_exit_130_and_the_job_cancelled(tmp_path, slurm):
+    """Importing dask-jobqueue made Ctrl-C call sys.exit(): generate --cluster ended with exit 0 and not a word."""
+    env, jobs = slurm
+    _with_prologue(env, "exec sleep 600")  # a job that stays "queued": no worker ever joins
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--count", "12", "--size", "64", "--out", "lib.zarr",
+               "--no-progress", "--cluster", "slurm"]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    first = process.stdout.readline()  # the event: the job is submitted and generate waits for its workers
+    assert first.startswith("running on SLURM cluster"), first + process.communicate()[1]
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = _finish(process)
+    assert process.returncode == 130, out + err
+    assert err.strip() == "interrupted: 0 of 12 pairs done; run the same command to continue"
+    assert (jobs / "cancelled").read_text().split() == ["1000"]
+
+
 def test_generate_on_slurm_through_dask_jobqueue_matches_the_serial_store(tmp_path, slurm, serial):
     env, jobs = slurm
     work = tmp_path / "work"
@@ -258,7 +336,7 @@ def test_batch_workers_end_with_their_job_while_local_workers_leave_sigterm_to_t
     (as local workers do, since they share the driver's process group) would outlive its job."""
     script = (
         "import signal, sys, types\n"
-        "from pipeline.executors import WorkerSetup\n"
+        "from pipeline.plugins import WorkerSetup\n"
         "worker = types.SimpleNamespace(local_directory=sys.argv[1])\n"
         "WorkerSetup(ignore_signals=sys.argv[2] == 'local').setup(worker)\n"
         "print(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, signal.getsignal(signal.SIGINT) == signal.SIG_IGN)\n"

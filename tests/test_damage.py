@@ -34,6 +34,8 @@ DAMAGE = {
     "garbage per-sample chunk": (lambda s: (s / "done" / "c.0").write_bytes(b"garbage"),
                                  "cannot read the done markers"),
     "lost done markers": (lambda s: (s / "done" / "c.0").unlink(), "the done markers of samples 0-31 are missing"),
+    "root count lowered": (lambda s: _edit_json(s / "zarr.json", lambda d: d["attributes"].update(count=16)),
+                           "its root zarr.json gives count 16, but sample 31 is done"),
 }
 COMMANDS = {
     "info": lambda s, tmp: ["info", s],

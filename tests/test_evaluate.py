@@ -10,7 +10,7 @@ import cv2
 import psutil
 import pytest
 
-from conftest import REPO, one_error_line
+from conftest import REPO, declared_png, one_error_line
 from pipeline.config import GenerationConfig
 from pipeline.store import LibraryStore
 
@@ -129,6 +129,18 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, tiny_
         args += ["--data", str(tiny_library)]
     line = one_error_line(run_cli("evaluate", *args, "--out", tmp_path / "out", "--no-progress"))
     assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_prediction_declaring_32000_px_is_refused_from_its_header(run_cli, tmp_path, tiny_library, exported):
+    """Its 2.1 GB of pixels used to be decoded (8 s) before its size was compared with the library's."""
+    import shutil
+
+    predictions = shutil.copytree(exported / "label", tmp_path / "predictions")
+    (predictions / "15.png").write_bytes(declared_png(32000, 32000))
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--predictions", predictions,
+                                  "--out", tmp_path / "out", "--no-progress"))
+    assert line == f"Error: {predictions / '15.png'} is 32000x32000; the library's images are 64x64"
     assert not (tmp_path / "out").exists()
 
 

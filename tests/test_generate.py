@@ -165,6 +165,11 @@ def test_info_describes_the_store(run_cli, reference):
         # Used to create the store, then fail to record the drawn rates (uint16) at the first commit.
         (["--growth-rate", "70000", "70001"], "growth rate must be <= 65535, got max 70001"),
         (["--nucleation-rate", "1000000", "1000000"], "nucleation rate must be <= 65535, got max 1000000"),
+        # Used to write samples of one grain and no boundary, exit 0.
+        (["--growth-rate", "5000", "5000", "--workers", "0"],
+         "growth rate 5000 gives 64 px samples of one grain and no boundary: from 351 on, polySim's first grain "
+         "fills the image in its first step; use at most 350 at 64 px; nothing was written"),
+        (["--growth-rate", "1", "351", "--workers", "0"], "growth rate 351 gives 64 px samples of one grain"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, args, message):
@@ -175,6 +180,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(run_cli, tmp_path, args,
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert "Traceback" not in result.output
     assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_from_the_refused_growth_rate_on_polysim_makes_one_grain_only(size):
+    """The limit `generate` gives is where a single grain becomes certain, whatever the seed."""
+    from pipeline import polysim
+    from pipeline.config import max_growth_rate
+
+    refused = max_growth_rate(size, 300) + 1
+    assert {polysim.simulate(size, rate, refused, 300, seed).num_grains
+            for seed in range(1, 21) for rate in (1, 120)} == {1}
 
 
 def test_a_block_larger_than_the_count_is_one_block_of_every_pair(run_cli, tmp_path):

@@ -11,7 +11,7 @@ import zarr
 from click.testing import CliRunner
 
 from cli import cli
-from conftest import one_error_line, store_arrays, tree
+from conftest import declared_png, one_error_line, store_arrays, tree
 from pipeline.sample import split_of
 
 COUNT, SIZE = 12, 64
@@ -165,6 +165,29 @@ def test_each_kind_of_unusable_image_is_named(run_cli, tmp_path, folder, image, 
     assert result.exit_code == 0, result.output
     assert f"skipped label/2.png: {reason}" in result.output.splitlines()
     assert f"imported {COUNT - 1} pairs" in result.output
+
+
+def test_a_png_declaring_32000_px_is_refused_from_its_header_not_decoded(run_cli, tmp_path, folder):
+    """Its 2.1 GB of pixels used to be decoded (8 s) before the import could refuse it."""
+    (folder / "micro" / "2.png").write_bytes(declared_png(32000, 32000))
+    result = run_cli("import", folder, "--out", tmp_path / "s.zarr")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == [
+        "skipped micro/2.png: declares 32000 x 32000 px (1,024 megapixels), above the limit of 100 megapixels "
+        "(set RECONSTRUCTION_GB_MAX_PIXELS to allow more); not decoded",
+        "skipped label/2.png: its partner micro/2.png cannot be imported"]
+    assert f"imported {COUNT - 1} pairs" in result.output
+
+
+@pytest.mark.parametrize("limit, message", [
+    ("1000", "micro/0.png: declares 64 x 64 px (4,096 pixels), above the limit of 0.001 megapixels"),
+    ("many", "RECONSTRUCTION_GB_MAX_PIXELS must be a positive whole number of pixels, got 'many'"),
+])
+def test_import_keeps_the_pixel_limit_that_predict_keeps(run_cli, tmp_path, folder, monkeypatch, limit, message):
+    monkeypatch.setenv("RECONSTRUCTION_GB_MAX_PIXELS", limit)
+    before = tree(tmp_path)
+    assert message in one_error_line(run_cli("import", folder, "--out", tmp_path / "s.zarr"))
+    assert tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("setup, args, message", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -268,6 +269,67 @@ def test_cli_bad_input_is_one_clear_line_before_any_work(run_cli, models, binary
     line = one_error_line(run_cli("predict", *args, binary_dir, "--out", tmp_path / "out", "--no-progress"))
     assert message in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scale, becomes", [
+    # 655 megapixels: minutes of work; 65 PB asked of OpenCV; an empty map and exit 0.
+    ("200", "25600 x 25600 px (655 megapixels), above the limit of 100 megapixels: choose a smaller --scale "
+            "(or set RECONSTRUCTION_GB_MAX_PIXELS to allow more)"),
+    ("1e6", "128000000 x 128000000 px (16,384,000,000 megapixels), above the limit of 100 megapixels"),
+    ("1e-6", "1 x 1 px: shrunk below 16 px a side, it holds no grain to restore; choose a larger --scale"),
+])
+def test_cli_a_scale_that_makes_an_image_too_large_or_too_small_is_one_line_before_any_work(
+        run_cli, models, tmp_path, scale, becomes) -> None:
+    from conftest import one_error_line
+
+    source = write(tmp_path / "in" / "grains.png", boundary_image((128, 128), 1))
+    line = one_error_line(run_cli("predict", "--model", models["free"], tmp_path / "in", "--out", tmp_path / "out",
+                                  "--scale", scale, "--no-progress"))
+    assert line.startswith(f"Error: {source}: at --scale {float(scale):g} the 128 x 128 px image becomes {becomes}")
+    assert line.endswith("; nothing was written")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_restorer_refuses_a_scale_that_makes_the_image_too_large_or_too_small(monkeypatch) -> None:
+    """What `measure --restore` and the napari plugin call: the image is refused, not restored for minutes."""
+    from model.inference.images import ImageError
+    from model.inference.restore import RestoreOptions, Restorer
+
+    image = np.ones((128, 128), np.float32)
+    monkeypatch.setenv("RECONSTRUCTION_GB_MAX_PIXELS", "1000000")
+    for scale, message in ((8.0, "becomes 1024 x 1024 px (1 megapixels), above the limit of 1 megapixels"),
+                           (0.1, "becomes 13 x 13 px: shrunk below 16 px a side")):
+        with pytest.raises(ImageError, match=re.escape(message)):
+            Restorer(RestoreOptions(method="bridge", scale=scale)).restore(image)
+    mask, _ = Restorer(RestoreOptions(method="bridge", scale=7.8)).restore(image)  # 998 x 998: within the limit
+    assert mask.shape == (128, 128)
+
+
+@pytest.mark.parametrize("model, message", [
+    ("nan-weights", "its weights hold NaN or infinite values"),
+    ("overflow", "the model answers a blank 256x256 tile with NaN or infinite probabilities"),
+])
+def test_cli_a_model_that_answers_nan_is_one_line_before_any_work(run_cli, tmp_path, model, message) -> None:
+    """Its NaN probabilities were read as boundary everywhere: an all-black map, exit 0."""
+    from conftest import nan_models, one_error_line
+
+    source = write(tmp_path / "in" / "grains.png", boundary_image((128, 128), 1))
+    path = nan_models(tmp_path)[model]
+    line = one_error_line(run_cli("predict", "--model", path, source, "--out", tmp_path / "out", "--no-progress"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_probabilities_of_one_image_fail_that_image(models, tmp_path) -> None:
+    """A model answering NaN only for some inputs: the image is named as failed, not written as all boundary."""
+    from model.inference.images import ImageError
+    from model.inference.predict import Predictor, load_model
+
+    predictor = Predictor(load_model(models["free"]))
+    image = np.ones((64, 64), np.float32)
+    image[10, 10] = np.nan  # the identity model gives it back
+    with pytest.raises(ImageError, match=r"the model answered NaN or infinite probabilities \(1 of 4,096 pixels\)"):
+        predictor.predict(image, overlap=0)
 
 
 def test_a_model_trained_by_train_restores_a_micrograph_folder(run_cli, trained_run, tiny_library, tmp_path) -> None:

@@ -150,6 +150,51 @@ def test_tune_never_uses_the_test_split(tiny_library, linear_model):
         sweep(load_model(linear_model), LibraryReader(tiny_library), split="test")
 
 
+def _saved(path, inputs_shape, channels_out):
+    import keras
+
+    inputs = keras.Input(inputs_shape)
+    keras.Model(inputs, keras.layers.Conv2D(channels_out, 1, activation="sigmoid")(inputs)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("model, message", [
+    # A traceback from the first batch.
+    ("rgb", "expected a model input of shape (batch, height, width, 1), got (None, None, None, 3)"),
+    # Exit 0, settings chosen on the first channel and written.
+    ("two-out", "expected a model output of shape (batch, height, width, 1), got (None, None, None, 2)"),
+    ("fixed-128", "the model takes 128x128 inputs; the library's images are 64x64"),
+    # NaN probabilities scored as all boundary, settings written.
+    ("nan-weights", "its weights hold NaN or infinite values"),
+    ("overflow", "the model answered NaN or infinite probabilities"),
+])
+def test_tune_refuses_a_model_it_cannot_choose_for_in_one_line_and_writes_no_settings(run_cli, tmp_path, tiny_library,
+                                                                                      model, message):
+    from conftest import nan_models
+
+    paths = {"rgb": lambda: _saved(tmp_path / "rgb.keras", (None, None, 3), 1),
+             "two-out": lambda: _saved(tmp_path / "two-out.keras", (None, None, 1), 2),
+             "fixed-128": lambda: _saved(tmp_path / "fixed-128.keras", (128, 128, 1), 1)}
+    path = paths[model]() if model in paths else nan_models(tmp_path)[model]
+    line = one_error_line(run_cli("tune", "--model", path, "--data", tiny_library, "--samples", 2, "--no-progress"))
+    assert message in line
+    assert not settings_path(path).exists()
+
+
+@pytest.mark.parametrize("model, message", [
+    ("nan-weights", "its weights hold NaN or infinite values"),
+    ("overflow", "the model answered NaN or infinite probabilities"),  # it scored ARI nan, exit 0
+])
+def test_evaluate_refuses_a_model_that_answers_nan_in_one_line(run_cli, tmp_path, tiny_library, model, message):
+    from conftest import nan_models
+
+    path = nan_models(tmp_path)[model]
+    line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--model", path, "--out", tmp_path / "out",
+                                  "--no-progress"))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_model_and_no_bundled_model_is_one_line(run_cli, tmp_path, tiny_library, monkeypatch):
     import model.pretrained
 

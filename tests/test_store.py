@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
+from conftest import one_error_line
 from pipeline.config import GenerationConfig
 from pipeline.plan import default_block_size, make_plan
 from pipeline.presets import make_sample
@@ -182,22 +183,25 @@ def test_default_block_size_gives_many_more_tasks_than_workers():
         assert tasks >= min(count, 10 * workers + 1) or block == 1
 
 
-def test_a_store_made_before_image_crc_existed_is_read_and_extended_without_it(run_cli, tmp_path):
+def test_a_store_without_image_crc_is_damaged_until_verify_repair_rebuilds_it(run_cli, tmp_path):
     import shutil
 
     from conftest import store_arrays
 
     old = tmp_path / "old.zarr"
     assert run_cli("generate", "--count", 4, "--size", 64, "--out", old, "--workers", 0, "--no-progress").exit_code == 0
-    shutil.rmtree(old / "image_crc")  # what every format-2 store written before it holds
-    for args in (["info", old], ["verify", old], ["export", old, "--out", tmp_path / "png"]):
-        result = run_cli(*args)
-        assert result.exit_code == 0, result.output
+    shutil.rmtree(old / "image_crc")  # as a store written before it existed, or one that lost it
+    for args in (["info", old], ["export", old, "--out", tmp_path / "png"],
+                 ["generate", "--count", 6, "--size", 64, "--out", old, "--workers", 0, "--no-progress"]):
+        line = one_error_line(run_cli(*args))
+        assert "its recorded image checksums (image_crc) are missing" in line and "--repair" in line, line
+    assert not (tmp_path / "png").exists() and not (old / "image_crc").exists()
+    result = run_cli("verify", old, "--repair")
+    assert result.exit_code == 0 and "rebuilt image_crc from 4 done samples" in result.output, result.output
     result = run_cli("generate", "--count", 6, "--size", 64, "--out", old, "--workers", 0, "--no-progress")
     assert result.exit_code == 0 and "resuming: 4 of 4 pairs done" in result.output, result.output
-    assert not (old / "image_crc").exists()
     fresh = tmp_path / "fresh.zarr"
     assert run_cli("generate", "--count", 6, "--size", 64, "--out", fresh, "--workers", 0, "--no-progress").exit_code == 0
     a, b = store_arrays(old), store_arrays(fresh)
-    assert sorted(b) == sorted([*a, "image_crc"])
+    assert sorted(a) == sorted(b)
     assert all(a[name].tobytes() == b[name].tobytes() for name in a)

@@ -164,6 +164,13 @@ def empty_store(tmp_path):
     (["--data", "{garbage}"], "cannot read the per-sample array 'split'"),
     (["--data", "{tiny}", "--init", "{missing}"], "no such model file"),
     (["--data", "{tiny}", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    # Trained on NaN losses and exited 0 without a model.
+    (["--data", "{tiny}", "--loss", "bce+cldice", "--cldice-weight", "inf"],
+     "--cldice-weight must be a finite number >= 0, got inf"),
+    # TensorFlow tracebacks, after trying to allocate the model.
+    (["--data", "{tiny}", "--filters", "100000"], "filters 100000, depth 3 and kernel size 3 make a model of"),
+    (["--data", "{tiny}", "--kernel-size", "1000"], "more than the 1,000,000,000 train builds"),
+    (["--data", "{tiny}", "--kernel-size", "99"], "kernel size 99 is larger than the 64 px input"),
     (["--data", "{tiny}", "--corrupt", "--corrupt-scale", "inf"], "--corrupt-scale must be a finite number > 0, got inf"),
     (["--data", "{tiny}", "--corrupt", "--corrupt-scale", "100"],
      "--corrupt-scale 100 makes holes of up to 900 px, larger than the 64 px images"),

@@ -13,6 +13,13 @@ from model.network.unet import attention_model, build_unet
 def test_paper_preset_has_the_studys_parameter_count_at_any_input_size(size):
     assert PAPER_PARAMETERS == 157_605_505
     assert build_unet(PRESETS["paper"], size).count_params() == PAPER_PARAMETERS
+    assert PRESETS["paper"].parameters == PAPER_PARAMETERS  # counted without building
+
+
+@pytest.mark.parametrize("config", [PRESETS["small"], PRESETS["medium"], ModelConfig(filters=3, depth=1, kernel_size=4),
+                                    ModelConfig(filters=8, depth=2, kernel_size=5)])
+def test_the_parameter_count_without_keras_is_the_built_models(config):
+    assert config.parameters == build_unet(config, None).count_params()
 
 
 def test_layers_have_stable_names_and_attention_maps_come_out_by_name():
@@ -43,6 +50,11 @@ def test_width_depth_and_kernel_override_the_preset():
     (lambda: build_unet(model_config("small", depth=7), 64), "not divisible by 2^depth = 128"),
     (lambda: model_config("huge"), "unknown preset 'huge'"),
     (lambda: model_config("small", filters=0), "filters must be > 0"),
+    # A TensorFlow traceback after minutes of allocation, before these limits.
+    (lambda: model_config("paper", filters=100000), "filters 100000, depth 4 and kernel size 7 make a model of "
+                                                    "384,690,057,000,001 parameters, more than the 1,000,000,000"),
+    (lambda: model_config("paper", kernel_size=1000), "kernel size 1000 make a model of 3,137,603,863,105 parameters"),
+    (lambda: model_config("small", kernel_size=101).check_size(64), "kernel size 101 is larger than the 64 px input"),
 ])
 def test_impossible_models_are_refused_before_any_work(call, message):
     with pytest.raises(ModelConfigError, match=message.replace("^", r"\^")):

@@ -97,3 +97,55 @@ def test_bad_input_is_one_clear_line(run_cli, tmp_path, format1, monkeypatch, ar
     before = tree(tmp_path)
     assert message in one_error_line(run_cli("upgrade", *args))
     assert tree(tmp_path) == before
+
+
+def test_upgrade_onto_a_full_disk_is_one_line_and_leaves_no_store(run_cli, tmp_path, format1, monkeypatch):
+    from test_full_disk import FullDisk
+    import builtins
+    import io
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    full = FullDisk(io.open, disk, 3000)
+    monkeypatch.setattr(builtins, "open", full)
+    monkeypatch.setattr(io, "open", full)
+    line = one_error_line(run_cli("upgrade", format1, "--out", disk / "v2.zarr"))
+    assert f"cannot write {disk / 'v2.zarr'}: no space left on device; nothing written" in line
+    assert list(disk.iterdir()) == []
+
+
+def test_upgrade_says_in_a_unit_that_shows_it_how_much_room_it_needs(run_cli, tmp_path, format1, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    line = one_error_line(run_cli("upgrade", format1, "--out", tmp_path / "v2.zarr"))
+    assert "needs about" in line and "0.00 GB" not in line and "has 1.00 kB free" in line, line
+    assert not (tmp_path / "v2.zarr").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda old: (old / "done" / "c.0").unlink(), "the chunk of 'done' for samples 0-9 is missing, and samples of it "
+                                                  "were made"),
+    (lambda old: (old / "num_grains" / "c.0").unlink(), "the chunk of 'num_grains' for samples 0-9 is missing"),
+    (lambda old: _drop_attribute(old, "config"), "its root zarr.json attributes have no 'config'"),
+])
+def test_a_damaged_format1_store_is_refused_in_one_line_not_upgraded_as_empty(run_cli, tmp_path, format1, damage,
+                                                                                message):
+    import shutil
+
+    old = shutil.copytree(format1, tmp_path / "v1.zarr")
+    damage(old)
+    before = tree(tmp_path)
+    line = one_error_line(run_cli("upgrade", old, "--out", tmp_path / "v2.zarr"))
+    assert message in line and "cannot be upgraded" in line, line
+    assert tree(tmp_path) == before
+
+
+def _drop_attribute(store, name):
+    import json
+
+    document = json.loads((store / "zarr.json").read_text())
+    document["attributes"].pop(name)
+    (store / "zarr.json").write_text(json.dumps(document))

@@ -24,13 +24,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+# The limit is the pipeline's, shared with `import` (pipeline/pixels.py), and re-exported here.
+from pipeline.pixels import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, RAISE_LIMIT, PixelLimitError, above_limit  # noqa: F401
+from pipeline.pixels import max_pixels as _max_pixels
+
 # Suffixes taken from directories (case-insensitive); a file named explicitly must have one too.
 SUPPORTED_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib")
 SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-# Largest image decoded: 100 megapixels (10000 x 10000; about 0.4 GB as float32, several times that
-# while restoring). OpenCV's own limit is 2^30 pixels.
-DEFAULT_MAX_PIXELS = 100_000_000
-MAX_PIXELS_ENV = "RECONSTRUCTION_GB_MAX_PIXELS"
 # Input kinds (`input_kind`): only a binary map goes to the model as it is.
 KINDS = ("binary", "gray", "16-bit", "colour")
 # A binary map: this share of its pixels lies within BINARY_TOLERANCE (of its range) of its darkest
@@ -100,16 +100,10 @@ def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def max_pixels() -> int:
     """The pixel limit in force: MAX_PIXELS_ENV if set (a positive integer), else DEFAULT_MAX_PIXELS."""
-    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PIXELS
     try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise InputError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {raw!r}")
-    return value
+        return _max_pixels()
+    except PixelLimitError as exc:
+        raise InputError(str(exc)) from None
 
 
 def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -133,10 +127,9 @@ def check_pixels(path: str | os.PathLike[str], limit: int | None = None) -> None
     """ImageError if the header declares more than `limit` (default `max_pixels()`) pixels."""
     limit = max_pixels() if limit is None else limit
     size = header_size(path)
-    if size is not None and size[0] * size[1] > limit:
-        width, height = size
-        raise ImageError(f"declares {width} x {height} px ({width * height / 1e6:,.0f} megapixels), above the limit of "
-                         f"{limit / 1e6:g} megapixels (set {MAX_PIXELS_ENV} to allow more); not decoded")
+    refused = above_limit(*size, limit) if size is not None else None
+    if refused:
+        raise ImageError(f"declares {refused} ({RAISE_LIMIT}); not decoded")
 
 
 def decode(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:

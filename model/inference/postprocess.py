@@ -14,8 +14,22 @@ import numpy as np
 from model.data import TRANSFORMS, dihedral
 from model.methods import remove_specks, thin, to_mask
 
-__all__ = ["batch_probabilities", "dihedral_mean", "link_line", "linked_mask", "probability_to_mask", "remove_specks",
-           "undo_dihedral"]
+__all__ = ["ModelOutputError", "batch_probabilities", "check_finite", "dihedral_mean", "link_line", "linked_mask",
+           "probability_to_mask", "remove_specks", "undo_dihedral"]
+
+
+class ModelOutputError(ValueError):
+    """A model answered NaN or infinite probabilities: every mask and score made of them would be
+    silently wrong (all boundary, ARI nan). One line."""
+
+
+def check_finite(probabilities: np.ndarray) -> np.ndarray:
+    """`probabilities` as they are, or ModelOutputError if any is NaN or infinite."""
+    finite = np.isfinite(probabilities)
+    if not finite.all():
+        raise ModelOutputError(f"the model answered NaN or infinite probabilities ({finite.size - int(finite.sum()):,} "
+                               f"of {finite.size:,} pixels): its weights or its arithmetic overflow; it cannot be used")
+    return probabilities
 
 
 def link_line(probability: np.ndarray, link_threshold: float) -> np.ndarray:
@@ -119,6 +133,6 @@ def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
 
 def batch_probabilities(model: Any, batch: np.ndarray, tta: bool = False) -> np.ndarray:
     """A Keras model's P(background) for a (B, S, S, 1) float32 batch as float32, with or without
-    test-time augmentation."""
+    test-time augmentation; ModelOutputError if any is NaN or infinite."""
     answer = dihedral_mean(model.predict_on_batch, batch) if tta else model.predict_on_batch(batch)
-    return np.asarray(answer, np.float32)
+    return check_finite(np.asarray(answer, np.float32))

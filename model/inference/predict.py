@@ -25,10 +25,12 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from pipeline.store import atomic_write, is_no_space, no_space_line
+
 from .images import ImageError, InputError, collect_inputs, max_pixels, read_kind
 from .predictor import DEFAULT_BATCH, DEFAULT_TILE, PredictError, Predictor, _one_line, default_overlap, load_model, \
     load_predictor
-from .restore import RestoreOptions, Restorer, check_options, model_path_of, survey
+from .restore import RestoreOptions, Restorer, check_options, model_path_of, scaled_input_problem, survey
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_TILE", "PROBABILITY_SUFFIX", "PredictError", "PredictReport", "Predictor",
            "default_overlap", "load_model", "load_predictor", "output_names", "predict_files"]
@@ -130,14 +132,20 @@ def make_out_dir(out_dir: Path) -> None:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write through a hidden temporary file and rename it: no half-written output under the real name."""
-    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    """Encode in memory, then write through a temporary file and a rename: no half-written output under
+    the real name. (cv2.imwrite reports success on a full disk and leaves a 0-byte file.)"""
+    ok, data = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path.name}")
+    atomic_write(path, data.tobytes())
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove `folder` (made by this run) if nothing is in it."""
     try:
-        if not cv2.imwrite(str(temporary), image):
-            raise OSError(f"OpenCV could not write {path}")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _progress_bar(enabled: bool, images: int) -> Any:
@@ -185,10 +193,14 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
         sources = collect_inputs(inputs)
     except InputError as exc:
         raise PredictError(str(exc)) from None
+    problem = scaled_input_problem(sources, settings.scale, limit)
+    if problem:
+        raise PredictError(f"{problem}; nothing was written")
     out_dir = Path(out_dir)
     names = output_names(sources)
     check_out_dir(out_dir, sources, [[f"{name}.png", f"{name}{PROBABILITY_SUFFIX}"] for name in names])
     restorer = Restorer(settings)
+    created = not out_dir.exists()
     make_out_dir(out_dir)
 
     start = time.perf_counter()
@@ -222,11 +234,16 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
                     written.append(tif)
                 outputs.append((source, png))
                 total_tiles += count
-            except Exception as exc:  # one bad image (corrupt, memory, model, disk) must not stop the rest
+            except Exception as exc:  # one bad image (corrupt, memory, model) must not stop the rest
+                if is_no_space(exc):  # a full disk stops them all: one line, what was written is whole
+                    raise PredictError(no_space_line(exc, png, f"{len(outputs)} of {len(sources)} images were "
+                                                               f"written to {out_dir}")) from None
                 failures.append((source, failure_reason(exc)))
             bar.update(1)
     finally:
         bar.close()
+        if created and not outputs:  # every input failed: leave no empty --out behind
+            _remove_empty(out_dir)
     renamed = tuple((source, out_dir / f"{name}.png") for source, name in zip(sources, names) if name != source.stem)
     tile = restorer.predictor.tile if restorer.predictor is not None else None
     return PredictReport(out_dir=out_dir, inputs=len(sources), outputs=tuple(outputs), written=tuple(written),

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from model import quiet_tensorflow
-from .postprocess import dihedral_mean
+from .images import ImageError
+from .postprocess import ModelOutputError, check_finite, dihedral_mean
 from .tiling import Progress, count_tiles, predict_tiled
 
 DEFAULT_TILE = 256  # tile side for models that accept any input size (fixed-size models use their own)
@@ -52,6 +53,33 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 
+def check_signature(model: Any) -> tuple[int | None, int | None]:
+    """The (rows, cols) of a restoration model's input (None where any size goes); PredictError
+    unless it has one (batch, H, W, 1) input and one (batch, H, W, 1) output."""
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except Exception as exc:  # e.g. a Sequential model that was never built
+        raise PredictError(f"the model has no defined inputs/outputs: {_one_line(exc)}") from None
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise PredictError(f"expected a model with one input and one output, got {len(inputs)} and {len(outputs)}")
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or shape[3] not in (1, None):
+        raise PredictError(f"expected a model input of shape (batch, height, width, 1), got {shape}")
+    out_shape = tuple(outputs[0].shape)
+    if len(out_shape) != 4 or out_shape[3] not in (1, None):
+        raise PredictError(f"expected a model output of shape (batch, height, width, 1), got {out_shape}")
+    return shape[1], shape[2]
+
+
+def check_finite_weights(model: Any, path: Path) -> None:
+    """PredictError if any weight of `model` is NaN or infinite (a training run that diverged):
+    every probability it gives would be NaN, read silently as boundary everywhere."""
+    for variable in model.weights:  # one at a time: the paper model's weights are 0.6 GB
+        if not np.isfinite(np.asarray(variable)).all():
+            raise PredictError(f"cannot use the model in {path}: its weights hold NaN or infinite values "
+                               f"({getattr(variable, 'path', variable.name)}), as after a training run that diverged")
+
+
 class Predictor:
     """A loaded Keras model and the tile size it is run on."""
 
@@ -67,19 +95,7 @@ class Predictor:
         U-Net needs multiples of 2^depth, `multiple`).
         """
         self.model = model
-        try:
-            inputs, outputs = list(model.inputs), list(model.outputs)
-        except Exception as exc:  # e.g. a Sequential model that was never built
-            raise PredictError(f"the model has no defined inputs/outputs: {_one_line(exc)}") from None
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise PredictError(f"expected a model with one input and one output, got {len(inputs)} and {len(outputs)}")
-        shape = tuple(inputs[0].shape)
-        if len(shape) != 4 or shape[3] not in (1, None):
-            raise PredictError(f"expected a model input of shape (batch, height, width, 1), got {shape}")
-        out_shape = tuple(outputs[0].shape)
-        if len(out_shape) != 4 or out_shape[3] not in (1, None):
-            raise PredictError(f"expected a model output of shape (batch, height, width, 1), got {out_shape}")
-        rows, cols = shape[1:3]
+        rows, cols = check_signature(model)
         if tile is not None and tile <= 0:
             raise PredictError(f"--tile must be > 0, got {tile}")
         self.fixed = rows is not None and cols is not None  # the model's input size is fixed
@@ -136,6 +152,9 @@ class Predictor:
         if answer.shape not in ((1, rows, cols, 1), (1, rows, cols)):
             raise PredictError(f"the model answers {rows}x{cols} tiles with shape {answer.shape}, "
                                f"expected {(1, rows, cols, 1)}")
+        if not np.isfinite(answer).all():
+            raise PredictError(f"the model answers a blank {rows}x{cols} tile with NaN or infinite probabilities "
+                               "(its arithmetic overflows): it cannot be used")
         if not self.fixed and not self._accepts(self.multiple, 3 * self.multiple):
             self.multiple = 0  # its size rule is not 2^poolings: every tile stays full size (tile_for)
 
@@ -147,10 +166,16 @@ class Predictor:
             return False
 
     def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
-        """(n, H, W, 1) float32 tiles in [0, 1] -> (n, H, W, 1) background probabilities."""
+        """(n, H, W, 1) float32 tiles in [0, 1] -> (n, H, W, 1) background probabilities; ImageError
+        (this image fails) if any is NaN or infinite."""
         if self.tta:
-            return dihedral_mean(lambda batch: self._plain(batch).reshape(batch.shape[:3] + (1,)), tiles)
-        return self._plain(tiles)
+            answer = dihedral_mean(lambda batch: self._plain(batch).reshape(batch.shape[:3] + (1,)), tiles)
+        else:
+            answer = self._plain(tiles)
+        try:
+            return check_finite(answer)
+        except ModelOutputError as exc:
+            raise ImageError(str(exc)) from None
 
     def _plain(self, tiles: np.ndarray) -> np.ndarray:
         return np.asarray(self._forward(tiles), dtype=np.float32)
@@ -172,7 +197,8 @@ class Predictor:
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
-    """keras.models.load_model(path, compile=False) in safe mode; PredictError for a missing or unloadable file.
+    """keras.models.load_model(path, compile=False) in safe mode; PredictError for a missing or unloadable
+    file, or a model whose weights hold NaN or infinite values.
 
     compile=False: inference needs no optimizer, loss or metrics, so a model trained with any
     loss loads without custom objects.
@@ -188,9 +214,11 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     import keras
 
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as exc:
         raise PredictError(f"cannot load a Keras model from {path}: {_one_line(exc)}") from None
+    check_finite_weights(model, path)
+    return model
 
 
 def load_predictor(path: str | os.PathLike[str], tile: int | None = None, tta: bool = False) -> Predictor:

@@ -23,7 +23,9 @@ import numpy as np
 
 from model.methods import PREDICT_METHODS, bridged, remove_specks, to_mask, uses_model
 from model.pretrained import MICROGRAPH_MODEL, NoModelError, resolve_model
-from .images import ImageError, decode, input_kind, is_binary
+from pipeline.pixels import RAISE_LIMIT, above_limit
+
+from .images import ImageError, decode, header_size, input_kind, is_binary, max_pixels
 from .postprocess import probability_to_mask
 from .predictor import PredictError, default_overlap, load_predictor
 from .prepare import AUTO, PrepareError, Strength, check_prepare, prepare, restore_size, settle, strength_for
@@ -35,6 +37,9 @@ METHODS = PREDICT_METHODS  # none: preparation and speck filter only (identity)
 # the validation split of a rendered gray library (benchmarks/measure.py --sweep-min-speck,
 # docs/measure.md), bridge after Otsu, the value with the lowest grain-count error.
 DEFAULT_MIN_SPECK = 30
+# Smallest side --scale may shrink an image to: a smaller working image holds no grain to restore
+# (the bundled model was trained on 64 px crops and larger).
+MIN_WORKING_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,40 @@ def check_options(options: RestoreOptions) -> None:
         raise PredictError(f"--min-speck must be >= 0, got {options.min_speck}")
     if options.batch <= 0:
         raise PredictError(f"--batch must be > 0, got {options.batch}")
+
+
+def scaled_problem(shape: tuple[int, int], scale: float, limit: int) -> str | None:
+    """Why an image of `shape` (height, width) cannot be restored at `scale` (the working image
+    above `limit` pixels, or shrunk below MIN_WORKING_SIDE), or None if it can. Its own size is
+    checked where it is decoded (images.check_pixels)."""
+    if scale == 1:
+        return None
+    height, width = (float(side) * scale for side in shape)  # floats: --scale 1e300 must not overflow
+    image = f"at --scale {scale:g} the {shape[1]} x {shape[0]} px image becomes"
+    refused = above_limit(width, height, limit)
+    if refused:
+        return f"{image} {refused}: choose a smaller --scale (or {RAISE_LIMIT})"
+    rows, cols = max(1, round(height)), max(1, round(width))
+    if scale < 1 and min(rows, cols) < min(MIN_WORKING_SIDE, *shape):
+        return (f"{image} {cols} x {rows} px: shrunk below {MIN_WORKING_SIDE} px a side, it holds no grain to "
+                "restore; choose a larger --scale")
+    return None
+
+
+def scaled_input_problem(sources: Sequence[Path], scale: float, limit: int) -> str | None:
+    """The first input (by its header's size, nothing decoded) that `scale` makes too large or too
+    small, as `path: why`; None if there is none. An input that is itself above the limit is left
+    to fail on its own when it is read."""
+    if scale == 1:
+        return None
+    for source in sources:
+        size = header_size(source)
+        if size is None or above_limit(*size, limit):
+            continue
+        problem = scaled_problem((size[1], size[0]), scale, limit)
+        if problem:
+            return f"{source}: {problem}"
+    return None
 
 
 def routes_micrographs(options: RestoreOptions) -> bool:
@@ -150,6 +189,12 @@ class Restorer:
         self.micrograph = (Restorer(replace(options, model=MICROGRAPH_MODEL, denoise="none", binarize="none"))
                            if routes_micrographs(options) else None)
 
+    def _check_scale(self, shape: tuple[int, int]) -> None:
+        """ImageError if --scale makes an image of `shape` too large or too small to restore."""
+        problem = scaled_problem(shape, self.options.scale, max_pixels())
+        if problem:
+            raise ImageError(problem)
+
     def _settle(self, name: str, given: object, fallback: object, origin: str) -> object:
         if name != "min_speck" and not self.options.uses_model:
             return fallback
@@ -202,6 +247,7 @@ class Restorer:
         """Model tiles an image of `shape` costs (0 for bridge)."""
         if self.predictor is None:
             return 0
+        self._check_scale(shape)
         height, width = (max(1, round(side * self.options.scale)) for side in shape)
         return self.predictor.count_tiles((height, width), self.overlap)
 
@@ -214,6 +260,7 @@ class Restorer:
         """
         options = self.options
         shape = image.shape
+        self._check_scale(shape)
         binary = is_binary(image) if binary is None else binary
         if not binary and self.micrograph is not None:
             return self.micrograph.restore(image, progress, binary=False)

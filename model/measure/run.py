@@ -24,7 +24,7 @@ from model.inference.images import ImageError, InputError, read_image
 from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names
 from model.inference.predictor import PredictError
 from model.inference.restore import RestoreOptions, Restorer, check_options, model_path_of, survey
-from pipeline.store import atomic_write
+from pipeline.store import atomic_write, is_no_space, no_space_line
 from .field import FieldError, image_field, parse_roi, read_mask
 from .grains import ImageMeasurement, many_below, measure_boundary
 from .intercepts import LINE_ANGLES
@@ -194,7 +194,10 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
             records.append(_measure_one(source, name, specimen, out_dir, options, restorer, mask))
         except (FieldError, ScaleError, ImageError) as exc:
             failures.append((source, str(exc)))
-        except Exception as exc:  # one bad image must not stop the rest
+        except Exception as exc:  # one bad image must not stop the rest; a full disk stops them all
+            if is_no_space(exc):
+                raise MeasureError(no_space_line(exc, outcome=f"{len(records)} of {len(sources)} images were "
+                                                              f"measured into {out_dir}")) from None
             failures.append((source, failure_reason(exc)))
     notes = run_notes(records, options, restorer is not None)
     for note in notes:

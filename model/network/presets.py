@@ -8,6 +8,10 @@ from typing import Any
 
 # The published model: 7x7 convolutions, 64..512 filters on 4 levels and a 1024 bridge.
 PAPER_PARAMETERS = 157_605_505
+# Largest model `train` builds: about six times the paper's, 4 GB of float32 weights and as much
+# again for each of Adam's two moments. Beyond it TensorFlow fails part-way with a traceback
+# (`--filters 100000` asks for 6e13 parameters).
+MAX_PARAMETERS = 1_000_000_000
 
 
 class ModelConfigError(ValueError):
@@ -26,6 +30,34 @@ class ModelConfig:
         for name in ("filters", "depth", "kernel_size"):
             if getattr(self, name) <= 0:
                 raise ModelConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.parameters > MAX_PARAMETERS:
+            count = f"{self.parameters:,}" if self.parameters < 1e15 else f"{self.parameters:.3g}"
+            raise ModelConfigError(
+                f"filters {self.filters}, depth {self.depth} and kernel size {self.kernel_size} make a model of "
+                f"{count} parameters, more than the {MAX_PARAMETERS:,} train builds (the paper model has "
+                f"{PAPER_PARAMETERS:,})")
+
+    @property
+    def parameters(self) -> int:
+        """Weights of the Attention U-Net of this shape (model/network/unet.py), counted without building it."""
+        k = self.kernel_size
+
+        def block(channels_in: int, filters: int) -> int:  # two (conv, batch norm with its 4 vectors)
+            return k * k * filters * (channels_in + filters) + 10 * filters
+
+        total, channels = 0, 1
+        for level in range(1, self.depth + 1):
+            total += block(channels, self.filters * 2 ** (level - 1))
+            channels = self.filters * 2 ** (level - 1)
+        gating = self.filters * 2**self.depth
+        total += block(channels, gating)  # the bridge
+        for level in range(self.depth, 0, -1):
+            filters = self.filters * 2 ** (level - 1)
+            total += filters * filters + gating * filters + 3 * filters  # attention gate: theta, phi, psi
+            total += 4 * gating * filters + filters  # 2x2 transposed convolution up
+            total += block(2 * filters, filters)  # after the concatenation with the gated skip
+            gating = filters
+        return total + self.filters + 1  # the 1x1 output convolution
 
     @property
     def divisor(self) -> int:
@@ -33,10 +65,13 @@ class ModelConfig:
         return 2**self.depth
 
     def check_size(self, size: int) -> None:
-        """Raise ModelConfigError unless `size` survives `depth` halvings exactly."""
+        """Raise ModelConfigError unless `size` survives `depth` halvings exactly and the kernel fits in it."""
         if size <= 0 or size % self.divisor:
             raise ModelConfigError(
                 f"input size {size} is not divisible by 2^depth = {self.divisor} (depth {self.depth})")
+        if self.kernel_size > size:
+            raise ModelConfigError(f"kernel size {self.kernel_size} is larger than the {size} px input: the "
+                                   "convolution would see mostly padding")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import secrets
+import shutil
 import threading
 import time
 from collections import deque
@@ -29,12 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
-from pipeline.store import StoreError, atomic_write, check_writable_folder
+from pipeline.store import StoreError, atomic_write, check_writable_folder, write_error_line
 
 from model import figures
+from model.inference.postprocess import ModelOutputError
 from model.methods import BASELINES, bridged
 from model.data import SPLITS, DataError, LibraryReader
 from model.scoring.metrics import ImageStatistics, MetricAccumulator, image_statistics
@@ -145,14 +147,13 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
         raise EvaluationError(f"--predictions {folder} is not a directory")
 
     def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        from model.scoring.predictions import PredictionFileError, read_prediction
+
         for index in indices:
-            path = folder / f"{index}.png"
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None or image.dtype != np.uint8 or image.ndim != 2:
-                raise EvaluationError(f"{path} is not an 8-bit gray PNG")
-            if image.shape != (reader.size, reader.size):
-                raise EvaluationError(f"{path} is {image.shape[1]}x{image.shape[0]}; "
-                                      f"the library's images are {reader.size}x{reader.size}")
+            try:
+                image = read_prediction(folder / f"{index}.png", reader.size)
+            except PredictionFileError as exc:
+                raise EvaluationError(str(exc)) from None
             yield int(index), image
 
     def check(indices: np.ndarray) -> None:
@@ -319,13 +320,12 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                         _collect(pending.popleft().result(), rows, meters, panels, bar)
                 while pending:
                     _collect(pending.popleft().result(), rows, meters, panels, bar)
-    except DataError as error:  # a sample absent or failing its checksum: named, never scored
+    except (DataError, ModelOutputError) as error:  # a sample absent or failing its checksum; NaN probabilities
         raise EvaluationError(str(error)) from None
     if bar is not None:
         bar.close()
 
     evaluation = Evaluation(split, method.name, {name: meters[name].result() for name in method.rows(gray)}, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**evaluation.results[evaluation.headline], "method": method.name,
                               "headline": evaluation.headline, "split": split,
                               "samples": len(indices), "store": str(reader.path), "store_seed": reader.store.seed,
@@ -333,11 +333,32 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
                               **({"settings": method.settings} if method.settings else {}),
                               "rows": evaluation.results,
                               "baselines": {name: evaluation.results[name] for name in rows[1 + len(combined):]}}
-    atomic_write(out_dir / METRICS_FILE, (json.dumps(_finite(record), indent=2) + "\n").encode())
-    atomic_write(out_dir / REPORT_FILE, _report(evaluation, reader, len(indices), method).encode())
     shown_as = f", {evaluation.headline}" if evaluation.headline != method.own_row else ""
-    _figure(panels, out_dir / FIGURE_FILE, f"{method.name}{shown_as}, {split} split", gray)
+    _write_all(out_dir, {
+        METRICS_FILE: lambda path: atomic_write(path, (json.dumps(_finite(record), indent=2) + "\n").encode()),
+        REPORT_FILE: lambda path: atomic_write(path, _report(evaluation, reader, len(indices), method).encode()),
+        FIGURE_FILE: lambda path: _figure(panels, path, f"{method.name}{shown_as}, {split} split", gray),
+    })
     return evaluation
+
+
+def _write_all(out_dir: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write every file into a hidden folder in `out_dir`, then move them all in: a full disk leaves the files
+    of an earlier run as they were, never half of a new set (and no `out_dir` this run made)."""
+    created = not out_dir.exists()
+    staging = out_dir / f".evaluate.{secrets.token_hex(8)}.partial"
+    try:
+        staging.mkdir(parents=True)
+        for name, write in writers.items():
+            write(staging / name)
+        for name in writers:
+            os.replace(staging / name, out_dir / name)
+    except OSError as exc:  # a full disk, or a place that takes no files (/proc)
+        raise EvaluationError(write_error_line(exc, out_dir, "nothing written")) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
 
 def _finite(value: Any) -> Any:

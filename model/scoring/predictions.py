@@ -3,10 +3,13 @@ inference and model/methods, never the other way round)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import cv2
 import numpy as np
 
+from model.inference.images import header_size
 from model.inference.postprocess import batch_probabilities, probability_to_mask
 from model.inference.settings import InferenceSettings
 
@@ -35,3 +38,25 @@ def predict_samples(model: keras.Model, reader: LibraryReader, indices: np.ndarr
     settings = settings or InferenceSettings()
     for index, probability in predict_probabilities(model, reader, indices, batch, settings.tta):
         yield index, probability_to_mask(probability, settings.threshold, settings.min_speck, settings.link_threshold)
+
+
+class PredictionFileError(ValueError):
+    """A prediction PNG of `evaluate --predictions` that cannot be scored; one line naming it."""
+
+
+def read_prediction(path: Path, size: int) -> np.ndarray:
+    """The prediction `path` as 8-bit gray (size, size), thresholded by the caller.
+
+    Its header's size is checked before it is decoded: a small PNG can declare 32000 x 32000 px,
+    and decoding it first took seconds and gigabytes only to refuse it afterwards.
+    """
+    declared = header_size(path)
+    if declared is not None and declared != (size, size):
+        raise PredictionFileError(f"{path} is {declared[0]}x{declared[1]}; the library's images are {size}x{size}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8 or image.ndim != 2:
+        raise PredictionFileError(f"{path} is not an 8-bit gray PNG")
+    if image.shape != (size, size):
+        raise PredictionFileError(f"{path} is {image.shape[1]}x{image.shape[0]}; "
+                                  f"the library's images are {size}x{size}")
+    return image

@@ -39,9 +39,9 @@ from model import figures
 from model.data import DataError, LibraryReader
 from model.data.reader import HOLE_SIDE
 from model.inference.settings import save_settings
-from model.scoring.evaluate import evaluate, model_method
+from model.scoring.evaluate import EvaluationError, evaluate, model_method
 from model.training.batchnorm import BATCHES as BN_BATCHES, recalibrate_batchnorm
-from model.training.tune import sweep
+from model.training.tune import TuneError, sweep
 from model.network.losses import DEFAULT_CLDICE_WEIGHT, LOSSES
 from model.network.presets import ModelConfigError, model_config
 from model.network.unet import build_unet
@@ -110,8 +110,8 @@ class TrainOptions:
             raise TrainError(f"--seed must be >= 0, got {self.seed}")
         if self.loss not in LOSSES:
             raise TrainError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if not self.cldice_weight >= 0:
-            raise TrainError(f"--cldice-weight must be >= 0, got {self.cldice_weight}")
+        if not (self.cldice_weight >= 0 and math.isfinite(self.cldice_weight)):  # inf trains on NaN losses
+            raise TrainError(f"--cldice-weight must be a finite number >= 0, got {self.cldice_weight}")
         if self.crop is not None and self.crop <= 0:
             raise TrainError(f"--crop must be > 0, got {self.crop}")
         if not (self.corrupt_scale > 0 and math.isfinite(self.corrupt_scale)):
@@ -421,14 +421,20 @@ class _Run:
         model.save(partial)
         os.replace(partial, best)
         self.echo(f"choosing the inference settings of {best.name} on the validation split")
-        settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
+        try:
+            settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
+        except TuneError as error:  # e.g. NaN probabilities: no setting can be chosen on them
+            raise TrainError(f"{best}: {error}") from None
         written = save_settings(best, settings)
         self.echo(f"{settings.describe()} -> {written.name}")
         self.echo(f"evaluating {best.name} (epoch {self.state.best_epoch}) on the test split")
         method = model_method(model, self.options.batch, f"model {best.name} (epoch {self.state.best_epoch})",
                               settings)
-        evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
-                              progress=self.progress)
+        try:
+            evaluation = evaluate(self.reader.path, method, self.run_dir, "test", reader=self.reader,
+                                  progress=self.progress)
+        except EvaluationError as error:
+            raise TrainError(f"{best}: {error}") from None
         self.echo(evaluation.table())
         return evaluation.results[evaluation.headline]
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from model.data import DataError, LibraryReader
-from model.inference.postprocess import link_line, linked_mask
+from model.inference.postprocess import ModelOutputError, link_line, linked_mask
 from model.methods import bridged, remove_specks
 from model.inference.settings import InferenceSettings, save_settings
 from model.scoring.metrics import MetricAccumulator, image_statistics
@@ -81,7 +81,7 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
     for tta in tta_choices:
         meters = {(t, link, s, b): MetricAccumulator() for t, link in pairs_tried for s in min_specks
                   for b in bridge_choices if not (b and link is not None)}
-        for index, probability in predict_probabilities(model, reader, indices, batch, tta):
+        for index, probability in _probabilities(model, reader, indices, batch, tta):
             micro, label = pairs[index]
             # Each link line once per image: it depends on the link threshold alone.
             lines = {link: link_line(probability, link) for link in link_thresholds if link is not None}
@@ -115,15 +115,27 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
     return Tuning(settings, rows)
 
 
+def _probabilities(model: Any, reader: LibraryReader, indices: np.ndarray, batch: int,
+                   tta: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """predict_probabilities, with NaN or infinite probabilities a TuneError (no setting can be chosen on them)."""
+    try:
+        yield from predict_probabilities(model, reader, indices, batch, tta)
+    except ModelOutputError as error:
+        raise TuneError(str(error)) from None
+
+
 def tune_saved(model_path: str | os.PathLike[str], data: str | os.PathLike[str], **options: Any) -> Tuning:
     """Sweep a saved model on a library's validation split and store the choice beside the model."""
-    from model.inference.predict import PredictError, load_model
+    from model.inference.predictor import PredictError, check_signature, load_model
 
     try:
         model = load_model(model_path)
+        rows, cols = check_signature(model)  # a 3-channel input gave a traceback, 2 output channels settings
         reader = LibraryReader(data)
     except (PredictError, DataError) as error:
         raise TuneError(str(error)) from None
+    if (rows, cols) != (None, None) and (rows, cols) != (reader.size, reader.size):
+        raise TuneError(f"the model takes {rows}x{cols} inputs; the library's images are {reader.size}x{reader.size}")
     tuning = sweep(model, reader, **options)
     save_settings(Path(model_path), tuning.settings)
     return tuning

@@ -36,8 +36,9 @@ The other rooms reach storage only through `Files` and zarr through `Files.zarr_
 """
 
 from .errors import UNREPAIRABLE, StoreBusy, StoreDamaged, StoreError, verify_hint
-from .files import (Files, LocalFiles, Location, StoreURL, atomic_write, check_creatable, check_writable_folder, files_at,
-                    is_url, store_location, writer_lock)
+from .files import (NO_SPACE, Files, LocalFiles, Location, StoreURL, atomic_write, check_creatable,
+                    check_writable_folder, files_at, is_no_space, is_url, no_space_line, os_error_line,
+                    store_location, write_error_line, writer_lock)
 from .layout import (ALL_ARRAYS, ARRAY_ATTRIBUTES, CHUNK_KEYS, DONE, FORMAT, FORMAT_VERSION, GRAINS_CODEC,
                      IMAGE_ARRAYS, IMAGE_CODEC, IMAGE_CRC, IMAGE_DTYPES, MAX_SHARD, META_ARRAYS, META_CHUNK,
                      MIN_SHARDS, NO_CRC, OPTIONAL_ARRAYS, PER_SAMPLE_ARRAYS, SAMPLE_IMAGES, file_count,
@@ -48,10 +49,12 @@ from .reading import ImageReader
 from .writing import ImageWriter
 
 __all__ = [
-    "ALL_ARRAYS", "ARRAY_ATTRIBUTES", "CHUNK_KEYS", "DONE", "FORMAT", "FORMAT_VERSION", "GRAINS_CODEC", "IMAGE_ARRAYS",
-    "IMAGE_CODEC", "IMAGE_CRC", "IMAGE_DTYPES", "MAX_SHARD", "META_ARRAYS", "META_CHUNK", "MIN_SHARDS", "NO_CRC",
-    "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE", "Files", "ImageReader", "ImageWriter",
-    "LibraryStore", "LocalFiles", "Location", "StoreBusy", "StoreDamaged", "StoreError", "atomic_write", "check_creatable",
-    "check_writable_folder", "creation_cut_short", "file_count", "files_at", "is_store", "project_group",
-    "StoreURL", "is_url", "shard_samples", "software_versions", "store_location", "verify_hint", "writer_lock",
+    "ALL_ARRAYS", "ARRAY_ATTRIBUTES", "CHUNK_KEYS", "DONE", "FORMAT", "FORMAT_VERSION", "GRAINS_CODEC",
+    "IMAGE_ARRAYS", "IMAGE_CODEC", "IMAGE_CRC", "IMAGE_DTYPES", "MAX_SHARD", "META_ARRAYS", "META_CHUNK",
+    "MIN_SHARDS", "NO_CRC", "NO_SPACE", "OPTIONAL_ARRAYS", "PER_SAMPLE_ARRAYS", "SAMPLE_IMAGES", "UNREPAIRABLE",
+    "Files", "ImageReader", "ImageWriter", "LibraryStore", "LocalFiles", "Location", "StoreBusy", "StoreDamaged",
+    "StoreError", "StoreURL", "atomic_write", "check_creatable", "check_writable_folder", "creation_cut_short",
+    "file_count", "files_at", "is_no_space", "is_store", "is_url", "no_space_line", "os_error_line",
+    "project_group", "shard_samples", "software_versions", "store_location", "verify_hint", "write_error_line",
+    "writer_lock",
 ]

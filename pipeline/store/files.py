@@ -11,9 +11,11 @@ Every other room reaches the bytes of a store through a `Files` (and zarr throug
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import warnings
@@ -23,6 +25,10 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from .errors import StoreBusy, StoreError
+
+# A full disk, or a full quota: the same advice (free some space) and the same one line.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_PARTIAL_NAME = re.compile(r"\.[0-9a-f]{16,32}\.partial$")
 
 
 class Files(Protocol):
@@ -215,9 +221,41 @@ def atomic_write(target: Path, data: bytes) -> None:
         with open(partial, "wb") as handle:
             handle.write(data)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if is_no_space(exc):  # a failed write or close names no file: name the target for the message
+            raise OSError(exc.errno, exc.strerror, str(target)) from None  # type: ignore[union-attr]
         raise
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """True for the OSError of a full disk (or quota)."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+
+
+def no_space_line(exc: OSError, target: str | os.PathLike[str] | None = None, outcome: str = "") -> str:
+    """One line for a full disk: `target` (else the file the error names, less its partial suffix) and `outcome`
+    (what was kept or removed), ending with what to do."""
+    where = target if target is not None else _PARTIAL_NAME.sub("", str(exc.filename or "")) or "the output"
+    then = f"{outcome}; " if outcome else ""
+    return f"cannot write {where}: no space left on device; {then}free some space and run it again"
+
+
+def write_error_line(exc: OSError, target: str | os.PathLike[str], outcome: str = "") -> str:
+    """One line for an OSError writing `target`: `no_space_line` for a full disk, else the system's reason."""
+    if is_no_space(exc):
+        return no_space_line(exc, target, outcome)
+    return f"cannot write {target}: {exc.strerror or exc}{'; ' + outcome if outcome else ''}"
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError no command expected: the file it names (shortened) and the system's reason."""
+    if is_no_space(exc):
+        return no_space_line(exc)
+    name = _PARTIAL_NAME.sub("", str(exc.filename or ""))
+    if len(name) > 120:
+        name = f"{name[:60]}...{name[-40:]} ({len(name)} characters)"
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
 
 
 @contextmanager

@@ -49,9 +49,10 @@ PER_SAMPLE_ARRAYS: dict[str, tuple[str, Any]] = {**META_ARRAYS, DONE: ("bool", F
 # (N, 3) uint32: the CRC32C of each sample's inner chunk of micro, label and grains, recorded by the
 # driver at commit. A reader compares it with the chunk it reads: a shard file moved or swapped
 # (each chunk's own checksum still valid) reads as damage, not as another sample's images.
-# Stores made before it existed lack it and are read without that check (docs/store.md).
+# A store without it (made before it existed, or one that lost it) is damaged until `verify --repair`
+# rebuilds it (docs/store.md).
 IMAGE_CRC = "image_crc"
-NO_CRC = 0  # not recorded (a sample not done, or written by a version without the array)
+NO_CRC = 0  # not recorded (a sample not done)
 ALL_ARRAYS = (*SAMPLE_IMAGES, *META_ARRAYS, DONE)
 # Every image array a store may hold, in `image_crc`'s column order.
 ALL_IMAGES = (*SAMPLE_IMAGES, *OPTIONAL_IMAGES)

@@ -18,11 +18,11 @@ import zarr
 
 from ..config import GenerationConfig
 from ..sample import SampleMeta
-from .errors import StoreError
+from .errors import UNREPAIRABLE, StoreDamaged, StoreError
 from .files import Files, Location, StoreURL, files_at, store_location
 from .integrity import read_recorded
 from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
-from .opening import create_arrays, is_store, open_arrays
+from .opening import create_arrays, create_crc_array, is_store, open_arrays
 from .reading import ImageReader, read_per_sample
 from .writing import ImageWriter, commit, grow, remove_partials
 
@@ -35,6 +35,7 @@ class LibraryStore:
     group: zarr.Group
     arrays: dict[str, zarr.Array]
     files: Files = field(compare=False, repr=False)
+    crc_problem: str | None = None  # what is wrong with `image_crc`, in a store opened for verify (else None)
     _readers: dict[str, ImageReader] = field(default_factory=dict, compare=False, repr=False)
 
     # --- opening -------------------------------------------------------------------------
@@ -52,12 +53,22 @@ class LibraryStore:
         return cls.open(path, mode="r+")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | StoreURL, mode: str = "r") -> LibraryStore:
-        """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not."""
+    def open(cls, path: str | os.PathLike[str] | StoreURL, mode: str = "r",
+             crc_damage_allowed: bool = False) -> LibraryStore:
+        """Open an existing format-2 store of this project (mode 'r' or 'r+'); StoreError says why not.
+
+        With `crc_damage_allowed` (verify) damaged recorded checksums are no error: `crc_problem` says
+        what is wrong and the store reads without them.
+        """
         path = store_location(path)
         files = files_at(path)
-        group, arrays = open_arrays(files, mode)
-        return cls(path, group, arrays, files)
+        group, arrays, crc_problem = open_arrays(files, mode, crc_damage_allowed)
+        return cls(path, group, arrays, files, crc_problem)
+
+    def rebuild_crc_array(self) -> LibraryStore:
+        """This store (opened 'r+') with a fresh `image_crc` in place of its damaged one, nothing recorded."""
+        create_crc_array(self.group, self.count, len(self.images), overwrite=True)
+        return LibraryStore.open(self.path, mode="r+")
 
     @staticmethod
     def remove(path: str | os.PathLike[str] | StoreURL) -> None:
@@ -110,7 +121,24 @@ class LibraryStore:
 
     def done(self) -> np.ndarray:
         """Boolean mask of the samples whose data and metadata are complete (StoreDamaged if unreadable)."""
-        return np.asarray(read_per_sample(self.files, self.arrays[DONE], self.count), dtype=bool)
+        done = np.asarray(read_per_sample(self.files, self.arrays[DONE], self.count), dtype=bool)
+        self._check_count()
+        return done
+
+    def _check_count(self) -> None:
+        """StoreDamaged if samples past the root `count` are done: the count was lowered behind the store's back
+        (read as that many samples). Arrays longer than `count` with none done there are a grow cut short."""
+        array = self.arrays[DONE]
+        if array.shape[0] <= self.count:
+            return
+        try:
+            beyond = np.flatnonzero(np.asarray(array[self.count :], dtype=bool))
+        except Exception:  # noqa: BLE001 - a chunk a grow cut short never wrote whole: nothing done there
+            return
+        if beyond.size:
+            where = self.files.where()
+            raise StoreDamaged(f"{where} is damaged: its root zarr.json gives count {self.count}, but sample "
+                               f"{self.count + int(beyond[-1])} is done; {UNREPAIRABLE}")
 
     def metadata(self, name: str) -> np.ndarray:
         """One per-sample array, whole (StoreDamaged if a chunk is missing or fails its checksum)."""

@@ -97,17 +97,31 @@ def create_arrays(files: Files, config: GenerationConfig, seed: int, count: int,
             dimension_names=("sample",), attributes=ARRAY_ATTRIBUTES[name],
         )
         writable(array)[:] = np.full(count, fill, dtype=dtype)  # every chunk file exists from the start
-    crc = group.create_array(
-        IMAGE_CRC, shape=(count, len(images)), chunks=(META_CHUNK, len(images)), dtype="uint32",
-        fill_value=NO_CRC, compressors=(ZstdCodec(), Crc32cCodec()),
-        chunk_key_encoding=CHUNK_KEYS, dimension_names=("sample", "image"), attributes=ARRAY_ATTRIBUTES[IMAGE_CRC],
-    )
-    writable(crc)[:] = unrecorded(count, len(images))
+    create_crc_array(group, count, len(images))
     group.attrs["complete"] = True  # last
 
 
-def open_arrays(files: Files, mode: str) -> tuple[zarr.Group, dict[str, zarr.Array]]:
-    """The root group and arrays of the format-2 store in `files` (mode 'r' or 'r+'); StoreError says why not."""
+def create_crc_array(group: zarr.Group, count: int, images: int, overwrite: bool = False) -> zarr.Array:
+    """The `image_crc` array of `count` samples, nothing recorded (every chunk file written); with
+    `overwrite`, in place of a damaged one (verify --repair rebuilds it)."""
+    crc = group.create_array(
+        IMAGE_CRC, shape=(count, images), chunks=(META_CHUNK, images), dtype="uint32",
+        fill_value=NO_CRC, compressors=(ZstdCodec(), Crc32cCodec()), overwrite=overwrite,
+        chunk_key_encoding=CHUNK_KEYS, dimension_names=("sample", "image"), attributes=ARRAY_ATTRIBUTES[IMAGE_CRC],
+    )
+    writable(crc)[:] = unrecorded(count, images)
+    return writable(crc)
+
+
+def open_arrays(files: Files, mode: str, crc_damage_allowed: bool = False
+                ) -> tuple[zarr.Group, dict[str, zarr.Array], str | None]:
+    """The root group and arrays of the format-2 store in `files` (mode 'r' or 'r+'), and what is wrong with its
+    recorded checksums (None: nothing); StoreError says why not.
+
+    Damaged checksums (`image_crc` missing, its metadata unreadable, a chunk file missing) are
+    StoreDamaged, unless `crc_damage_allowed` (verify, which reports and rebuilds them): then the
+    arrays lack `image_crc` and the third value says what is wrong, after reading the array whole.
+    """
     where = files.where()
     if not files.exists():
         raise StoreError(f"{where} does not exist")
@@ -138,15 +152,45 @@ def open_arrays(files: Files, mode: str) -> tuple[zarr.Group, dict[str, zarr.Arr
         except Exception as exc:  # noqa: BLE001 - missing or garbage zarr.json of one array
             raise StoreDamaged(f"{where} is damaged: array {name!r} is missing or its metadata cannot be read "
                                f"({type(exc).__name__}); {verify_hint(where)}") from None
-    if files.has(f"{IMAGE_CRC}/zarr.json"):  # absent from stores made before it existed (no listing)
+    # Not group.array_keys(): it parses every array's zarr.json, and a garbage one was a traceback.
+    crc_problem = None
+    if not files.has(f"{IMAGE_CRC}/{ROOT}"):
+        crc_problem = "are missing"
+    else:
         try:
             arrays[IMAGE_CRC] = writable(group[IMAGE_CRC])
         except Exception as exc:  # noqa: BLE001 - garbage zarr.json
-            raise StoreDamaged(f"{where} is damaged: the metadata of array {IMAGE_CRC!r} cannot be read "
-                               f"({type(exc).__name__}); {UNREPAIRABLE}") from None
+            crc_problem = f"have metadata that cannot be read ({IMAGE_CRC}/zarr.json: {type(exc).__name__})"
     count = check_description(where, group.attrs, arrays)
     short = [name for name, array in arrays.items() if array.shape[0] < count]
     if short:
         raise StoreDamaged(f"{where} is damaged: array {short[0]!r} holds fewer than the {count} planned samples; "
                            f"{verify_hint(where)}")
-    return group, arrays
+    if crc_problem is None:
+        crc_problem = _crc_chunk_problem(files, arrays[IMAGE_CRC], count, read=crc_damage_allowed)
+    if crc_problem is not None:
+        arrays.pop(IMAGE_CRC, None)
+        if not crc_damage_allowed:
+            raise StoreDamaged(crc_damage_line(where, crc_problem))
+    return group, arrays, crc_problem
+
+
+def crc_damage_line(where: str, problem: str) -> str:
+    """The one line for a store whose recorded checksums are damaged (`problem`: what is wrong with them)."""
+    return (f"{where} is damaged: its recorded image checksums ({IMAGE_CRC}) {problem}, so a moved or swapped "
+            f"shard would read as another sample; rebuild them with `python cli.py verify {where} --repair`")
+
+
+def _crc_chunk_problem(files: Files, array: zarr.Array, count: int, read: bool) -> str | None:
+    """What is wrong with the chunks of `image_crc` (one file each from creation on), or None; with `read`,
+    the whole array is also read (CRC32C checked)."""
+    for chunk in range(-(-count // META_CHUNK)):
+        if not files.has(f"{IMAGE_CRC}/{array.metadata.encode_chunk_key((chunk, 0))}"):
+            first = chunk * META_CHUNK
+            return f"of samples {first}-{min(first + META_CHUNK, count) - 1} are missing"
+    if read:
+        try:
+            np.asarray(array[:count])
+        except Exception as exc:  # noqa: BLE001 - a checksum mismatch or garbage chunk, whatever the codec raises
+            return f"cannot be read ({type(exc).__name__})"
+    return None
