@@ -114,8 +114,10 @@ def evaluate(data: str | os.PathLike[str], *, split: str = "test", model_path: s
     with command_errors(evaluation.EvaluationError, store=data):
         if use_model:
             overrides = {"threshold": threshold, "link_threshold": link_threshold, "min_speck": min_speck, "tta": tta}
-            gray = model_path is None and evaluation.reads_micrographs(data)
-            method = evaluation.saved_model(model_path, batch, overrides, plus_bridge, gray)
+            if model_path is None and evaluation.reads_micrographs(data):  # predict's own route for gray input
+                method = evaluation.default_route(batch, overrides)
+            else:
+                method = evaluation.saved_model(model_path, batch, overrides, plus_bridge)
         elif predictions is not None:
             method = evaluation.prediction_folder(predictions)
         else:

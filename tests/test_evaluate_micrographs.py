@@ -64,8 +64,7 @@ def test_the_prep_bridge_baseline_is_what_predict_method_bridge_writes(run_cli, 
         assert scored["png"][key] == scored["baseline"][key], key
 
 
-def test_a_boundary_map_baseline_on_micrographs_and_no_micrograph_model_are_one_line(
-        run_cli, tmp_path, micrographs, tiny_library, monkeypatch):
+def test_a_boundary_map_baseline_on_micrographs_is_one_line(run_cli, tmp_path, micrographs, tiny_library):
     store, _ = micrographs
     line = one_error_line(run_cli("evaluate", "--data", store, "--baseline", "bridge", "--out", tmp_path / "a",
                                   "--no-progress"))
@@ -73,12 +72,29 @@ def test_a_boundary_map_baseline_on_micrographs_and_no_micrograph_model_are_one_
     line = one_error_line(run_cli("evaluate", "--data", tiny_library, "--baseline", "prep", "--out", tmp_path / "b",
                                   "--no-progress"))
     assert "holds binary boundary maps" in line
-    import model.pretrained
-
-    monkeypatch.setattr(model.pretrained, "MICROGRAPH_MODEL", tmp_path / "absent.keras")
-    line = one_error_line(run_cli("evaluate", "--data", store, "--out", tmp_path / "c", "--no-progress"))
-    assert "no micrograph model is installed" in line
     assert not any(tmp_path.iterdir())
+
+
+def test_without_model_the_headline_is_what_predict_does_to_the_micrographs(run_cli, tmp_path, micrographs,
+                                                                            monkeypatch):
+    """No --model on a gray store: the headline row is predict's own route (here, with no micrograph
+    model installed: the automatic preparation, the bundled model and the bridge), and it scores
+    exactly as the PNGs `predict` writes with no option."""
+    import model.inference.restore
+
+    monkeypatch.setattr(model.inference.restore, "MICROGRAPH_MODEL", tmp_path / "none.keras")
+    store, png = micrographs
+    predicted = run_cli("predict", png / "micro", "--out", tmp_path / "default", "--no-progress")
+    assert predicted.exit_code == 0, predicted.output
+    scored = {}
+    for name, args in {"png": ["--predictions", tmp_path / "default"], "route": []}.items():
+        result = run_cli("evaluate", "--data", store, *args, "--split", "all", "--out", tmp_path / name,
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+        scored[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert list(scored["route"]["rows"]) == ["prep+model+bridge", "prep+bridge", "prep"]
+    for key in ("miou", "boundary_f1", "grain_count_error", "grain_match", "grain_ari", "astm_g_error"):
+        assert scored["png"][key] == scored["route"][key], key
 
 
 def test_exported_micrographs_import_as_a_micrograph_store(run_cli, tmp_path, micrographs):

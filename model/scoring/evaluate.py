@@ -9,7 +9,7 @@ reach on the same images. On a store of gray micrographs (the micrograph preset)
 the classical route a user gets without a model instead: `prep+bridge` (`predict --method bridge`:
 automatic preparation, then the bridge) and `prep` (`--method none`: the preparation alone); no
 pixel of a gray input counts as erased, so gap recall is n/a there, and without `--model` the
-bundled micrograph model is scored. Outputs in OUT: metrics.json (the headline's figures at its top level,
+headline is what `predict` with no option does to a gray micrograph (`default_route`). Outputs in OUT: metrics.json (the headline's figures at its top level,
 every row under `rows`), report.md, evaluation.png (the headline's outputs). TensorFlow is
 imported only for a model.
 """
@@ -166,20 +166,38 @@ def prediction_folder(folder: str | os.PathLike[str]) -> Method:
     return Method(f"predictions {folder.name}", predict, check=check)
 
 
+def default_route(batch: int, overrides: dict[str, Any] | None = None) -> Method:
+    """What `predict` with no option does to a gray micrograph, image by image (model.inference.restore):
+    the bundled micrograph model and its settings when one is installed, else the automatic
+    preparation, then the bundled model (and the bridge when its settings say so); `overrides`
+    (threshold, link_threshold, min_speck, tta) as predict's options."""
+    from model.inference.predictor import PredictError
+    from model.inference.restore import RestoreOptions, Restorer
+
+    try:
+        restorer = Restorer(RestoreOptions(batch=batch, **{k: v for k, v in (overrides or {}).items() if v is not None}))
+    except PredictError as error:
+        raise EvaluationError(str(error)) from None
+    route = restorer.micrograph or restorer
+    row = f"micrograph {route.method}" if restorer.micrograph is not None else f"prep+{route.method}"
+
+    def predict(reader: LibraryReader, indices: np.ndarray) -> Predictions:
+        for index in indices:
+            micro, _ = reader.read_pair(int(index))
+            yield int(index), restorer.restore(micro.astype(np.float32) / np.float32(255), binary=False)[0]
+
+    return Method(f"predict's default on gray micrographs ({route.model_path.name})", predict, row=row)
+
+
 def saved_model(path: str | os.PathLike[str] | None, batch: int, overrides: dict[str, Any] | None = None,
-                plus_bridge: bool = False, gray: bool = False) -> Method:
-    """A saved Keras model (loaded in safe mode; when `path` is None the bundled model, or with `gray`
-    the bundled micrograph model), run on the split in batches under the inference settings stored
-    beside it, with `overrides` (threshold, link_threshold, min_speck, tta) replacing any of them."""
+                plus_bridge: bool = False) -> Method:
+    """A saved Keras model (loaded in safe mode; the bundled model when `path` is None), run on the
+    split in batches under the inference settings stored beside it, with `overrides` (threshold,
+    link_threshold, min_speck, tta) replacing any of them."""
     from model.inference.predict import PredictError, load_model
     from model.inference.settings import SettingsError, load_settings
-    from model.pretrained import MICROGRAPH_MODEL, NoModelError, resolve_model
+    from model.pretrained import NoModelError, resolve_model
 
-    if path is None and gray:
-        if not MICROGRAPH_MODEL.is_file():
-            raise EvaluationError(f"the store holds gray micrographs and no micrograph model is installed at "
-                                  f"{MICROGRAPH_MODEL}; pass --model PATH or --baseline prep+bridge")
-        path = MICROGRAPH_MODEL
     try:
         path = resolve_model(path)
         settings = load_settings(path)
