@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 try:
     import click
@@ -156,6 +156,14 @@ STOPPED = {
 }
 
 
+def _exit_stopped(code: int) -> NoReturn:
+    """Exit after the one line of a stopped command. Objects the interruption left half-made (an
+    asyncio event loop whose constructor Ctrl-C cut short) complain as they are collected at exit
+    ("Exception ignored in ... BaseEventLoop.__del__"): nothing the user needs, so it is not printed."""
+    sys.unraisablehook = lambda unraisable: None
+    sys.exit(code)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
 
@@ -174,7 +182,7 @@ def _stopped_in_one_line(ctx: click.Context) -> Iterator[None]:
         command = _resume_command().removesuffix(" --resume")
         what = STOPPED.get(ctx.invoked_subcommand or "", "run the same command again").format(command=command)
         click.echo(f"{'terminated' if isinstance(stop, _Terminated) else 'interrupted'}: {what}", err=True)
-        sys.exit(SIGTERM_EXIT if isinstance(stop, _Terminated) else 130)
+        _exit_stopped(SIGTERM_EXIT if isinstance(stop, _Terminated) else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -196,7 +204,7 @@ def _run_that_may_stop() -> Iterator[None]:
         yield
     except Interrupted as exc:
         click.echo(str(exc), err=True)
-        sys.exit(SIGTERM_EXIT if received else 130)
+        _exit_stopped(SIGTERM_EXIT if received else 130)
     except RunStopped as exc:  # the workers are gone
         raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
                                    f"to continue, run: {_resume_command()}") from None
