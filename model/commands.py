@@ -112,9 +112,10 @@ def evaluate(data: str | os.PathLike[str], *, split: str = "test", model_path: s
     from model.scoring import evaluate as evaluation
 
     with command_errors(evaluation.EvaluationError, store=data):
+        reader = None  # opened here only when the store decides the method, then used for the scoring
         if use_model:
             overrides = {"threshold": threshold, "link_threshold": link_threshold, "min_speck": min_speck, "tta": tta}
-            if model_path is None and evaluation.reads_micrographs(data):  # predict's own route for gray input
+            if model_path is None and (reader := evaluation.open_reader(data)).gray:  # predict's own route
                 method = evaluation.default_route(batch, overrides)
             else:
                 method = evaluation.saved_model(model_path, batch, overrides, plus_bridge)
@@ -122,7 +123,8 @@ def evaluate(data: str | os.PathLike[str], *, split: str = "test", model_path: s
             method = evaluation.prediction_folder(predictions)
         else:
             method = evaluation.baseline(str(baseline))
-        result = evaluation.evaluate(data, method, out, split, limit, progress=progress_bar if progress else None)
+        result = evaluation.evaluate(data, method, out, split, limit, progress=progress_bar if progress else None,
+                                     reader=reader)
     echo(result.table())
     echo(f"{split} split, {int(result.results[result.headline]['images'])} samples -> {out}")
 

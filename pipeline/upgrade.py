@@ -23,7 +23,7 @@ from .config import GenerationConfig
 from .sample import Sample
 from .store import (DONE, IMAGE_CRC, META_ARRAYS, SAMPLE_IMAGES, LibraryStore, Location, StoreError, StoreURL,
                     check_creatable, files_at, is_no_space, no_space_line, project_group, store_location)
-from .verify import verify
+from .verify import VerifyReport, verify
 
 OLD_FORMAT = 1
 LISTED = 10
@@ -73,11 +73,7 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
     count = int(attrs["count"])
     partial = new.with_name(f"{new.name}.{secrets.token_hex(8)}.partial")
     try:
-        _write(group, old, partial, attrs, count, echo)
-        report = verify(partial)
-        if report.bad:
-            listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
-            raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
+        report = _write_verified(group, old, partial, attrs, count, echo)
         os.rename(partial, new)
     except BaseException as exc:  # Ctrl-C included: leave no half-written store behind
         shutil.rmtree(partial, ignore_errors=True)
@@ -87,6 +83,17 @@ def upgrade(old: str | os.PathLike[str], new: str | os.PathLike[str],
     done = int(report.checked)
     return UpgradeReport(old, new, count, done, sum(1 for p in old.rglob("*") if p.is_file()),
                          sum(1 for p in new.rglob("*") if p.is_file()))
+
+
+def _write_verified(group: zarr.Group, old: Path, target: Location, attrs: dict, count: int,
+                    echo: Callable[[str], None]) -> VerifyReport:
+    """Write the format-2 copy of `old` at `target` and verify it; UpgradeError naming the samples that fail."""
+    _write(group, old, target, attrs, count, echo)
+    report = verify(target)
+    if report.bad:
+        listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
+        raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
+    return report
 
 
 def _amount(size: int) -> str:
@@ -110,11 +117,7 @@ def _upgrade_to_url(group: zarr.Group, old: Path, new: StoreURL, echo: Callable[
     attrs = dict(group.attrs)
     count = int(attrs["count"])
     try:
-        _write(group, old, new, attrs, count, echo)
-        report = verify(new)
-        if report.bad:
-            listed = ", ".join(map(str, report.bad[:LISTED])) + (" ..." if len(report.bad) > LISTED else "")
-            raise UpgradeError(f"the upgraded copy of {old} fails verification at samples {listed}; nothing written")
+        report = _write_verified(group, old, new, attrs, count, echo)
     except BaseException:  # Ctrl-C included: leave no half-written store behind
         files.remove_all()
         raise

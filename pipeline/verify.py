@@ -96,7 +96,7 @@ def _check(store: LibraryStore, indices: Iterable[int], meta: dict[str, np.ndarr
     """Indices of the given samples that break the contract, each named through `echo` with why."""
     has_grain_map = store.source_kind != IMPORT_KIND
     size, seed, names = store.config.size, store.seed, store.images
-    gray = "clean" in names  # a micrograph store: micro and clean are gray, erased_fraction is the render's
+    gray = store.gray  # a micrograph store: micro and clean are gray, erased_fraction is the render's
     reader = store.image_reader(names)
     bad = []
     for index in (int(i) for i in indices):

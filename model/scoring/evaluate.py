@@ -132,10 +132,10 @@ def _classical_route(method: str) -> Any:
     return Restorer(RestoreOptions(method=method))
 
 
-def reads_micrographs(data: str | os.PathLike[str]) -> bool:
-    """Whether the store at `data` holds gray micrographs (EvaluationError when it cannot be read)."""
+def open_reader(data: str | os.PathLike[str]) -> LibraryReader:
+    """The reader of the store at `data` (EvaluationError, one line, when it cannot be read)."""
     try:
-        return LibraryReader(data).gray
+        return LibraryReader(data)
     except DataError as error:
         raise EvaluationError(str(error)) from None
 
@@ -285,10 +285,7 @@ def evaluate(data: str | os.PathLike[str], method: Method, out_dir: str | os.Pat
     `reader` may be given instead of `data` (a training run passes its own, limit included).
     """
     if reader is None:
-        try:
-            reader = LibraryReader(data)
-        except DataError as error:
-            raise EvaluationError(str(error)) from None
+        reader = open_reader(data)
     indices = split_indices(reader, split, limit)
     gray = reader.gray
     if method.baseline is not None and method.baseline not in baselines_for(gray):
