@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import shlex
 import signal
 import sys
@@ -135,6 +136,19 @@ def main() -> None:
     """The `reconstruction-gb` console command (the same group as `python cli.py`)."""
     try:
         cli()
+    except _Stopped as stop:
+        # Objects the interruption left half-made (an event loop whose constructor Ctrl-C cut short)
+        # complain as they are collected at exit ("Exception ignored in ... BaseEventLoop.__del__"):
+        # nothing the user needs. Native threads a stopped command leaves running (OpenCV's,
+        # TensorFlow's) can abort Python's finalization ("Fatal Python error: PyThreadState_Get",
+        # exit -6 instead of 143), so such a command leaves at once: the stop has already unwound
+        # every writer. `generate` finalizes: Dask's exit handlers take its cluster down.
+        sys.unraisablehook = lambda unraisable: None
+        if not stop.finalize:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stop.code)
+        raise
     finally:
         # Nothing is left to clean up that the OS does not: the interpreter's final garbage
         # collections over every module (Dask's, zarr's) took about 0.4 s of CPU after a run.
@@ -156,12 +170,18 @@ STOPPED = {
 }
 
 
-def _exit_stopped(code: int) -> NoReturn:
-    """Exit after the one line of a stopped command. Objects the interruption left half-made (an
-    asyncio event loop whose constructor Ctrl-C cut short) complain as they are collected at exit
-    ("Exception ignored in ... BaseEventLoop.__del__"): nothing the user needs, so it is not printed."""
-    sys.unraisablehook = lambda unraisable: None
-    sys.exit(code)
+class _Stopped(SystemExit):
+    """The exit of a command stopped by Ctrl-C or SIGTERM, after its one line (`main` ends the process)."""
+
+    def __init__(self, code: int, finalize: bool):
+        super().__init__(code)
+        self.finalize = finalize
+
+
+def _exit_stopped(code: int, finalize: bool = True) -> NoReturn:
+    """Exit with `code` after the one line of a stopped command; without `finalize`, `main` leaves
+    the interpreter at once (see there). In-process callers (tests) get an ordinary SystemExit."""
+    raise _Stopped(code, finalize)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -182,7 +202,8 @@ def _stopped_in_one_line(ctx: click.Context) -> Iterator[None]:
         command = _resume_command().removesuffix(" --resume")
         what = STOPPED.get(ctx.invoked_subcommand or "", "run the same command again").format(command=command)
         click.echo(f"{'terminated' if isinstance(stop, _Terminated) else 'interrupted'}: {what}", err=True)
-        _exit_stopped(SIGTERM_EXIT if isinstance(stop, _Terminated) else 130)
+        _exit_stopped(SIGTERM_EXIT if isinstance(stop, _Terminated) else 130,
+                      finalize=ctx.invoked_subcommand == "generate")
     finally:
         signal.signal(signal.SIGTERM, previous)
 
