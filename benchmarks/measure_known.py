@@ -34,7 +34,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.measure.grains import INTERCEPT_OFFSET, INTERCEPT_SLOPE, measure_boundary, planimetric_grain_size  # noqa: E402
-from model.measure.intercepts import LINE_ANGLES, Paths, circle_paths, line_paths  # noqa: E402
+from model.measure.intercepts import LINE_ANGLES, Paths, circle_paths, line_paths, pattern_paths  # noqa: E402
 
 OFFSET = 0.013  # lattice shift (px) so that no pixel centre or test line lies exactly on an edge
 REACH = 2  # candidate seeds: the 5 x 5 lattice cells around a point's own
@@ -223,8 +223,8 @@ def nist_comparison(path: Path, pixel_um: float = NIST_PIXEL_UM) -> dict[str, fl
     # NIST's segments leave the boundary pixels out: the same measure from our lines is the length of
     # test line on grain pixels per crossing.
     in_grain = (found.table.grain_map > 0).ravel()
-    on_grain = sum(float((in_grain[c.paths.flat] * np.repeat(c.paths.step, np.diff(c.paths.first))).sum())
-                   for c in found.per_path)
+    on_grain = sum(float((in_grain[paths.flat] * np.repeat(paths.step, np.diff(paths.first))).sum())
+                   for _, paths in pattern_paths(boundary.shape, "lines", LINE_ANGLES))
     grain_chord_um = on_grain / found.intercepts * pixel_um
     return {"inverted": inverted, "dark_share": round(dark, 4), "grains": found.table.count,
             "min_grain_px": found.min_grain,

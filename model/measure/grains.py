@@ -236,7 +236,7 @@ def measure_boundary(image: np.ndarray, pixel_size_um: float | None = 1.0, min_g
     in_grain = every.grain_map > 0
     families = pattern_paths(image.shape, pattern, angles)
     if field is not None:
-        families = [(label, clip_paths(paths, field)) for label, paths in families]
+        families = ((label, clip_paths(paths, field)) for label, paths in families)
     per_path = tuple(count_crossings(label, paths, near, opened if paths.pixel_exact else widened, in_grain)
                      for label, paths in families)
     crossings = sum(c.count for c in per_path)

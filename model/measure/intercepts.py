@@ -11,6 +11,7 @@ Definitions in docs/measure.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -59,13 +60,28 @@ class Crossings:
     position: np.ndarray  # (P,) float64: distance along the path (px)
     open_count: int  # how many of them cross an open boundary (the rest separate two grains)
     length_px: float  # total length of the paths
-    paths: Paths
+    path_lengths: np.ndarray  # (n,) float64: length of each path (px); its samples are not kept
+    closed: bool  # circles (a path's last piece joins its first)
     corner_bonus: float = 0.0  # diagonals: crossings of grain tips between two samples (see _corner_grains)
 
     @property
     def count(self) -> float:
         """Number of crossings, E112's P (a grain tip grazed between two diagonal samples counts 1/2)."""
         return self.path.size + self.corner_bonus
+
+    def totals(self) -> CrossingTotals:
+        """The family's totals without its per-sample arrays (what summaries read)."""
+        return CrossingTotals(self.label, self.count, self.open_count, self.length_px)
+
+
+@dataclass(frozen=True)
+class CrossingTotals:
+    """The totals of one family of test paths: label, E112's P, open crossings and path length (px)."""
+
+    label: str
+    count: float
+    open_count: int
+    length_px: float
 
 
 def nearest_grain(grain_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -307,8 +323,8 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
     bonus = 0.0
     if paths.corner_steps is not None:
         bonus = _corner_grains(paths, near, ids, change)
-    return Crossings(label, path[order], position[order], int(run_first.size), float(paths.length.sum()), paths,
-                     bonus)
+    return Crossings(label, path[order], position[order], int(run_first.size), float(paths.length.sum()),
+                     paths.length, paths.closed, bonus)
 
 
 def _corner_grains(paths: Paths, near: np.ndarray, ids: np.ndarray, change: np.ndarray) -> float:
@@ -335,10 +351,10 @@ def intercept_lengths(crossings: Crossings) -> tuple[np.ndarray, np.ndarray, np.
     through the start point is one whole intercept, and a circle crossed once is one intercept.
     """
     paths, lengths, complete = [], [], []
-    starts = np.searchsorted(crossings.path, np.arange(crossings.paths.length.size + 1))
-    for k, total in enumerate(crossings.paths.length.tolist()):
+    starts = np.searchsorted(crossings.path, np.arange(crossings.path_lengths.size + 1))
+    for k, total in enumerate(crossings.path_lengths.tolist()):
         at = crossings.position[starts[k]:starts[k + 1]]
-        if crossings.paths.closed:
+        if crossings.closed:
             if at.size == 0:
                 continue
             pieces = np.append(np.diff(at), total - at[-1] + at[0])
@@ -355,8 +371,11 @@ def intercept_lengths(crossings: Crossings) -> tuple[np.ndarray, np.ndarray, np.
     return np.concatenate(paths), np.concatenate(lengths), np.concatenate(complete)
 
 
-def pattern_paths(shape: tuple[int, int], pattern: str, angles: tuple[float, ...]) -> list[tuple[str, Paths]]:
-    """The test paths of a pattern: ("lines", angles) gives one family per angle, ("circles", _) the three circles."""
+def pattern_paths(shape: tuple[int, int], pattern: str, angles: tuple[float, ...]) -> Iterator[tuple[str, Paths]]:
+    """The test paths of a pattern: ("lines", angles) gives one family per angle, ("circles", _) the three
+    circles. Made one family at a time (at 2048 px a family's samples take 32 MB)."""
     if pattern == "circles":
-        return [("circles", circle_paths(shape))]
-    return [(f"{a:g}", line_paths(shape, a)) for a in angles]
+        yield "circles", circle_paths(shape)
+        return
+    for a in angles:
+        yield f"{a:g}", line_paths(shape, a)

@@ -8,13 +8,13 @@ log10(l) - 3.288, l the mean lineal intercept in mm. The algorithms that fill th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from model.scoring.metrics import ASTM_OFFSET, ASTM_SLOPE
 from .distribution import SizeDistribution, size_distribution
-from .intercepts import Crossings
+from .intercepts import Crossings, CrossingTotals
 from .shape import GrainShapes
 
 INTERCEPT_SLOPE, INTERCEPT_OFFSET = -6.643856, 3.288
@@ -42,7 +42,8 @@ def mean_intercept(crossings: float, length_px: float, pixel_size_um: float) -> 
 class GrainTable:
     """The grains of one image, renumbered 1..n in raster order of their first pixel."""
 
-    grain_map: np.ndarray  # (H, W) uint16: grain id, 0 = boundary, speck, left-out border grain or outside the field
+    grain_map: np.ndarray | None  # (H, W) uint16: grain id, 0 = boundary, speck, left-out border grain or outside the
+    # field; None in a lean record (ImageMeasurement.lean)
     area_px: np.ndarray  # (n,) int64
     centroid_x: np.ndarray  # (n,) float64, pixels (column), 0 = centre of the first column
     centroid_y: np.ndarray  # (n,) float64, pixels (row)
@@ -100,13 +101,20 @@ class ImageMeasurement:
     intercepts: float  # E112 P: boundary crossings on all test paths, open ones included (half: a grazed tip)
     open_intercepts: int  # ... of which cross a boundary that separates no two grains
     line_length_px: float  # total length of the test paths
-    per_path: tuple[Crossings, ...]  # one per angle (or the circles)
+    per_path: tuple[Crossings | CrossingTotals, ...]  # one per angle (or the circles); totals only in a lean record
     min_grain: int  # the speck threshold used (px)
     below_min_grain: int  # background pieces smaller than it (not grains)
     pits: int  # compact isolated boundary blobs filled into their grain
     shapes: GrainShapes | None = None  # of the table's grains
     field_px: int = 0  # pixels measured (the field); 0: the whole image
     twins: Twins | None = None
+
+    def lean(self) -> ImageMeasurement:
+        """This record without its image-sized arrays (the grain map, the test paths' samples): every figure
+        of summaries and the report, at a few bytes a grain. A run keeps one per image: whole, a 2048 px
+        image's record held about 150 MB."""
+        return replace(self, table=replace(self.table, grain_map=None),
+                       per_path=tuple(c.totals() if isinstance(c, Crossings) else c for c in self.per_path))
 
     @property
     def pixel_size_um(self) -> float:

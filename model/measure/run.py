@@ -291,4 +291,4 @@ def _measure_one(source: Path, name: str, specimen: str, out_dir: Path, options:
     if options.intercepts_csv:
         write_intercepts_csv(out_dir / f"{name}{INTERCEPTS}", result.per_path, result.pixel_size_um)
     notes = tuple(f"{name}: left out {what} (--keep-data-bar measures it)" for what in left_out)
-    return ImageRecord(source, name, result, scale_source, inverted, specimen, notes)
+    return ImageRecord(source, name, result.lean(), scale_source, inverted, specimen, notes)
