@@ -377,6 +377,10 @@ def upgrade(store: Path, out: Path, storage_options: dict[str, Any] | None) -> N
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (for GPUs with tensor cores).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Weight initialisation, shuffling and augmentation.")
+@click.option("--shuffle-window", type=click.IntRange(min=0), default=None,
+              help="Shuffle the train split by windows of N shards (up to 32 samples each): a window's samples in random "
+              "order, the windows in random order; 0: the whole split at once [default: 8 for a library in object "
+              "storage, which then reads each shard in one request; 0 for a folder].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this trained model's weights (fine-tuning; same preset and sizes).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its own options.")

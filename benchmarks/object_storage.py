@@ -2,8 +2,9 @@
 
 Measures, for `generate --workers W` at S px: pairs/s to local disk and to S3 (the target: S3 at
 >= 0.85x), the S3 requests and bytes per pair of generation; and for the training reader
-(`LibraryReader.read_pair` over the shuffled train split, 16 reads in flight as tf.data runs them
-from a bucket): samples/s from each store (target: S3 >= 0.8x) and requests and bytes per pair.
+(`LibraryReader.dataset` as `train` reads an epoch: the whole train split shuffled from a folder,
+by windows of 8 shards from a bucket, where each shard is then read whole): samples/s from each
+store (target: S3 >= 0.8x), the same order from both, and requests and bytes per pair.
 
 Run from the repo root (needs s3fs and moto[server], both in requirements.txt):
     .venv/bin/python benchmarks/object_storage.py [--count 200] [--size 512] [--workers 2] [--reads 400]
@@ -23,7 +24,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 BUCKET = "bench"
-IN_FLIGHT = 16
+BATCH = 4
+WINDOW = 8  # train's --shuffle-window for a library in object storage (model.training.train.SHUFFLE_WINDOW)
 
 
 def log(message: str) -> None:
@@ -83,31 +84,34 @@ def generate(out: str, count: int, size: int, workers: int) -> float:
     return time.perf_counter() - started
 
 
-def read_rate(location: object, reads: int) -> tuple[float, int]:
-    """Samples/s of the training reader's pair reads over the shuffled train split, and bytes fetched."""
+def read_rate(location: object, reads: int, window: int) -> tuple[float, int]:
+    """Samples/s of the training reader as `train` reads an epoch (LibraryReader.dataset: the train split
+    shuffled with --shuffle-window `window`, augmented, batches of BATCH) over its first `reads` samples,
+    from opening the store to the last batch; and the bytes fetched from object storage."""
     from model.data import LibraryReader
     from pipeline.store import objects
 
     fetched = [0]
-    original = objects.ObjectFiles.read_range
+    originals = {name: getattr(objects.ObjectFiles, name) for name in ("read", "read_range")}
 
-    def counted(self, key, offset, nbytes):  # type: ignore[no-untyped-def]
-        data = original(self, key, offset, nbytes)
-        fetched[0] += len(data)
-        return data
+    def counting(call):  # type: ignore[no-untyped-def]
+        def counted(self, *args):  # type: ignore[no-untyped-def]
+            data = call(self, *args)
+            fetched[0] += len(data)
+            return data
+        return counted
 
-    objects.ObjectFiles.read_range = counted  # type: ignore[method-assign]
+    for name, call in originals.items():
+        setattr(objects.ObjectFiles, name, counting(call))
     try:
-        reader = LibraryReader(location)
-        order = np.random.default_rng(0).permutation(reader.indices("train"))[:reads]
         started = time.perf_counter()
-        if reader.remote:
-            reader._images.prefetch_indices(order, IN_FLIGHT)  # as `batches` does before the first batch
-        with ThreadPoolExecutor(IN_FLIGHT if reader.remote else 1) as pool:
-            list(pool.map(reader.read_pair, order))
-        return len(order) / (time.perf_counter() - started), fetched[0]
+        reader = LibraryReader(location)
+        dataset = reader.dataset("train", BATCH, epoch=0, seed=0, shuffle=True, augment=True, window=window)
+        samples = sum(int(x.shape[0]) for x, _ in dataset.take(reads // BATCH))
+        return samples / (time.perf_counter() - started), fetched[0]
     finally:
-        objects.ObjectFiles.read_range = original  # type: ignore[method-assign]
+        for name, call in originals.items():
+            setattr(objects.ObjectFiles, name, call)
 
 
 def main() -> None:
@@ -138,15 +142,20 @@ def main() -> None:
 
             stored = LibraryStore.open(url).bytes_on_disk()
             _, mark = requests_since(log_file, mark)
-            log("reader: local")
-            local_rate, _ = read_rate(local, args.reads)
-            log("reader: S3")
-            s3_rate, fetched = read_rate(url, args.reads)
-            read, _ = requests_since(log_file, mark)
+            read_rate(local, 8 * BATCH, 0)  # not timed: TensorFlow's import and tf.data's first graph
+            log("reader: local, the whole split shuffled (train's default for a folder)")
+            local_rate, _ = read_rate(local, args.reads, 0)
+            log(f"reader: local, shuffled by windows of {WINDOW} shards")
+            local_window_rate, _ = read_rate(local, args.reads, WINDOW)
+            log(f"reader: S3, shuffled by windows of {WINDOW} shards (train's default for a bucket)")
+            s3_rate, fetched = read_rate(url, args.reads, WINDOW)
+            read, mark = requests_since(log_file, mark)
+            log("reader: S3, the whole split shuffled (--shuffle-window 0: one ranged GET an image)")
+            s3_ranged_rate, _ = read_rate(url, args.reads, 0)
         finally:
             server.terminate()
             server.wait()
-    reads = min(args.reads, int(args.count * 0.7))
+    reads = min(args.reads, int(args.count * 0.7)) // BATCH * BATCH
     result = {
         "benchmark": "object_storage", "date": datetime.date.today().isoformat(),
         "count": args.count, "size": args.size, "workers": args.workers,
@@ -154,8 +163,10 @@ def main() -> None:
         "generate_s3_vs_local": local_s / s3_s,
         "generate_requests_per_pair": {k: v / args.count for k, v in written.items()},
         "generate_bytes_per_pair": stored / args.count,
-        "reader_samples_per_s": {"local": local_rate, "s3": s3_rate},
+        "reader_samples_per_s": {"local": local_rate, f"local_window{WINDOW}": local_window_rate,
+                                 f"s3_window{WINDOW}": s3_rate, "s3_window0": s3_ranged_rate},
         "reader_s3_vs_local": s3_rate / local_rate,
+        "reader_s3_vs_local_same_order": s3_rate / local_window_rate,
         "reader_requests_per_pair": {k: v / reads for k, v in read.items()},
         "reader_bytes_per_pair": fetched / reads,
     }

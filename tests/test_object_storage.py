@@ -6,6 +6,7 @@ AWS environment variables (AWS_ENDPOINT_URL and the keys), as a user of MinIO wo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -252,7 +253,38 @@ def test_evaluate_and_train_read_from_the_bucket(run_cli, s3, tmp_path):
     result = run_cli("train", "--data", url, "--out", run_dir, "--epochs", "1", "--preset", "small", "--batch", "4")
     assert result.exit_code == 0, result.output
     assert f"({64} x {64}, {url})" in result.output
+    assert "shuffle: by windows of 8 shards" in result.output  # the default for a library in object storage
+    assert json.loads((run_dir / "config.json").read_text())["options"]["shuffle_window"] == 8
     assert (run_dir / "best.keras").is_file() or any(run_dir.glob("*.keras"))
+
+
+def test_a_windowed_epoch_reads_each_shard_object_once_and_gives_the_local_pairs(run_cli, s3, tmp_path,
+                                                                                 monkeypatch):
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from model.data import LibraryReader
+    from pipeline.store import objects, store_location
+
+    url, local = f"s3://{BUCKET}/w.zarr", tmp_path / "w.zarr"
+    for out in (url, local):
+        generate(run_cli, out, 128, "--workers", "0")  # 16 shards of 8
+    remote = LibraryReader(store_location(url))
+    assert remote._images.samples_per_shard == 8
+    requests: dict[str, int] = {"read": 0, "read_range": 0, "read_suffix": 0}  # reading images, from here on
+    for name in requests:
+        def counted(self, *args, _name=name, _call=getattr(objects.ObjectFiles, name)):
+            requests[_name] += 1
+            return _call(self, *args)
+        monkeypatch.setattr(objects.ObjectFiles, name, counted)
+    batches = {}
+    for reader in (remote, LibraryReader(local)):
+        dataset = reader.dataset("train", 8, epoch=1, seed=3, shuffle=True, augment=True, window=2)
+        batches[reader is remote] = [(x.numpy(), y.numpy()) for x, y in dataset]
+    for (x, y), (x2, y2) in zip(batches[True], batches[False], strict=True):
+        assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    # micro and label of each of the 16 shards: one whole GET each, no ranged read
+    assert requests == {"read": 32, "read_range": 0, "read_suffix": 0}
 
 
 def _closed_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -178,3 +179,53 @@ def test_corrupt_scale_needs_corrupt(run_cli, tmp_path, extended):
     line = one_error_line(run_cli("train", "--data", extended, "--out", tmp_path / "run", "--corrupt-scale", "2"))
     assert line == "Error: --corrupt-scale needs --corrupt"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_shard_shuffle_reads_every_sample_once_a_few_shards_at_a_time():
+    from model.data.reader import shard_shuffle
+
+    indices = np.array([i for i in range(1000) if i % 7 != 3])  # a split: some samples of every shard
+    orders = [shard_shuffle(indices, 32, 3, np.random.default_rng([seed, 0])) for seed in (5, 5, 6)]
+    order = orders[0]
+    assert sorted(order.tolist()) == indices.tolist()  # every sample once
+    assert order.tolist() == orders[1].tolist() and order.tolist() != orders[2].tolist()  # a pure function of the seed
+    shards = order // 32
+    windows, starts = [], [0]
+    seen: set[int] = set()
+    for k, shard in enumerate(shards.tolist()):  # cut where a 4th distinct shard would begin
+        if shard not in seen and len(seen) == 3:
+            starts.append(k)
+            seen = set()
+        seen.add(shard)
+    windows = np.split(shards, starts[1:])
+    assert len(windows) == 11  # 32 shards (the last one short) in windows of 3
+    assert all(len(set(w.tolist())) <= 3 for w in windows)
+    assert len({tuple(sorted(set(w.tolist()))) for w in windows}) == 11  # no shard in two windows
+    assert shards[:100].tolist() != sorted(shards[:100].tolist())  # shuffled inside a window
+    assert [w[0] for w in windows] != sorted(w[0] for w in windows)  # windows in random order
+
+
+def test_whole_shard_reads_are_chosen_for_orders_grouped_by_shards_only(tiny_library):
+    from model.data.reader import shard_shuffle
+
+    images = LibraryReader(tiny_library)._images
+    assert images.samples_per_shard == 2  # 32 samples: 16 shards of 2
+    many = np.arange(3200)  # as if the library were 100 times larger
+    name, metadata, layout = images.targets[0]
+    images.targets[0] = (name, metadata, dataclasses.replace(layout, samples=32))  # as if shards held 32
+    assert images.samples_per_shard == 32
+    assert images.whole_shards(many)  # in order: one GET serves 32 samples
+    assert images.whole_shards(shard_shuffle(many, 32, 8, np.random.default_rng(0)))
+    assert not images.whole_shards(np.random.default_rng(0).permutation(many))  # one shard a sample, nearly
+
+
+def test_the_whole_split_shuffle_is_unchanged_by_the_window_option(extended):
+    reader = LibraryReader(extended)
+    plain = reader.epoch_plan("train", 2, 4, shuffle=True, augment=True)
+    assert reader.epoch_plan("train", 2, 4, shuffle=True, augment=True, window=0).indices.tolist() == plain.indices.tolist()
+    expected = np.random.default_rng([4, 2]).permutation(reader.indices("train"))
+    assert plain.indices.tolist() == expected.tolist()  # the order every earlier run was trained on
+    windowed = reader.epoch_plan("train", 2, 4, shuffle=True, augment=True, window=2)
+    assert sorted(windowed.indices.tolist()) == sorted(plain.indices.tolist())
+    with pytest.raises(DataError, match="--shuffle-window must be >= 0"):
+        reader.epoch_plan("train", 0, 0, shuffle=True, augment=False, window=-1)

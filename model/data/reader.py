@@ -100,29 +100,39 @@ class LibraryReader:
             raise DataError(f"--crop must be in 1..{self.size} (the library's image side), got {crop}")
 
     def epoch_plan(self, split: str, epoch: int, seed: int, shuffle: bool, augment: bool,
-                   crop: int | None = None, corrupt: bool = False) -> EpochPlan:
+                   crop: int | None = None, corrupt: bool = False, window: int = 0) -> EpochPlan:
         """The order, transforms, crop corners and corruption seeds of one epoch: a pure function
         of (split, epoch, seed) and the options. Draws are made in a fixed order, so adding crops
-        or corruption leaves the order and transforms of a plan unchanged."""
+        or corruption leaves the order and transforms of a plan unchanged.
+
+        `window` > 0 shuffles by shards (`shard_shuffle`): windows of that many shards, in random
+        order, each window's samples shuffled among themselves; 0 shuffles the whole split."""
         self.check_crop(crop)
+        if window < 0:
+            raise DataError(f"--shuffle-window must be >= 0, got {window}")
         indices = self.indices(split)
         rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(indices) if shuffle else indices
+        if shuffle and window:
+            order = shard_shuffle(indices, self._images.samples_per_shard, window, rng)
+        else:
+            order = rng.permutation(indices) if shuffle else indices
         transforms = rng.integers(0, TRANSFORMS, len(order)) if augment else np.zeros(len(order), np.int64)
         corners = rng.integers(0, self.size - crop + 1, (len(order), 2)) if crop is not None else None
         noise = rng.integers(0, 2**63 - 1, len(order)) if corrupt else None
         return EpochPlan(np.asarray(order, np.int64), np.asarray(transforms, np.int64), corners, noise)
 
-    def read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(micro, label) of sample `index` as stored: uint8 (S, S); DataError naming it if absent or corrupt."""
+    def read_pair(self, index: int, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(micro, label) of sample `index` as stored: uint8 (S, S); DataError naming it if absent or corrupt.
+        `whole`: read from whole shard objects, kept a while (ImageReader.whole_shards)."""
         try:
-            micro, label = self._images.read(int(index))
+            micro, label = self._images.read(int(index), whole)
         except StoreError as error:
             raise DataError(str(error)) from None
         return micro, label
 
     def read_transformed(self, index: int, transform: int, corner: tuple[int, int] | None = None,
-                         crop: int | None = None, noise: int | None = None, corrupt_scale: float = 1.0) -> np.ndarray:
+                         crop: int | None = None, noise: int | None = None, corrupt_scale: float = 1.0,
+                         whole: bool = False) -> np.ndarray:
         """(S, S, 2) uint8: micro and label of sample `index` stacked, cropped to `crop` x `crop` at
         `corner` when given, under one dihedral transform, the input corrupted with seed `noise`
         (specks and holes up to `corrupt_scale` times their usual size).
@@ -130,7 +140,7 @@ class LibraryReader:
         Input and target are cropped and transformed as one array, so they stay aligned by
         construction; corruption touches the input (channel 0) only.
         """
-        pair = np.stack(self.read_pair(index), axis=-1)
+        pair = np.stack(self.read_pair(index, whole), axis=-1)
         if crop is not None:
             y, x = (int(c) for c in corner)
             pair = pair[y:y + crop, x:x + crop]
@@ -141,10 +151,10 @@ class LibraryReader:
 
     def dataset(self, split: str, batch: int, *, epoch: int = 0, seed: int = 0, shuffle: bool = False,
                 augment: bool = False, crop: int | None = None, corrupt: bool = False,
-                corrupt_scale: float = 1.0) -> tf.data.Dataset:
+                corrupt_scale: float = 1.0, window: int = 0) -> tf.data.Dataset:
         """One epoch of `split` as batches of (input (B,C,C,1) float32, target (B,C,C,1) float32),
-        C the crop side (the image side without crops)."""
-        plan = self.epoch_plan(split, epoch, seed, shuffle, augment, crop, corrupt)
+        C the crop side (the image side without crops); `window`: see `epoch_plan`."""
+        plan = self.epoch_plan(split, epoch, seed, shuffle, augment, crop, corrupt, window)
         return self.batches(plan.indices, batch, plan.transforms, plan.corners, crop, plan.noise, corrupt_scale)
 
     def batches(self, indices: np.ndarray, batch: int, transforms: np.ndarray | None = None,
@@ -158,7 +168,10 @@ class LibraryReader:
             raise DataError(f"batch must be > 0, got {batch}")
         indices = np.asarray(indices, np.int64)
         count = len(indices)
-        if self.remote:  # the shard indices these samples need, in parallel (kept for later epochs)
+        # From object storage, an order grouped by shards is read by whole shards (one GET serves a
+        # shard's samples); any other order by one ranged GET an image, the shard indices first.
+        whole = self.remote and self._images.whole_shards(indices)
+        if self.remote and not whole:  # the shard indices these samples need, in parallel (kept for later epochs)
             try:
                 self._images.prefetch_indices(indices, REMOTE_READS)
             except StoreError as error:
@@ -171,7 +184,7 @@ class LibraryReader:
 
         def read(index: np.int64, transform: np.int64, corner: np.ndarray, seed: np.int64) -> np.ndarray:
             return self.read_transformed(index, transform, None if crop is None else corner, crop,
-                                         None if seed < 0 else seed, corrupt_scale)
+                                         None if seed < 0 else seed, corrupt_scale, whole)
 
         def load(index: tf.Tensor, transform: tf.Tensor, corner: tf.Tensor,
                  seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -186,6 +199,19 @@ class LibraryReader:
         return (pairs.map(load, num_parallel_calls=parallel, deterministic=True)
                 .batch(batch)
                 .prefetch(tf.data.AUTOTUNE))
+
+
+def shard_shuffle(indices: np.ndarray, per_shard: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """`indices` shuffled by shards: the shards they lie in, in random order, cut into windows of
+    `window` shards; each window's samples in random order. Every sample once; a window's samples
+    come from `window` shards only, so a reader from object storage fetches each shard once (a
+    sample is a pure function of (seed, index): neighbours in a shard are as independent as any two)."""
+    indices = np.asarray(indices, np.int64)
+    shards, shard_of = np.unique(indices // per_shard, return_inverse=True)
+    rank = np.empty(shards.size, np.int64)
+    rank[rng.permutation(shards.size)] = np.arange(shards.size)
+    keys = rng.random(indices.size)
+    return indices[np.lexsort((keys, rank[shard_of] // window))]
 
 
 # Input-only corruption, as binarised real micrographs have: isolated dark specks on the

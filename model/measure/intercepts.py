@@ -139,12 +139,13 @@ def line_paths(shape: tuple[int, int], angle_deg: float, spacing: float = 1.0, s
 
 def _axis_paths(shape: tuple[int, int], columns: bool) -> Paths:
     height, width = shape
-    flat = np.arange(height * width, dtype=np.int64)
     if not columns:  # rows, left to right
+        flat = np.arange(height * width, dtype=np.int64)
         origin = np.stack([np.zeros(height), np.arange(height) + 0.5], axis=1)
         return Paths(flat, np.arange(height + 1) * width, np.ones(height), np.full(height, float(width)), False,
                      origin, (1.0, 0.0), True)
-    flat = flat.reshape(height, width).T[:, ::-1].ravel()  # columns, bottom to top
+    # columns, bottom to top: column c holds (height - 1 - r) * width + c for r = 0, 1, ... (no copy of the rows' array)
+    flat = (np.arange(height - 1, -1, -1, dtype=np.int64) * width + np.arange(width, dtype=np.int64)[:, None]).ravel()
     origin = np.stack([np.arange(width) + 0.5, np.full(width, float(height))], axis=1)
     return Paths(flat, np.arange(width + 1) * height, np.ones(width), np.full(width, float(height)), False,
                  origin, (0.0, -1.0), True)
@@ -166,11 +167,10 @@ def _diagonal_paths(shape: tuple[int, int], leftward: bool) -> Paths:
         count = r0 - np.maximum(0, -e) + 1
         stride, origin_x, direction = -(width + 1), c0 + 1.0, (-math.sqrt(0.5), -math.sqrt(0.5))
     first = np.concatenate([[0], np.cumsum(count)])
-    line = np.repeat(np.arange(count.size), count)
-    flat = np.arange(int(first[-1]), dtype=np.int64)
-    flat -= first[:-1][line]
-    flat *= stride
-    flat += (r0 * width + c0)[line]
+    flat = np.empty(int(first[-1]), np.int64)  # line by line: no image-sized temporaries (4 of them took 128 MB at 2048 px)
+    steps = np.arange(int(count.max()), dtype=np.int64) * stride
+    for start, size, pixel in zip(first[:-1].tolist(), count.tolist(), (r0 * width + c0).tolist()):
+        np.add(steps[:size], pixel, out=flat[start:start + size])
     origin = np.stack([origin_x, r0 + 1.0], axis=1)  # the corner of the first pixel the line enters by
     beside = (1, -width) if not leftward else (-1, -width)  # the pixels right/left of and above a sample
     return Paths(flat, first, np.full(count.size, math.sqrt(2)), count * math.sqrt(2), False, origin, direction,
@@ -304,7 +304,8 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
         change = _drop_wobbles(change, ids)
     marks = opened[paths.flat]
     if marks.any():
-        edge = np.diff(marks.view(np.int8), prepend=0, append=0)  # +1: a run begins; -1: one ended before
+        zero = np.zeros(1, np.int8)  # (a plain 0 would make the padded copy and the differences int64: 64 MB at 2048 px)
+        edge = np.diff(marks.view(np.int8), prepend=zero, append=zero)  # +1: a run begins; -1: one ended before
         run_first, run_last = np.flatnonzero(edge[:-1] == 1), np.flatnonzero(edge[1:] == -1)
         # runs across two paths are cut where one path ends, runs touching an end are no crossing
         run_first, run_last = _split_at_paths(run_first, run_last, starts, stops)

@@ -272,7 +272,7 @@ def _measure_one(source: Path, name: str, specimen: str, out_dir: Path, options:
         pixel, scale_source = (scale.um_per_px, scale.source) if scale else (None, "")
     field, left_out = image_field(gray, options.roi, mask, not options.keep_data_bar)
     if restorer is not None:
-        boundary, _ = restorer.restore(gray)
+        boundary = restorer.restore(gray)[0]  # (not the probability map: 16 MB kept through the measuring)
         inverted = bool(getattr(restorer.options, "invert", False))
     else:
         boundary, inverted, _ = read_boundary(gray, options.invert)

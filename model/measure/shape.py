@@ -22,6 +22,7 @@ import numpy as np
 MIN_CONTACT = 3  # pixel edges two nearest-grain zones must share to be neighbours (not a point at a junction)
 SIMPLIFY_PX = 1.0  # Douglas-Peucker tolerance of the perimeter's outline
 CORNERS = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+ROWS_AT_ONCE = 256  # rows of a grain map summed at a time (_bounding_boxes)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ def _bounding_boxes(grain_map: np.ndarray, count: int) -> np.ndarray:
     """
     pieces, labels, stats, _ = cv2.connectedComponentsWithStats((grain_map > 0).view(np.uint8), connectivity=4)
     area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-    owner = np.rint(np.bincount(labels.ravel(), grain_map.ravel().astype(np.float64), pieces) / area).astype(np.int64)
+    sums = np.zeros(pieces)
+    for top in range(0, grain_map.shape[0], ROWS_AT_ONCE):  # a float64 copy of the whole map would take 32 MB at 2048 px
+        sums += np.bincount(labels[top:top + ROWS_AT_ONCE].ravel(), grain_map[top:top + ROWS_AT_ONCE].ravel(), pieces)
+    owner = np.rint(sums / area).astype(np.int64)
     boxes = np.zeros((count + 1, 4), np.int64)
     boxes[:, 0] = boxes[:, 2] = np.iinfo(np.int64).max
     boxes[:, 1] = boxes[:, 3] = -1

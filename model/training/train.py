@@ -49,6 +49,9 @@ from model.step_time import slow_step_warnings
 
 BEST_MODEL = "best_reconstruction_model.keras"
 CONFIG = "config.json"
+# Shards per shuffle window for a library in object storage: a window of 8 shards of 32 samples
+# reads each shard whole, once an epoch (one GET per 32 samples), and mixes 256 samples at a time.
+SHUFFLE_WINDOW = 8
 HISTORY = "history.csv"
 CURVES = "learning_curves.png"
 CHECKPOINTS = "checkpoints"
@@ -89,6 +92,9 @@ class TrainOptions:
     mixed_precision: bool = False
     seed: int = 0
     init: str | None = None  # a trained model whose weights start the run (fine-tuning)
+    # Shuffle by windows of this many shards (model.data.reader.shard_shuffle); 0: the whole split.
+    # None: SHUFFLE_WINDOW for a library in object storage, 0 for a folder (settled when a run starts).
+    shuffle_window: int | None = None
     # Options of the store's filesystem when `data` is a URL (--storage-options); never recorded in
     # the run's files (they may hold credentials): a resumed run is given them again.
     storage_options: dict[str, Any] | None = None
@@ -108,6 +114,8 @@ class TrainOptions:
             raise TrainError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.seed < 0:
             raise TrainError(f"--seed must be >= 0, got {self.seed}")
+        if self.shuffle_window is not None and self.shuffle_window < 0:
+            raise TrainError(f"--shuffle-window must be >= 0, got {self.shuffle_window}")
         if self.loss not in LOSSES:
             raise TrainError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
         if not (self.cldice_weight >= 0 and math.isfinite(self.cldice_weight)):  # inf trains on NaN losses
@@ -185,6 +193,8 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
     `progress(total)` makes a progress bar for the final evaluation (none by default).
     """
     reader, config = describe(options)
+    if options.shuffle_window is None:
+        options = dataclasses.replace(options, shuffle_window=SHUFFLE_WINDOW if reader.remote else 0)
     if options.corrupt and round(HOLE_SIDE[1] * options.corrupt_scale) > reader.size:
         raise TrainError(f"--corrupt-scale {options.corrupt_scale:g} makes holes of up to "
                          f"{round(HOLE_SIDE[1] * options.corrupt_scale)} px, larger than the {reader.size} px images")
@@ -193,6 +203,8 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
     counts = reader.counts()
     echo(f"samples: train {counts['train']}, val {counts['val']}, test {counts['test']} "
          f"({reader.size} x {reader.size}, {reader.path})")
+    if options.shuffle_window:
+        echo(f"shuffle: by windows of {options.shuffle_window} shards (--shuffle-window; each shard read whole)")
     if state is None:
         params = build_unet(config, reader.size).count_params()
         echo(f"model: {options.preset} {config.to_dict()}, {params:,} parameters")
@@ -215,7 +227,7 @@ def resumed_options(run_dir: str | Path, given: dict[str, Any]) -> TrainOptions:
     if not saved.is_file():
         raise TrainError(f"{Path(run_dir).absolute()} holds no run to resume (no {CONFIG})")
     record = json.loads(saved.read_text())
-    before = record["options"]
+    before = {"shuffle_window": 0, **record["options"]}  # runs from before the option shuffled the whole split
     now = _options_record(TrainOptions(**{**before, **given}))
     changed = [k for k in given if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
     if "data" in changed and _same_library(store_location(now["data"], given.get("storage_options")), record["store"]):
@@ -320,7 +332,8 @@ class _Run:
                 started = time.perf_counter()
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
                                             shuffle=True, augment=options.augment, crop=options.crop,
-                                            corrupt=options.corrupt, corrupt_scale=options.corrupt_scale)
+                                            corrupt=options.corrupt, corrupt_scale=options.corrupt_scale,
+                                            window=options.shuffle_window or 0)
                 # One epoch per call (each with its own order), counted against the whole run; then
                 # batch-norm statistics re-estimated at the epoch's final weights, then validation.
                 try:
@@ -348,7 +361,7 @@ class _Run:
         are re-estimated on."""
         options = self.options
         return self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed, shuffle=True,
-                                   augment=options.augment, crop=options.crop).take(BN_BATCHES)
+                                   augment=options.augment, crop=options.crop, window=options.shuffle_window or 0).take(BN_BATCHES)
 
     def _model(self) -> keras.Model:
         checkpoint = last_checkpoint(self.run_dir)
