@@ -55,6 +55,22 @@ def test_grid_counts_areas_diameters_and_both_astm_numbers() -> None:
     assert result.anisotropy == pytest.approx(1.0)
 
 
+def test_a_run_keeps_each_images_figures_but_not_its_image_sized_arrays(tmp_path) -> None:
+    from model.measure.run import MeasureOptions, measure_files
+
+    for k in range(3):
+        write(tmp_path / "in" / f"grid{k}.png", grid())
+    report = measure_files([tmp_path / "in"], tmp_path / "out", MeasureOptions(pixel_size_um=10.0, angles=(0, 90)))
+    full = measure_boundary(grid(), pixel_size_um=10.0, min_grain=None, angles=(0, 90))  # as measure: min-grain auto
+    assert len(report.measured) == 3
+    for _, _, kept in report.measured:  # a folder of 2048 px images kept about 150 MB an image before
+        assert kept.table.grain_map is None
+        assert [(c.label, c.count, c.open_count, c.length_px) for c in kept.per_path] == [("0", 300, 0, 10000.0),
+                                                                                            ("90", 300, 0, 10000.0)]
+        assert kept.summary() == full.summary() and kept.table.area_px.tolist() == full.table.area_px.tolist()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["images"][2]["image"] == "grid2"
+
+
 def test_polygons_areas_centroids_and_the_speck_rule() -> None:
     result = measure_boundary(polygons())  # min_grain 10
     table = result.table
