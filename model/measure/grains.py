@@ -238,8 +238,11 @@ def measure_boundary(image: np.ndarray, pixel_size_um: float | None = 1.0, min_g
     families = pattern_paths(image.shape, pattern, angles)
     if field is not None:
         families = ((label, clip_paths(paths, field)) for label, paths in families)
-    per_path = tuple(count_crossings(label, paths, near, opened if paths.pixel_exact else widened, in_grain)
-                     for label, paths in families)
+    crossed = []
+    for label, paths in families:
+        crossed.append(count_crossings(label, paths, near, opened if paths.pixel_exact else widened, in_grain))
+        del paths  # the next family is made after this one's samples are freed (32 MB at 2048 px)
+    per_path = tuple(crossed)
     crossings = sum(c.count for c in per_path)
     length = float(sum(c.length_px for c in per_path))
     mean_um, g_intercept = mean_intercept(crossings, length, pixel)
