@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from conftest import one_error_line
 
@@ -26,3 +31,50 @@ def test_evaluate_with_out_under_proc_is_one_line(run_cli, tiny_library):
 def test_info_on_a_name_too_long_for_the_filesystem_is_one_short_line(run_cli, tmp_path):
     line = one_error_line(run_cli("info", tmp_path / ("a" * 5000)))
     assert "File name too long" in line and len(line) < 300, line
+
+
+
+# The hostile run of benchmarks/hostile.py (issue 33's closing check): numbers past any machine.
+
+def test_generate_with_a_400_digit_count_is_one_line(run_cli, tmp_path):
+    line = one_error_line(run_cli("generate", "--count", "9" * 400, "--size", 64, "--out", tmp_path / "x.zarr",
+                                  "--workers", 0))
+    assert "need about 10^402 bytes on disk" in line and "nothing was written" in line and len(line) < 300, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", ["99999999999999999999", "9" * 400])
+def test_generate_with_a_size_past_the_largest_is_one_line_without_the_train_warning(run_cli, tmp_path, size):
+    line = one_error_line(run_cli("generate", "--count", 4, "--size", size, "--out", tmp_path / "x.zarr"))
+    assert "is not in the range 64<=x<=65536" in line and len(line) < 300, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_of_a_400_digit_size_is_a_config_error():
+    from pipeline.config import ConfigError, GenerationConfig
+
+    with pytest.raises(ConfigError, match="size must be at most 65536 px"):
+        GenerationConfig(size=10**400)
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--filters", "99999999999999999999", "make a model of 1.94e43 parameters"),
+    ("--filters", "9" * 400, "parameters, more than the 1,000,000,000 train builds"),
+    ("--kernel-size", "99999999999999999999", "parameters, more than the 1,000,000,000 train builds"),
+    ("--depth", "99999999999999999999", "is more than the 16 levels train builds"),  # counting them never ended
+])
+def test_train_with_a_model_past_any_machine_is_one_line(run_cli, tmp_path, tiny_library, option, value, words):
+    line = one_error_line(run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--preset", "small",
+                                  "--dry-run", option, value))
+    assert words in line and len(line) < 400, line
+
+
+def test_an_option_value_of_5000_characters_is_not_echoed_whole(run_cli, tmp_path):
+    line = one_error_line(run_cli("export", tmp_path, "--out", tmp_path / "out", "--start", "x" * 5000))
+    assert "Invalid value for '--start'" in line and "(5,002 characters)" in line and len(line) < 300, line
+
+
+@pytest.mark.parametrize("command", [["info"], ["verify"], ["export", "--out", "out"]])
+def test_a_store_name_with_a_newline_is_still_one_line(run_cli, tmp_path, command):
+    line = one_error_line(run_cli(command[0], tmp_path / "a\nb.zarr", *command[1:]))
+    assert line.endswith("a\\nb.zarr does not exist"), line
