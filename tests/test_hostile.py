@@ -78,3 +78,10 @@ def test_an_option_value_of_5000_characters_is_not_echoed_whole(run_cli, tmp_pat
 def test_a_store_name_with_a_newline_is_still_one_line(run_cli, tmp_path, command):
     line = one_error_line(run_cli(command[0], tmp_path / "a\nb.zarr", *command[1:]))
     assert line.endswith("a\\nb.zarr does not exist"), line
+
+
+def test_train_with_holes_past_a_float_is_one_line(run_cli, tmp_path, tiny_library):
+    # 9 px x 1e308 is inf: round() of it was an OverflowError traceback.
+    line = one_error_line(run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--preset", "small",
+                                  "--dry-run", "--corrupt", "--corrupt-scale", "1e308"))
+    assert "--corrupt-scale 1e+308 makes holes of up to inf px, larger than the 64 px images" in line, line
