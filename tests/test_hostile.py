@@ -85,3 +85,92 @@ def test_train_with_holes_past_a_float_is_one_line(run_cli, tmp_path, tiny_libra
     line = one_error_line(run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--preset", "small",
                                   "--dry-run", "--corrupt", "--corrupt-scale", "1e308"))
     assert "--corrupt-scale 1e+308 makes holes of up to inf px, larger than the 64 px images" in line, line
+
+
+@pytest.mark.parametrize("min_speck", ["99999999999999999999", "9" * 30, "9" * 400])
+def test_predict_with_a_speck_filter_past_any_image_removes_every_speck(run_cli, tmp_path, tiny_library, min_speck):
+    # It was "failed: 0.png: OverflowError: int too large to convert to float" for every image.
+    from pipeline.interchange import export_pairs
+
+    export_pairs(tiny_library, tmp_path / "png", count=1)
+    result = run_cli("predict", tmp_path / "png" / "label", "--method", "bridge", "--min-speck", min_speck,
+                     "--out", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0 and "Error" not in result.output, result.output
+    assert (tmp_path / "out" / "0.png").is_file()
+
+
+def _label_probabilities(model, reader, indices, batch, tta):
+    """The sweep's model stand-in: each sample's own boundary map as P(background)."""
+    for index in indices:
+        yield int(index), (reader.read_pair(int(index))[1] / 255).astype(np.float32)
+
+
+def test_tune_never_chooses_a_setting_whose_objective_is_nan(monkeypatch, tiny_library):
+    # `min` over rows whose first objective was NaN (grain ARI undefined: no grain at that
+    # setting) kept the first row, whatever the others scored.
+    import model.training.tune as tune
+    from model.data import LibraryReader
+
+    monkeypatch.setattr(tune, "_probabilities", _label_probabilities)
+    real, calls = tune.objective, []
+
+    def objective(metrics):
+        calls.append(metrics)
+        return math.nan if len(calls) == 1 else real(metrics)
+
+    monkeypatch.setattr(tune, "objective", objective)
+    tuning = tune.sweep(None, LibraryReader(tiny_library), "val", samples=2)
+    first, best = tuning.sweep[0], tuning.settings.details["best"]
+    assert math.isnan(first["objective"]) and best["objective"] is not None and not math.isnan(best["objective"])
+    assert best["objective"] == min(row["objective"] for row in tuning.sweep[1:])
+    json.dumps(tuning.settings.to_dict(), allow_nan=False)  # the settings file is plain JSON: no NaN
+
+
+def test_tune_where_no_setting_scores_writes_nothing_and_says_why(monkeypatch, tiny_library):
+    import model.training.tune as tune
+    from model.data import LibraryReader
+
+    monkeypatch.setattr(tune, "_probabilities", _label_probabilities)
+    monkeypatch.setattr(tune, "objective", lambda metrics: math.nan)
+    with pytest.raises(tune.TuneError, match="no setting can be scored on the 2 val samples"):
+        tune.sweep(None, LibraryReader(tiny_library), "val", samples=2)
+
+
+def test_tune_with_a_batch_past_int64_is_not_a_tensorflow_traceback(tiny_library):
+    from model.scoring.predictions import predict_probabilities
+
+    class Model:
+        def predict_on_batch(self, batch):
+            return np.ones(batch.shape[:3] + (1,), np.float32)
+
+    from model.data import LibraryReader
+
+    reader = LibraryReader(tiny_library)
+    got = list(predict_probabilities(Model(), reader, reader.indices("val")[:2], 10**20))
+    assert len(got) == 2 and got[0][1].shape == (64, 64)
+
+
+@pytest.mark.parametrize("command", ["predict", "measure", "evaluate"])
+def test_a_truncated_tiff_is_one_line_without_pillow_or_opencv_noise(tmp_path, tiny_library, command):
+    # Pillow's "UserWarning: Corrupt EXIF data" (with its source line) and OpenCV's
+    # "[ERROR:0@0.5] global grfmt_tiff.cpp ... TIFF_Error" lines came before the one line.
+    import subprocess
+    import sys
+
+    import cv2
+
+    from conftest import REPO
+
+    data = cv2.imencode(".tiff", np.full((64, 64), 255, np.uint8))[1].tobytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(32 if command == "evaluate" else 1):  # the tiny library: 32 samples
+        (folder / f"{k}.{'png' if command == 'evaluate' else 'tif'}").write_bytes(data[: len(data) // 2])
+    args = {"predict": ["predict", folder, "--method", "bridge", "--no-progress", "--out", tmp_path / "out"],
+            "measure": ["measure", folder, "--out", tmp_path / "out"],
+            "evaluate": ["evaluate", "--data", tiny_library, "--split", "all", "--predictions", folder, "--out",
+                         tmp_path / "out", "--no-progress"]}[command]
+    run = subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    assert "0.tif: cannot be decoded as an image" in lines[0] or "0.png is not an 8-bit gray PNG" in lines[0], lines
