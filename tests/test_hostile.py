@@ -174,3 +174,14 @@ def test_a_truncated_tiff_is_one_line_without_pillow_or_opencv_noise(tmp_path, t
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 1 and len(lines) == 1, run.stderr
     assert "0.tif: cannot be decoded as an image" in lines[0] or "0.png is not an 8-bit gray PNG" in lines[0], lines
+
+
+def test_an_empty_worker_timeout_setting_is_one_line_not_an_index_error():
+    # DASK_RECONSTRUCTION_GB__WORKER_TIMEOUT= (set to nothing): dask's parse_timedelta("") raised IndexError.
+    import dask
+
+    from pipeline.executors import ExecutorError, worker_timeout
+
+    with dask.config.set({"reconstruction-gb.worker-timeout": ""}):
+        with pytest.raises(ExecutorError, match="must be a duration such as 60s, got ''"):
+            worker_timeout()
