@@ -1507,6 +1507,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the case folders")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--details", type=Path, help="write every case's result as JSON lines here")
+    parser.add_argument("--thin", nargs="*", default=[], metavar="FAMILY=K",
+                        help="keep every K-th case of these families (e.g. options=2 images=3), for a shorter run")
+    parser.add_argument("--first", nargs="*", default=[], metavar="FAMILY", help="run these families first")
     args = parser.parse_args()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="hostile-"))
@@ -1523,6 +1526,12 @@ def main() -> None:
         cases = [c for c in cases if c.family in args.only]
     if args.match:
         cases = [c for c in cases if args.match in c.name]
+    for rule in args.thin:
+        family, every = rule.split("=")
+        kept = [c for c in cases if c.family == family][:: int(every)]
+        cases = [c for c in cases if c.family != family or any(c is k for k in kept)]
+    if args.first:
+        cases.sort(key=lambda c: args.first.index(c.family) if c.family in args.first else len(args.first))
     if args.limit:
         cases = cases[: args.limit]
     if args.list:
@@ -1535,6 +1544,7 @@ def main() -> None:
     totals: collections.Counter = collections.Counter()
     problems = []
     slow = []
+    undetected: collections.Counter = collections.Counter()  # clean: the damage changed nothing read, unreported
     details = args.details.open("w") if args.details else None
     for n, case in enumerate(cases):
         folder = work / "cases" / f"{n:04d}"
@@ -1543,6 +1553,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - a harness fault is reported, not hidden
             ctx = Ctx(case, folder, verdict="harness_error", why=repr(exc))
         counts[case.family][ctx.verdict] += 1
+        if ctx.verdict == "clean" and ctx.extra.get("harmless"):
+            undetected[case.family] += 1
         totals[ctx.verdict] += 1
         if ctx.seconds > 20:
             slow.append((round(ctx.seconds, 1), case.family, case.name))
@@ -1565,6 +1577,7 @@ def main() -> None:
     for family, counter in counts.items():
         print(f"{family:<16}" + "".join(f"{counter.get(c, 0):>14}" for c in CLASSES))
     print(f"{'all':<16}" + "".join(f"{totals.get(c, 0):>14}" for c in CLASSES))
+    print(f"clean, damage not reported but nothing read from it changed: {dict(undetected)}")
     if totals.get("harness_error"):
         print(f"harness errors: {totals['harness_error']}")
     for ctx in problems:
@@ -1575,11 +1588,12 @@ def main() -> None:
         print("read-only and full-disk cases skipped: they need `unshare -m` as root")
     print(json.dumps({"classes": {c: totals.get(c, 0) for c in CLASSES + ["harness_error"]},
                       "families": {f: dict(c) for f, c in counts.items()}, "cases": len(cases),
+                      "clean_damage_unreported": dict(undetected),
                       "seconds": round(seconds, 1),
                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                       "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                                   "system": platform.platform(), "load": os.getloadavg()},
-                      "seed": SEED, "work": str(work)}))
+                      "seed": SEED, "thin": args.thin, "kills": args.kills, "work": str(work)}))
 
 
 if __name__ == "__main__":
