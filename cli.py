@@ -14,6 +14,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+
+def _stopped_before_start(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while cli.py loads (its imports, its commands' definitions): one line, 130 or 143.
+    The try below caught a KeyboardInterrupt of the imports only; the click decorators that follow
+    printed a traceback, and SIGTERM killed the process without a line (exit -15)."""
+    word, status = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    os.write(2, f"{word} before the command started: nothing was done\n".encode())
+    os._exit(status)
+
+
+# Only for `python cli.py` itself (not Dask's spawned workers, which load this file as __mp_main__,
+# nor an import), and only where Python's own handling is in force: a job started with SIGINT
+# ignored keeps ignoring it.
+_EARLY = {signum: signal.signal(signum, _stopped_before_start) for signum, usual in
+          ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+          if __name__ == "__main__" and signal.getsignal(signum) is usual}
+
 try:
     import click
 
@@ -185,6 +202,8 @@ def cli() -> None:
 
 def main() -> None:
     """The `reconstruction-gb` console command (the same group as `python cli.py`)."""
+    for signum, usual in _EARLY.items():  # loaded: Ctrl-C is KeyboardInterrupt again, for the commands to handle
+        signal.signal(signum, usual)
     try:
         cli()
     except _Stopped as stop:
@@ -275,7 +294,9 @@ def _run_that_may_stop() -> Iterator[None]:
     try:
         yield
     except Interrupted as exc:
-        click.echo(str(exc), err=True)
+        line = str(exc)
+        click.echo(("terminated" + line[len("interrupted"):]) if received and line.startswith("interrupted") else line,
+                   err=True)
         _exit_stopped(SIGTERM_EXIT if received else 130)
     except RunStopped as exc:  # the workers are gone
         raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
