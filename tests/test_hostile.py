@@ -185,3 +185,15 @@ def test_an_empty_worker_timeout_setting_is_one_line_not_an_index_error():
     with dask.config.set({"reconstruction-gb.worker-timeout": ""}):
         with pytest.raises(ExecutorError, match="must be a duration such as 60s, got ''"):
             worker_timeout()
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a model\n"])
+def test_train_init_from_a_file_that_is_no_keras_zip_says_so(run_cli, tmp_path, tiny_library, content):
+    # Keras' own reason was "File not found: filepath=...": the file was there.
+    model = tmp_path / "model.keras"
+    model.write_bytes(content)
+    result = run_cli("train", "--data", tiny_library, "--out", tmp_path / "run", "--preset", "small", "--epochs", 1,
+                     "--limit", 8, "--init", model)
+    line = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert line == f"Error: --init {model}: not a .keras file (not a zip archive)", line

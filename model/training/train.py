@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -466,6 +467,9 @@ def _load_init_weights(model: keras.Model, path: str) -> None:
     The two must have the same layers: the same preset, filters, depth and kernel size (the
     input size may differ, the network being fully convolutional).
     """
+    if Path(path).suffix.lower() == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras says "File not found" of a file that is there (as predict, which checks this first, says)
+        raise TrainError(f"--init {path}: not a .keras file (not a zip archive)")
     try:
         source = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises several types for an unreadable file
