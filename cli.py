@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -12,6 +13,23 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+
+
+def _stopped_before_start(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while cli.py loads (its imports, its commands' definitions): one line, 130 or 143.
+    The try below caught a KeyboardInterrupt of the imports only; the click decorators that follow
+    printed a traceback, and SIGTERM killed the process without a line (exit -15)."""
+    word, status = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    os.write(2, f"{word} before the command started: nothing was done\n".encode())
+    os._exit(status)
+
+
+# Only for `python cli.py` itself (not Dask's spawned workers, which load this file as __mp_main__,
+# nor an import), and only where Python's own handling is in force: a job started with SIGINT
+# ignored keeps ignoring it.
+_EARLY = {signum: signal.signal(signum, _stopped_before_start) for signum, usual in
+          ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+          if __name__ == "__main__" and signal.getsignal(signum) is usual}
 
 try:
     import click
@@ -21,7 +39,7 @@ try:
     from pipeline import __version__
     from pipeline.clusters import DEFAULT_JOBS, SCHEDULERS
     from pipeline.commands import CommandError
-    from pipeline.config import PRESETS, TASKS
+    from pipeline.config import MAX_SIZE, MIN_SIZE, PRESETS, TASKS
 except KeyboardInterrupt:  # Ctrl-C while the modules load: nothing has started
     sys.stderr.write("interrupted before the command started: nothing was done\n")
     sys.exit(130)
@@ -35,6 +53,39 @@ except ModuleNotFoundError as missing:  # a Python without the dependencies: one
 DEFAULT_OUT = Path("generated_data") / "reconstruction.zarr"
 
 
+def _refuse_empty(value: Any, kind: click.ParamType, param: click.Parameter | None, ctx: click.Context | None) -> None:
+    """An empty path is no path: Path("") is the current folder, where `--out "$DIR"` with DIR unset
+    would write (or `measure ""` read) everything."""
+    if isinstance(value, str) and not value.strip():
+        kind.fail("is empty (an unset shell variable?): give a path; '.' for this folder", param, ctx)
+
+
+class GivenPath(click.Path):
+    """click.Path that refuses an empty string."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        _refuse_empty(value, self, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _outside_stores(out: Any, *, is_store: bool) -> None:
+    """One line, before anything is written, when --out lies inside a Zarr store (a folder with
+    zarr.json above it): its files would change the store. `is_store`: --out is a store itself, so
+    a store there is the one to continue, not a container."""
+    if not isinstance(out, Path):
+        return  # a URL: object storage has no folders to look up
+    absolute = Path(os.path.abspath(out))
+    around = absolute.parents if is_store else (absolute, *absolute.parents)
+    try:
+        holder = next((folder for folder in around if (folder / "zarr.json").is_file()), None)
+    except OSError:
+        return  # a name the filesystem refuses: the command says so itself
+    if holder == absolute:
+        raise click.ClickException(f"--out {out} is the Zarr store {holder} itself; choose a folder outside it")
+    if holder is not None:
+        raise click.ClickException(f"--out {out} is inside the Zarr store {holder}; choose a folder outside it")
+
+
 class StorePath(click.ParamType):
     """A library store: a folder (Path), or an object-storage URL kept as it is (`s3://bucket/lib.zarr`)."""
 
@@ -42,6 +93,8 @@ class StorePath(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from pipeline.store import is_url  # the store's own rule for what a URL is
+
+        _refuse_empty(value, self, param, ctx)
 
         if isinstance(value, str) and is_url(value):
             return value
@@ -113,13 +166,28 @@ def _one_line() -> Iterator[None]:
         raise  # no arguments: click prints the help, as every click program does
     except click.UsageError as exc:
         exc.ctx = None
+        exc.message = _shortened(exc.message)
         raise
     except CommandError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(_shortened(str(exc))) from None
     except OSError as exc:  # a full disk, a name too long, a place that takes no files: still one line
         from pipeline.store import os_error_line
 
-        raise click.ClickException(os_error_line(exc)) from None
+        raise click.ClickException(_shortened(os_error_line(exc))) from None
+
+
+LONGEST_WORD = 200
+
+
+def _shortened(message: str) -> str:
+    """`message` as one readable line: each word (value, path, number) longer than LONGEST_WORD characters
+    cut to its start and its length, and control characters (a newline in a file name) escaped."""
+    def cut(match: re.Match[str]) -> str:
+        word = match.group()
+        return f"{word[:60]}...({len(word):,} characters)"
+
+    message = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
+    return re.sub(rf"\S{{{LONGEST_WORD + 1},}}", cut, message)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -134,6 +202,8 @@ def cli() -> None:
 
 def main() -> None:
     """The `reconstruction-gb` console command (the same group as `python cli.py`)."""
+    for signum, usual in _EARLY.items():  # loaded: Ctrl-C is KeyboardInterrupt again, for the commands to handle
+        signal.signal(signum, usual)
     try:
         cli()
     except _Stopped as stop:
@@ -224,7 +294,9 @@ def _run_that_may_stop() -> Iterator[None]:
     try:
         yield
     except Interrupted as exc:
-        click.echo(str(exc), err=True)
+        line = str(exc)
+        click.echo(("terminated" + line[len("interrupted"):]) if received and line.startswith("interrupted") else line,
+                   err=True)
         _exit_stopped(SIGTERM_EXIT if received else 130)
     except RunStopped as exc:  # the workers are gone
         raise click.ClickException(f"{exc.reason}: stopped with {exc.done} of {exc.count} pairs done (kept); "
@@ -253,7 +325,7 @@ def _given(ctx: click.Context, names: Iterable[str]) -> list[str]:
 @click.option("--task", type=click.Choice(TASKS), default="reconstruction", show_default=True,
               help="Library kind (the study's denoising library is not available).")
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of pairs.")
-@click.option("--size", type=click.IntRange(min=64), default=512, show_default=True, help="Image side in pixels.")
+@click.option("--size", type=click.IntRange(min=MIN_SIZE, max=MAX_SIZE), default=512, show_default=True, help="Image side in pixels.")
 @click.option("--out", type=STORE, default=DEFAULT_OUT, show_default=True,
               help="Zarr store: a folder, or a URL of object storage (s3://bucket/prefix/lib.zarr; docs/store.md).")
 @STORAGE_OPTIONS
@@ -286,6 +358,7 @@ def generate(no_progress: bool, **options: Any) -> None:
         raise click.UsageError("give only one of --workers, --scheduler, --cluster")
     if options["jobs"] is not None and options["cluster"] is None:
         raise click.UsageError("--jobs goes with --cluster")
+    _outside_stores(options["out"], is_store=True)
     warning = untrainable_size_warning(options["size"])
     if warning:
         click.echo(warning, err=True)
@@ -305,7 +378,7 @@ def info(store: Path, storage_options: dict[str, Any] | None) -> None:
 @cli.command(short_help="Write a store's pairs as PNGs (the study's layout).")
 @click.argument("store", type=STORE)
 @STORAGE_OPTIONS
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=GivenPath(path_type=Path), required=True,
               help="Folder for micro/<i>.png and label/<i>.png (created if missing; no file is overwritten).")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First sample index.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Samples from --start [default: to the end].")
@@ -315,7 +388,7 @@ def export(store: Path, storage_options: dict[str, Any] | None, out: Path, start
 
 
 @cli.command("import", short_help="Make a store from micro/ and label/ PNG pairs.")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=GivenPath(path_type=Path))
 @click.option("--out", type=STORE, required=True, help="New Zarr store, a folder or a URL (never overwritten).")
 @STORAGE_OPTIONS
 @click.option("--strict", is_flag=True, help="Import nothing if any file cannot be imported.")
@@ -338,18 +411,19 @@ def verify(store: Path, storage_options: dict[str, Any] | None, repair: bool) ->
 
 
 @cli.command(short_help="Rewrite a format-1 store as a verified format-2 store.")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", type=GivenPath(path_type=Path))
 @click.option("--out", type=STORE, required=True, help="New format-2 store, a folder or a URL (never overwritten).")
 @STORAGE_OPTIONS
 def upgrade(store: Path, out: Path, storage_options: dict[str, Any] | None) -> None:
     """Rewrite the format-1 store STORE as a new format-2 store, and verify it (STORE is not changed)."""
+    _outside_stores(out, is_store=True)
     pipeline_commands.upgrade(store, _located(out, storage_options), echo=click.echo)
 
 
 @cli.command(short_help="Train the Attention U-Net on a store (prints its run directory).")
 @click.option("--data", type=STORE, help="Library store to train from, a folder or a URL (not needed with --resume).")
 @STORAGE_OPTIONS
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
+@click.option("--out", type=GivenPath(path_type=Path), required=True, help="Run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
               help="Most epochs (early stopping may end the run sooner).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Global batch size.")
@@ -377,11 +451,11 @@ def upgrade(store: Path, out: Path, storage_options: dict[str, Any] | None) -> N
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (for GPUs with tensor cores).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Weight initialisation, shuffling and augmentation.")
-@click.option("--shuffle-window", type=click.IntRange(min=0), default=None,
+@click.option("--shuffle-window", type=click.IntRange(min=0, max=2**31), default=None,
               help="Shuffle the train split by windows of N shards (up to 32 samples each): a window's samples in random "
               "order, the windows in random order; 0: the whole split at once [default: 8 for a library in object "
               "storage, which then reads each shard in one request; 0 for a folder].")
-@click.option("--init", type=click.Path(path_type=Path), default=None,
+@click.option("--init", type=GivenPath(path_type=Path), default=None,
               help="Start from this trained model's weights (fine-tuning; same preset and sizes).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its own options.")
 @click.option("--dry-run", is_flag=True, help="Print the model's size and the samples per split, then exit.")
@@ -390,6 +464,7 @@ def train(ctx: click.Context, resume: bool, dry_run: bool, **options: object) ->
     """Train the Attention U-Net on a library's train split (selection on val, score on test)."""
     if not resume and options["data"] is None:
         raise click.UsageError("Missing option '--data'.")
+    _outside_stores(options["out"], is_store=False)
     model_commands.train(options, _given(ctx, options), resume=resume, dry_run=dry_run, echo=click.echo)
 
 
@@ -401,7 +476,7 @@ RESTORE_OPTIONS = [
                  help="model: the network alone; bridge: the classical gap closer; model+bridge: the network, then "
                  "the bridge; none: only the preparation and speck filter [default: the model's own choice, from "
                  "its settings: model+bridge for the bundled model]."),
-    click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+    click.option("--model", "model_path", type=GivenPath(path_type=Path), default=None,
                  help="A trained model (.keras) [default: the bundled model]."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=None,
                  help="Background probability at or above which a pixel is background [default: the model's settings, else 0.5]."),
@@ -436,7 +511,7 @@ def restore_options(command):  # type: ignore[no-untyped-def]
 
 
 @cli.command(short_help="Choose a model's threshold and speck filter on validation.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+@click.option("--model", "model_path", type=GivenPath(path_type=Path), required=True,
               help="A trained model (.keras); its settings are written beside it (M.settings.json).")
 @click.option("--data", type=STORE, required=True, help="Library store, a folder or a URL (its val split is used).")
 @STORAGE_OPTIONS
@@ -453,8 +528,8 @@ def tune(model_path: Path, data: Path, storage_options: dict[str, Any] | None, s
 
 
 @cli.command(short_help="Restore your own micrographs (bundled model, bridge or both).")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.argument("inputs", nargs=-1, required=True, type=GivenPath(path_type=Path))
+@click.option("--out", type=GivenPath(path_type=Path), required=True,
               help="Folder for the restored images: <name>.png for every input, whatever its format.")
 @restore_options
 @click.option("--save-probability", is_flag=True, help="Also write <name>_probability.tif (float32; model methods).")
@@ -472,6 +547,7 @@ def predict(ctx: click.Context, no_progress: bool, **options: Any) -> None:
     ahead: on independent-generator maps with elongated, aligned grains, --method bridge
     miscounts as many grains (model/pretrained/README.md, "Limits").
     """
+    _outside_stores(options["out"], is_store=False)
     if not model_commands.predict(**options, progress=not no_progress, echo=click.echo):
         ctx.exit(1)
 
@@ -488,8 +564,8 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 
 
 @cli.command(short_help="Grain counts, sizes and ASTM G of boundary images.")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
+@click.argument("inputs", nargs=-1, required=True, type=GivenPath(path_type=Path))
+@click.option("--out", type=GivenPath(path_type=Path), required=True, help="Folder for the grain tables and summary.csv.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Micrometres per pixel [default: read from TIFF/ImageJ/OME tags; without any, G is left empty].")
 @click.option("--min-grain", type=click.IntRange(min=1), default=None,
@@ -504,9 +580,9 @@ def _angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Also write <name>_intercepts.csv: the length of every intercept.")
 @click.option("--exclude-border", is_flag=True, help="Leave grains cut by the image border out of tables and sizes.")
 @click.option("--pooled", is_flag=True, help="One histogram of all images instead of one per image.")
-@click.option("--specimens", "specimens_csv", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--specimens", "specimens_csv", type=GivenPath(path_type=Path, dir_okay=False), default=None,
               help="CSV with rows image,specimen [default: one specimen per folder, or per subfolder].")
-@click.option("--mask", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--mask", type=GivenPath(path_type=Path, dir_okay=False), default=None,
               help="PNG the size of the images: white is measured, black left out.")
 @click.option("--roi", default=None, help="Measure only the rectangle x,y,w,h (pixels from the top-left corner).")
 @click.option("--keep-data-bar", is_flag=True, help="Measure a data bar found at an image edge (left out by default).")
@@ -522,6 +598,7 @@ def measure(ctx: click.Context, **options: Any) -> None:
     given = _given(ctx, [name for name in RESTORE_KEYS if name != "invert"])
     if given and not options["restore"]:
         raise click.UsageError(f"{_flag(given[0])} needs --restore")
+    _outside_stores(options["out"], is_store=False)
     if not model_commands.measure(**options, echo=click.echo):
         ctx.exit(1)
 
@@ -531,9 +608,9 @@ def measure(ctx: click.Context, **options: Any) -> None:
 @STORAGE_OPTIONS
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
               help="Samples to score: the held-out test split, validation, or every done sample.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
+@click.option("--model", "model_path", type=GivenPath(path_type=Path),
               help="A trained model (.keras) [default: the bundled model, when no other method is given].")
-@click.option("--predictions", type=click.Path(path_type=Path),
+@click.option("--predictions", type=GivenPath(path_type=Path),
               help="A folder of <i>.png predictions (any method), one per sample of the split.")
 @click.option("--baseline", type=click.Choice(["identity", "bridge", "prep+bridge", "prep"]),
               help="A classical baseline: identity or bridge on boundary maps; on gray micrographs "
@@ -551,7 +628,7 @@ def measure(ctx: click.Context, **options: Any) -> None:
               help="Model methods: also report model+bridge (the model's output, then the bridge) as its own row "
                    "[always, as the first row, when the model's settings say bridge].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N samples of the split.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True,
+@click.option("--out", type=GivenPath(path_type=Path), default=Path("evaluation"), show_default=True,
               help="Folder for metrics.json, report.md and evaluation.png.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Model batch size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -564,6 +641,7 @@ def evaluate(ctx: click.Context, no_progress: bool, **options: Any) -> None:
     model_only = _given(ctx, ("threshold", "link_threshold", "min_speck", "tta", "plus_bridge"))
     if model_only and chosen and options["model_path"] is None:
         raise click.UsageError(f"{', '.join(map(_flag, model_only))} apply only to a model")
+    _outside_stores(options["out"], is_store=False)
     options["data"] = _located(options["data"], options.pop("storage_options"))
     model_commands.evaluate(**options, progress=not no_progress, echo=click.echo)
 

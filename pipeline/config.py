@@ -15,6 +15,9 @@ PRESETS = tuple(_TABLE)
 # polySim rates of each preset when none are given (the study's are the defaults below).
 PRESET_RATES = {name: preset.rates for name, preset in _TABLE.items() if preset.rates}
 MIN_SIZE = 64
+# One sample of this side is 4.3 gigapixels (about 170 GB of working memory); a larger one overflows
+# the float arithmetic of the method's size-scaled parameters (`--size` with 400 digits: a traceback).
+MAX_SIZE = 65536
 # The store records each sample's drawn rates as uint16 (pipeline/store.py, META_ARRAYS).
 MAX_RATE = 65535
 
@@ -60,6 +63,8 @@ class GenerationConfig:
             raise ConfigError(f"unknown task {self.task!r}: only {', '.join(TASKS)} is available")
         if self.size < MIN_SIZE:
             raise ConfigError(f"size must be at least {MIN_SIZE} px, got {self.size}")
+        if self.size > MAX_SIZE:
+            raise ConfigError(f"size must be at most {MAX_SIZE} px, got {self.size}")
         # polySim never fills the image (loops forever) when a rate is zero.
         _check_range("nucleation rate", self.nucleation_rate, low=1, high=MAX_RATE)
         _check_range("growth rate", self.growth_rate, low=1, high=MAX_RATE)

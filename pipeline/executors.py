@@ -83,9 +83,10 @@ def worker_timeout() -> float:
 
     value = dask.config.get("reconstruction-gb.worker-timeout", WORKER_TIMEOUT_S)
     try:
-        # dask raises KeyError for an unknown unit ("2 lightyears", "nan"), TypeError for a list.
+        # dask raises KeyError for an unknown unit ("2 lightyears", "nan"), TypeError for a list,
+        # IndexError for "" (an environment variable set to nothing).
         seconds = parse_timedelta(value, default="seconds")
-    except (TypeError, ValueError, KeyError, OverflowError):
+    except (TypeError, ValueError, KeyError, OverflowError, IndexError):
         seconds = None
     if seconds is None or isinstance(value, bool) or not math.isfinite(seconds):
         raise ExecutorError(f"reconstruction-gb.worker-timeout must be a duration such as 60s, got {value!r}")

@@ -91,17 +91,33 @@ def export_pairs(store_path: str | os.PathLike[str], out: str | os.PathLike[str]
         clash = next((out / name / f"{i}.png" for i in indices if (out / name / f"{i}.png").exists()), None)
         if clash:
             raise InterchangeError(f"{clash} exists; export into a new folder or one without these samples")
+    # Folders this export makes (--out, its missing parents, micro/ and label/): a run that fails
+    # before its first pair takes them away again, rather than leave empty folders behind.
+    made = [folder for folder in (*(out / name for name in names), out, *out.parents) if not folder.exists()]
     for name in names:
         (out / name).mkdir(parents=True, exist_ok=True)
-    reader = store.image_reader(names)
-    for written, i in enumerate(indices):
-        try:
-            pair = reader.read(i)
-        except StoreError as exc:  # absent or failing its checksum; `verify` lists every one
-            raise InterchangeError(f"{exc}; {written} pairs were exported before it") from None
-        for name, image in zip(names, pair):
-            _write_png(out / name / f"{i}.png", image)
+    try:
+        reader = store.image_reader(names)
+        for written, i in enumerate(indices):
+            try:
+                pair = reader.read(i)
+            except StoreError as exc:  # absent or failing its checksum; `verify` lists every one
+                raise InterchangeError(f"{exc}; {written} pairs were exported before it") from None
+            for name, image in zip(names, pair):
+                _write_png(out / name / f"{i}.png", image)
+    except BaseException:
+        _remove_empty(made)
+        raise
     return ExportReport(out, len(indices), (stop - start) - len(indices))
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of `folders` (deepest first) that is empty; one holding a file stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def import_pairs(directory: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0,

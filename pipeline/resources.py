@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class ResourceError(RuntimeError):
 
 def stored_bytes(pairs: int, size: int) -> int:
     """Disk space `pairs` pairs of side `size` will take at most (estimate)."""
-    return int(pairs * (STORED_BYTES_PER_PIXEL * size * size + 64))
+    return pairs * math.ceil(STORED_BYTES_PER_PIXEL * size * size + 64)  # integers: a 400-digit count stays exact
 
 
 def available_memory() -> int | None:
@@ -68,6 +69,8 @@ def _check_memory(pairs: int, count: int, size: int, workers: int, block: int) -
 
 
 def _human(n: float) -> str:
+    if n >= 10**21:  # past any disk or memory: an order of magnitude (a 400-digit count is no float either)
+        return f"10^{len(str(int(n))) - 1} bytes"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"

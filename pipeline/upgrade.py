@@ -150,6 +150,13 @@ def _format1_group(old: Path) -> zarr.Group:
         what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"an unreadable description ({exc})"
         raise UpgradeError(f"{old} is damaged: its root zarr.json attributes have {what}; it cannot be "
                            "upgraded (restore that file from a copy)") from None
+    # Format 1 made every array `count` samples long: a count that disagrees is the damage (a
+    # lowered one was upgraded as "5 of 5 pairs done, verified", the other samples left out).
+    wrong = next((name for name in (*SAMPLE_IMAGES, *META_ARRAYS, DONE) if group[name].shape[0] != attrs["count"]), None)
+    if wrong is not None:
+        raise UpgradeError(f"{old} is damaged: its root zarr.json gives count {attrs['count']}, but array {wrong!r} "
+                           f"holds {group[wrong].shape[0]} samples; it cannot be upgraded (restore that file from a "
+                           "copy)")
     _check_per_sample_chunks(old, group, int(attrs["count"]))
     return group
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -161,10 +161,17 @@ def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) ->
     if not _same_software(store, echo):
         return []
     config, seed, shard, count = store.config, store.seed, store.shard, store.count
+    remade = {first: [make_sample(config, seed, i) for i in range(first, min(first + shard, count))]
+              for first in sorted({i // shard * shard for i in bad})}
+    differ = _intact_but_made_otherwise(store, bad, [s for samples in remade.values() for s in samples])
+    if differ:
+        echo(f"not repaired: samples {_listed(differ)} are intact (their images match the checksums recorded when "
+             "they were made), but this store's seed and config make other images for them: its root zarr.json "
+             "is likely damaged; restore it from a copy (nothing was changed)")
+        return []
     with store.writer_lock():
         writer = store.image_writer()
-        for first in sorted({i // shard * shard for i in bad}):
-            samples = [make_sample(config, seed, i) for i in range(first, min(first + shard, count))]
+        for samples in remade.values():
             crcs = writer.write(samples)
             store.commit([s.index for s in samples], [s.meta for s in samples], crcs)
     meta = {name: store.metadata(name) for name in CHECKED_META}
@@ -173,6 +180,28 @@ def _repair(store: LibraryStore, bad: list[int], echo: Callable[[str], None]) ->
     for index in repaired:
         echo(f"repaired sample {index}")
     return repaired
+
+
+def _intact_but_made_otherwise(store: LibraryStore, bad: list[int], remade: list[Any]) -> list[int]:
+    """Bad samples whose stored images are whole (chunk and recorded checksums pass) yet differ from the
+    ones remade from the store's seed and config. Their images are as made: what disagrees is the
+    store's description (a changed root `seed` turned the split of 9 of 16 good samples "bad", and
+    the repair replaced all 9 with other samples)."""
+    names = tuple(name for name in store.images)
+    reader = store.image_reader(names)
+    wanted = set(bad)
+    differ = []
+    for sample in remade:
+        if sample.index not in wanted:
+            continue
+        try:
+            stored = reader.read(sample.index)
+        except StoreError:
+            continue  # damaged images: what a repair is for
+        if any(getattr(sample, name, None) is not None and not np.array_equal(image, getattr(sample, name))
+               for name, image in zip(names, stored)):
+            differ.append(sample.index)
+    return differ
 
 
 def _listed(indices: list[int]) -> str:

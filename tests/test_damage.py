@@ -86,3 +86,26 @@ def test_two_swapped_shard_files_are_named_not_read_as_other_samples(run_cli, tm
     else:
         assert named in one_error_line(result) and "sample 0" in result.output
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_an_export_that_fails_at_its_first_pair_leaves_no_empty_folders(run_cli, tmp_path, tiny_library):
+    # It left out/, out/micro/ and out/label/ behind, empty, after "0 pairs were exported before it".
+    store = shutil.copytree(tiny_library, tmp_path / "lib.zarr")
+    chunk = store / "micro" / "c.0.0.0"
+    data = bytearray(chunk.read_bytes())
+    data[10] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    line = one_error_line(run_cli("export", store, "--out", tmp_path / "new" / "png"))
+    assert "fails its CRC32C checksum" in line and "0 pairs were exported before it" in line, line
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", ["info", "export", "verify"])
+def test_an_image_array_without_its_sharding_codec_is_named(run_cli, tmp_path, tiny_library, command):
+    # `info` read the shard size from it: "TypeError: 'NoneType' object is not subscriptable".
+    store = shutil.copytree(tiny_library, tmp_path / "lib.zarr")
+    _edit_json(store / "micro" / "zarr.json", lambda d: d.update(codecs=[{"name": "bytes"}]))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    line = one_error_line(run_cli(*COMMANDS[command](store, tmp_path)))
+    assert "array 'micro' does not have the codecs of format 2" in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -77,3 +77,34 @@ def test_a_signal_during_measure_is_one_line_with_its_status(tmp_path, tiny_libr
     assert "Traceback" not in stdout + stderr and "Aborted" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith(f"{word}: the images measured so far are kept"), stderr
     assert not (out / "summary.csv").exists()
+
+
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_cli_py_loads_is_one_line_with_its_status(tmp_path, signum, status, word):
+    # The imports were guarded, the click decorators after them not: Ctrl-C there printed a
+    # KeyboardInterrupt traceback (exit -2), and SIGTERM before a command began killed it without a line (-15).
+    process = subprocess.Popen([*CLI, "predict", tmp_path, "--method", "bridge", "--out", tmp_path / "out"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.15)  # past the interpreter's own start-up, inside cli.py's loading (about 0.4 s)
+    os.kill(process.pid, signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == status, stderr
+    assert stderr.strip() == f"{word} before the command started: nothing was done", stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_stopped_by_sigterm_says_terminated(tmp_path):
+    process = subprocess.Popen([*CLI, "generate", "--count", "20000", "--size", "64", "--workers", "0", "--no-progress",
+                                "--out", tmp_path / "lib.zarr"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        while process.poll() is None and not list((tmp_path / "lib.zarr" / "micro").glob("c.*")):
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr.strip().startswith("terminated: ") and "pairs done; run the same command to continue" in stderr

@@ -69,3 +69,41 @@ def test_import_into_a_store_is_refused_in_one_line(run_cli, tmp_path, tiny_libr
     line = one_error_line(run_cli("import", labels.parent, "--out", store / "new.zarr"))
     assert "is inside the Zarr store" in line
     assert tree(store) == before
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--count", "2", "--size", "64", "--workers", "0", "--out", "{store}/sub.zarr"],
+    ["upgrade", "{store}", "--out", "{store}/new.zarr"],
+    ["predict", "{labels}", "--method", "bridge", "--no-progress", "--out", "{store}/restored"],
+    ["predict", "{labels}", "--method", "bridge", "--no-progress", "--out", "{store}"],
+    ["measure", "{labels}", "--out", "{store}/measured"],
+    ["evaluate", "--data", "{store}", "--baseline", "identity", "--no-progress", "--out", "{store}/evaluation"],
+    ["train", "--data", "{store}", "--preset", "small", "--dry-run", "--out", "{store}/micro/run"],
+])
+def test_every_writer_refuses_an_out_inside_a_store_in_one_line(run_cli, tmp_path, tiny_library, labels, command):
+    # Only export and import refused it: the others wrote their files into the user's store.
+    store = shutil.copytree(tiny_library, tmp_path / "S.zarr")
+    before = tree(store)
+    args = [a.format(store=store, labels=labels) for a in command]
+    line = one_error_line(run_cli(*args))
+    assert f"the Zarr store {store}" in line and "choose a folder outside it" in line, line
+    assert tree(store) == before
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "{store}", "--out", ""],
+    ["predict", "{labels}", "--method", "bridge", "--no-progress", "--out", ""],
+    ["measure", "{labels}", "--out", ""],
+    ["measure", "", "--out", "m"],
+    ["evaluate", "--data", "{store}", "--baseline", "identity", "--no-progress", "--out", ""],
+    ["generate", "--count", "2", "--size", "64", "--workers", "0", "--out", ""],
+])
+def test_an_empty_path_is_refused_not_read_as_this_folder(run_cli, tmp_path, tiny_library, labels, monkeypatch,
+                                                          command):
+    # `--out "$DIR"` with DIR unset: every file went into the current folder, exit 0.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    line = one_error_line(run_cli(*[a.format(store=tiny_library, labels=labels) for a in command]))
+    assert "is empty (an unset shell variable?)" in line, line
+    assert tree(work) == []

@@ -158,7 +158,7 @@ def empty_store(tmp_path):
     (["--data", "{tiny}", "--epochs", "0"], "Invalid value for '--epochs': 0 is not in the range x>=1"),
     (["--data", "{tiny}", "--preset", "huge"], "Invalid value for '--preset': 'huge' is not one of"),
     (["--data", "{tiny}", "--loss", "l2"], "Invalid value for '--loss': 'l2' is not one of"),
-    (["--data", "{tiny}", "--out", "{tiny}"], "is not empty; use --resume"),
+    (["--data", "{tiny}", "--out", "{tiny}"], "itself; choose a folder outside it"),  # a run directory in the store
     (["--out", "{tmp}", "--resume"], "holds no run to resume"),
     ([], "Missing option '--data'"),
     (["--data", "{garbage}"], "cannot read the per-sample array 'split'"),

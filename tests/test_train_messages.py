@@ -41,3 +41,14 @@ def test_warning_line_names_step_and_epoch_time():
     assert line == ("warning: no GPU: the paper preset took 31 s for one step of 4 at 256 px here, "
                     "about 22.8 h an epoch of 2625 steps; `--preset small` trains on a CPU")
     assert "an epoch" not in warning_line(0.5, 4, 64, None)
+
+
+def test_a_run_that_diverges_fails_in_one_line_instead_of_exit_0_without_a_model(run_cli, tiny_library, tmp_path):
+    # --lr 1e308 passes the option checks (a finite number > 0) and makes every loss NaN: no epoch is
+    # ever best, so no model exists. It said so and exited 0, as if the run had trained one.
+    run_dir = tmp_path / "diverged"
+    result = run_cli("train", "--data", tiny_library, "--out", run_dir, "--epochs", "1", *SMALL_RUN, "--lr", "1e308")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: no epoch had a finite validation loss") and "no model was written" in line, line
+    assert not list(run_dir.glob("*.keras"))

@@ -130,6 +130,11 @@ def test_upgrade_says_in_a_unit_that_shows_it_how_much_room_it_needs(run_cli, tm
                                                   "were made"),
     (lambda old: (old / "num_grains" / "c.0").unlink(), "the chunk of 'num_grains' for samples 0-9 is missing"),
     (lambda old: _drop_attribute(old, "config"), "its root zarr.json attributes have no 'config'"),
+    # Upgraded as "5 of 5 pairs done, verified": samples 5-9 left out without a word.
+    (lambda old: _set_attribute(old, "count", 5), "its root zarr.json gives count 5, but array 'micro' holds 10 "
+                                                  "samples"),
+    (lambda old: _set_attribute(old, "count", 12), "its root zarr.json gives count 12, but array 'micro' holds 10 "
+                                                   "samples"),
 ])
 def test_a_damaged_format1_store_is_refused_in_one_line_not_upgraded_as_empty(run_cli, tmp_path, format1, damage,
                                                                                 message):
@@ -141,6 +146,14 @@ def test_a_damaged_format1_store_is_refused_in_one_line_not_upgraded_as_empty(ru
     line = one_error_line(run_cli("upgrade", old, "--out", tmp_path / "v2.zarr"))
     assert message in line and "cannot be upgraded" in line, line
     assert tree(tmp_path) == before
+
+
+def _set_attribute(store, name, value):
+    import json
+
+    document = json.loads((store / "zarr.json").read_text())
+    document["attributes"][name] = value
+    (store / "zarr.json").write_text(json.dumps(document))
 
 
 def _drop_attribute(store, name):

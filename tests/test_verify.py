@@ -224,3 +224,21 @@ def test_bad_input_is_one_clear_line(run_cli, tmp_path, library, target, message
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert message in lines[0] and "Traceback" not in result.output
     assert tree(tmp_path) == before
+
+
+def test_repair_never_remakes_intact_samples_from_a_damaged_root_seed(run_cli, store):
+    # A root `seed` changed from 0 to 5 makes the split of most samples "off the seed rule": the
+    # repair made all of them again from seed 5, replacing good samples with other ones (exit 0).
+    import json
+
+    document = json.loads((store / "zarr.json").read_text())
+    document["attributes"]["seed"] += 5
+    (store / "zarr.json").write_text(json.dumps(document))
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    result = run_cli("verify", store, "--repair")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert bad_samples(result.output), result.output
+    assert ("are intact (their images match the checksums recorded when they were made), but this store's seed and "
+            "config make other images for them: its root zarr.json is likely damaged") in result.output
+    assert "repaired sample" not in result.output
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before

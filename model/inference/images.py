@@ -16,6 +16,7 @@ declare 30000 x 30000 px and take minutes and gigabytes to decode.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,8 +116,12 @@ def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as image:
-            return int(image.size[0]), int(image.size[1])
+        # A broken file is reported by name where it is decoded: Pillow's warnings about it (a truncated
+        # TIFF: "UserWarning: Corrupt EXIF data", with its source line) are not the user's to read.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return int(image.size[0]), int(image.size[1])
     except Exception:  # noqa: BLE001 - unknown to Pillow: OpenCV decides (with its own 2^30 px limit)
         return None
     finally:

@@ -267,7 +267,9 @@ class Restorer:
         denoise, binarize = self.preparation(binary)
         ready = prepare(image, invert=options.invert, denoise=denoise, binarize=binarize, scale=options.scale,
                         strength=self.strength)
-        speck_here = round(self.min_speck * options.scale**2)  # the same area at the working scale
+        # The same area at the working scale; past the image's area it removes every speck all the same
+        # (and a 400-digit --min-speck is no float).
+        speck_here = round(min(self.min_speck, image.size + 1) * options.scale**2)
         working = None
         if self.predictor is not None:
             working = self.predictor.predict(ready, self.overlap, options.batch, progress=progress)

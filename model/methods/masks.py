@@ -21,6 +21,7 @@ def remove_specks(mask: np.ndarray, min_speck: int) -> np.ndarray:
     """
     if min_speck <= 1:
         return mask
+    min_speck = min(min_speck, mask.size + 1)  # no fewer specks, and no integer past int64 for NumPy to compare
     boundary = (mask == 0).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(boundary, connectivity=8)
     small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < min_speck)

@@ -12,6 +12,9 @@ PAPER_PARAMETERS = 157_605_505
 # again for each of Adam's two moments. Beyond it TensorFlow fails part-way with a traceback
 # (`--filters 100000` asks for 6e13 parameters).
 MAX_PARAMETERS = 1_000_000_000
+# Deepest U-Net `train` builds: 2^16 px is the smallest input it takes. Counting the weights of a
+# deeper one is a loop over its levels (`--depth` with 20 digits never ended).
+MAX_DEPTH = 16
 
 
 class ModelConfigError(ValueError):
@@ -30,8 +33,12 @@ class ModelConfig:
         for name in ("filters", "depth", "kernel_size"):
             if getattr(self, name) <= 0:
                 raise ModelConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.depth > MAX_DEPTH:
+            raise ModelConfigError(f"depth {self.depth} is more than the {MAX_DEPTH} levels train builds (inputs "
+                                   f"would need sides of at least 2^{MAX_DEPTH} = {2**MAX_DEPTH:,} px)")
         if self.parameters > MAX_PARAMETERS:
-            count = f"{self.parameters:,}" if self.parameters < 1e15 else f"{self.parameters:.3g}"
+            digits = str(self.parameters)  # no float: 20-digit filters make far more than 1e308 weights
+            count = f"{self.parameters:,}" if len(digits) <= 15 else f"{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
             raise ModelConfigError(
                 f"filters {self.filters}, depth {self.depth} and kernel size {self.kernel_size} make a model of "
                 f"{count} parameters, more than the {MAX_PARAMETERS:,} train builds (the paper model has "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from model.inference.images import header_size
+from model.inference.images import _quiet_opencv, header_size
 from model.inference.postprocess import batch_probabilities, probability_to_mask
 from model.inference.settings import InferenceSettings
 
@@ -24,6 +24,7 @@ def predict_probabilities(model: keras.Model, reader: LibraryReader, indices: np
     """(sample index, P(background) as float32 (S, S)) for the given samples, in order; one batch in
     memory at a time. With `tta`, the mean over the 8 dihedral transforms of each batch."""
     indices = np.asarray(indices, np.int64)
+    batch = max(1, min(batch, len(indices)))  # `--batch 99999999999999999999` is no int64 for TensorFlow
     position = 0
     for inputs, _ in reader.batches(indices, batch):
         for probability in batch_probabilities(model, np.asarray(inputs), tta)[..., 0]:
@@ -53,7 +54,8 @@ def read_prediction(path: Path, size: int) -> np.ndarray:
     declared = header_size(path)
     if declared is not None and declared != (size, size):
         raise PredictionFileError(f"{path} is {declared[0]}x{declared[1]}; the library's images are {size}x{size}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with _quiet_opencv():  # OpenCV's own "[ERROR:0@0.556] ... TIFF_Error" lines: the file is named below
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.dtype != np.uint8 or image.ndim != 2:
         raise PredictionFileError(f"{path} is not an 8-bit gray PNG")
     if image.shape != (size, size):

@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +33,8 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from pipeline.store import (LibraryStore, StoreError, atomic_write, check_writable_folder, software_versions,
+from pipeline.store import (LibraryStore, StoreError, atomic_write, check_writable_folder, is_no_space,
+                           software_versions,
                            store_location)
 
 from model import figures
@@ -195,9 +197,10 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
     reader, config = describe(options)
     if options.shuffle_window is None:
         options = dataclasses.replace(options, shuffle_window=SHUFFLE_WINDOW if reader.remote else 0)
-    if options.corrupt and round(HOLE_SIDE[1] * options.corrupt_scale) > reader.size:
+    hole = HOLE_SIDE[1] * options.corrupt_scale  # inf past 1e308 / 9: no integer to round to
+    if options.corrupt and (not math.isfinite(hole) or round(hole) > reader.size):
         raise TrainError(f"--corrupt-scale {options.corrupt_scale:g} makes holes of up to "
-                         f"{round(HOLE_SIDE[1] * options.corrupt_scale)} px, larger than the {reader.size} px images")
+                         f"{round(hole) if math.isfinite(hole) else hole:,} px, larger than the {reader.size} px images")
     run_dir = Path(options.out).absolute()
     state = None if dry_run else _prepare_run_dir(run_dir, resume)
     counts = reader.counts()
@@ -213,8 +216,27 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print, dry_run: b
     run = _Run(run_dir, options, reader, config, state, echo)
     run.progress = progress
     run.callbacks = slow_step_warnings(options.preset, echo, options.batch, reader.size)
-    run.fit()
-    return TrainReport(run_dir, run.state, run.finish())
+    try:
+        run.fit()
+        return TrainReport(run_dir, run.state, run.finish())
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        # Keras names no file; and "run it again" met "is not empty; use --resume".
+        raise TrainError(f"cannot write {run_dir}: no space left on device; free some space and continue the run "
+                         "with --resume (it keeps its last finished epoch)") from None
+
+
+def _save_whole(model: keras.Model, target: Path) -> None:
+    """Save `model` as `target` through a partial file and a rename; a failed save (a full disk)
+    leaves neither the partial file nor a damaged `target`."""
+    partial = target.parent / f"{target.name}.partial.keras"
+    try:
+        model.save(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 # --- run directory ---------------------------------------------------------------------------
@@ -381,9 +403,7 @@ class _Run:
         state = self.state
         if state.end_epoch(record, self.options.patience):
             self.export.set_weights(model.get_weights())
-            partial = self.run_dir / f"{BEST_MODEL}.partial.keras"
-            self.export.save(partial)
-            os.replace(partial, self.run_dir / BEST_MODEL)
+            _save_whole(self.export, self.run_dir / BEST_MODEL)
         self._checkpoint(model)
         atomic_write(self.run_dir / HISTORY, _history_csv(state.history).encode())
         figures.learning_curves(state.history, self.run_dir / CURVES, loss=self.options.loss)
@@ -397,10 +417,14 @@ class _Run:
         final = root / f"epoch-{self.state.epoch:04d}"
         partial = final.with_suffix(".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        model.save(partial / "model.keras")
-        (partial / "state.json").write_text(json.dumps(dataclasses.asdict(self.state), indent=1))
-        os.replace(partial, final)
+        try:
+            partial.mkdir(parents=True)
+            model.save(partial / "model.keras")
+            (partial / "state.json").write_text(json.dumps(dataclasses.asdict(self.state), indent=1))
+            os.replace(partial, final)
+        except BaseException:  # a full disk: no half-written checkpoint stays beside the whole ones
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         for old in root.iterdir():
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -422,17 +446,15 @@ class _Run:
     def finish(self) -> dict[str, Any] | None:
         """Score the best model on the test split (never seen during training or selection)."""
         best = self.run_dir / BEST_MODEL
-        if not best.is_file():
-            self.echo("no epoch had a finite validation loss: there is no best model to evaluate")
-            return None
+        if not best.is_file():  # a run that diverged (e.g. --lr 1e308): it made no model, so it failed
+            raise TrainError(f"no epoch had a finite validation loss (the training diverged; try a lower --lr): no "
+                             f"model was written; the history of the run is in {self.run_dir / 'history.csv'}")
         model = keras.models.load_model(best)
         # Its batch-norm statistics re-estimated on the batches of its own epoch: the values it
         # already has for a run of this version, and the fix for a model saved before epochs
         # ended with this step (its statistics lagged behind its weights).
         recalibrate_batchnorm(model, self._bn_batches(self.state.best_epoch - 1))
-        partial = self.run_dir / f"{BEST_MODEL}.partial.keras"
-        model.save(partial)
-        os.replace(partial, best)
+        _save_whole(model, best)
         self.echo(f"choosing the inference settings of {best.name} on the validation split")
         try:
             settings = sweep(model, self.reader, "val", batch=self.options.batch, progress=self.progress).settings
@@ -458,6 +480,9 @@ def _load_init_weights(model: keras.Model, path: str) -> None:
     The two must have the same layers: the same preset, filters, depth and kernel size (the
     input size may differ, the network being fully convolutional).
     """
+    if Path(path).suffix.lower() == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras says "File not found" of a file that is there (as predict, which checks this first, says)
+        raise TrainError(f"--init {path}: not a .keras file (not a zip archive)")
     try:
         source = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises several types for an unreadable file

@@ -16,6 +16,7 @@ the model (model.inference.settings), where `predict` and `evaluate` find it.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,16 +104,36 @@ def sweep(model: Any, reader: LibraryReader, split: str = "val", samples: int = 
                          "bridge": with_bridge, "objective": objective(metrics), **metrics})
     if bar is not None:
         bar.close()
-    best = min(rows, key=lambda row: (row["objective"], -row["boundary_f1"]))
+    best = best_row(rows, f"{len(indices)} {split} samples")
     settings = InferenceSettings(
         threshold=best["threshold"], link_threshold=best["link_threshold"], min_speck=best["min_speck"],
         tta=best["tta"], bridge=best["bridge"], chosen_on=f"{split} split of {reader.path} (first {len(indices)} samples)",
         details={"objective": OBJECTIVE,
-                 "best": {k: best[k] for k in ("objective", "grain_count_error", "grain_ari", "miou", "boundary_iou",
-                                               "boundary_f1", "gap_recall", "astm_g_error")},
-                 "sweep": [{k: row[k] for k in ("tta", "threshold", "link_threshold", "min_speck", "bridge", "objective",
-                                                "miou", "grain_count_error", "grain_ari")} for row in rows]})
+                 "best": {k: _finite_or_none(best[k]) for k in ("objective", "grain_count_error", "grain_ari", "miou",
+                                                                "boundary_iou", "boundary_f1", "gap_recall",
+                                                                "astm_g_error")},
+                 "sweep": [{k: _finite_or_none(row[k]) for k in ("tta", "threshold", "link_threshold", "min_speck",
+                                                                 "bridge", "objective", "miou", "grain_count_error",
+                                                                 "grain_ari")} for row in rows]})
     return Tuning(settings, rows)
+
+
+def best_row(rows: list[dict[str, Any]], scored_on: str) -> dict[str, Any]:
+    """The row of the lowest objective (ties: the higher boundary F1). A NaN objective (no grain in any
+    image: grain ARI undefined) is never chosen: `min` over NaN kept whichever row came first."""
+    def worst_if_nan(value: float, sign: float) -> tuple[bool, float]:
+        return (True, 0.0) if math.isnan(value) else (False, sign * value)
+
+    scored = [row for row in rows if not math.isnan(row["objective"])]
+    if not scored:
+        raise TuneError(f"no setting can be scored on the {scored_on}: the model's output gives no grain at any "
+                        "threshold (grain ARI undefined); no settings written")
+    return min(scored, key=lambda row: (row["objective"], worst_if_nan(row["boundary_f1"], -1.0)))
+
+
+def _finite_or_none(value: Any) -> Any:
+    """A metric for the settings file: NaN (undefined) is null, as evaluate's metrics.json writes it."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _probabilities(model: Any, reader: LibraryReader, indices: np.ndarray, batch: int,

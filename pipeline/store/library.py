@@ -21,7 +21,7 @@ from ..sample import SampleMeta
 from .errors import UNREPAIRABLE, StoreDamaged, StoreError
 from .files import Files, Location, StoreURL, files_at, store_location
 from .integrity import read_recorded
-from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, images_of, shard_samples
+from .layout import DONE, IMAGE_ARRAYS, IMAGE_CRC, META_ARRAYS, chunk_key, image_layout, images_of, shard_samples
 from .opening import create_arrays, create_crc_array, is_store, open_arrays
 from .reading import ImageReader, read_per_sample
 from .writing import ImageWriter, commit, grow, remove_partials
@@ -106,8 +106,12 @@ class LibraryStore:
 
     @property
     def shard(self) -> int:
-        """Samples per shard of the image arrays (fixed at creation)."""
-        return int(self.arrays["micro"].shards[0])
+        """Samples per shard of the image arrays (fixed at creation); StoreError when `micro` has no
+        sharding codec (its zarr.json damaged: `info` gave a TypeError traceback)."""
+        micro = self.arrays["micro"]
+        if micro.shards is None:
+            image_layout(micro)  # raises the StoreError naming the damage
+        return int(micro.shards[0])
 
     @property
     def source_kind(self) -> str:
