@@ -140,7 +140,8 @@ def test_ctrl_c_or_sigterm_during_a_two_worker_run_is_one_line_and_resumable(tmp
         process.kill()
     assert process.returncode == status, err
     assert "Traceback" not in out + err and "leaked semaphore" not in err, err
-    match = re.fullmatch(r"interrupted: (\d+) of 400 pairs done; run the same command to continue", err.strip())
+    word = "terminated" if signum == signal.SIGTERM else "interrupted"
+    match = re.fullmatch(word + r": (\d+) of 400 pairs done; run the same command to continue", err.strip())
     assert match, err
     assert int(match.group(1)) == int(store_arrays(tmp_path / "s.zarr")["done"].sum())
     if signum == signal.SIGTERM:

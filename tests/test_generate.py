@@ -156,7 +156,7 @@ def test_info_describes_the_store(run_cli, reference):
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
         # Used to raise MemoryError and leave an empty store behind that `info` could not read.
         (["--count", "1000000000000"], "need about"),
-        (["--count", "1", "--size", "100000", "--workers", "0"], "of memory;"),
+        (["--count", "1", "--size", "65536", "--workers", "0"], "of memory;"),
         # Used to hang for minutes, then "Too many open files".
         (["--workers", "10000"], "--workers 10000 is more than this machine can use: at most "),
         # Used to end in tracebacks: "missing port number", or a reader allocating exabytes.
