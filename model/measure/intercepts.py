@@ -167,7 +167,8 @@ def _diagonal_paths(shape: tuple[int, int], leftward: bool) -> Paths:
         count = r0 - np.maximum(0, -e) + 1
         stride, origin_x, direction = -(width + 1), c0 + 1.0, (-math.sqrt(0.5), -math.sqrt(0.5))
     first = np.concatenate([[0], np.cumsum(count)])
-    flat = np.empty(int(first[-1]), np.int64)  # line by line: no image-sized temporaries (4 of them took 128 MB at 2048 px)
+    # line by line: no image-sized temporaries (four of them took 128 MB at 2048 px)
+    flat = np.empty(int(first[-1]), np.int64)
     steps = np.arange(int(count.max()), dtype=np.int64) * stride
     for start, size, pixel in zip(first[:-1].tolist(), count.tolist(), (r0 * width + c0).tolist()):
         np.add(steps[:size], pixel, out=flat[start:start + size])
@@ -304,7 +305,7 @@ def count_crossings(label: str, paths: Paths, near: np.ndarray, opened: np.ndarr
         change = _drop_wobbles(change, ids)
     marks = opened[paths.flat]
     if marks.any():
-        zero = np.zeros(1, np.int8)  # (a plain 0 would make the padded copy and the differences int64: 64 MB at 2048 px)
+        zero = np.zeros(1, np.int8)  # a plain 0 makes the padded copy and the differences int64: 64 MB at 2048 px
         edge = np.diff(marks.view(np.int8), prepend=zero, append=zero)  # +1: a run begins; -1: one ended before
         run_first, run_last = np.flatnonzero(edge[:-1] == 1), np.flatnonzero(edge[1:] == -1)
         # runs across two paths are cut where one path ends, runs touching an end are no crossing

@@ -108,7 +108,8 @@ def _bounding_boxes(grain_map: np.ndarray, count: int) -> np.ndarray:
     pieces, labels, stats, _ = cv2.connectedComponentsWithStats((grain_map > 0).view(np.uint8), connectivity=4)
     area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
     sums = np.zeros(pieces)
-    for top in range(0, grain_map.shape[0], ROWS_AT_ONCE):  # a float64 copy of the whole map would take 32 MB at 2048 px
+    # in row blocks: a float64 copy of the whole map would take 32 MB at 2048 px
+    for top in range(0, grain_map.shape[0], ROWS_AT_ONCE):
         sums += np.bincount(labels[top:top + ROWS_AT_ONCE].ravel(), grain_map[top:top + ROWS_AT_ONCE].ravel(), pieces)
     owner = np.rint(sums / area).astype(np.int64)
     boxes = np.zeros((count + 1, 4), np.int64)

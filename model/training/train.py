@@ -95,7 +95,7 @@ class TrainOptions:
     seed: int = 0
     init: str | None = None  # a trained model whose weights start the run (fine-tuning)
     # Shuffle by windows of this many shards (model.data.reader.shard_shuffle); 0: the whole split.
-    # None: SHUFFLE_WINDOW for a library in object storage, 0 for a folder (settled when a run starts).
+    # None: SHUFFLE_WINDOW for a library in object storage, 0 for a folder (settled by `train` before a run).
     shuffle_window: int | None = None
     # Options of the store's filesystem when `data` is a URL (--storage-options); never recorded in
     # the run's files (they may hold credentials): a resumed run is given them again.
@@ -355,7 +355,7 @@ class _Run:
                 train = self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed,
                                             shuffle=True, augment=options.augment, crop=options.crop,
                                             corrupt=options.corrupt, corrupt_scale=options.corrupt_scale,
-                                            window=options.shuffle_window or 0)
+                                            window=options.shuffle_window)
                 # One epoch per call (each with its own order), counted against the whole run; then
                 # batch-norm statistics re-estimated at the epoch's final weights, then validation.
                 try:
@@ -383,7 +383,8 @@ class _Run:
         are re-estimated on."""
         options = self.options
         return self.reader.dataset("train", options.batch, epoch=epoch, seed=options.seed, shuffle=True,
-                                   augment=options.augment, crop=options.crop, window=options.shuffle_window or 0).take(BN_BATCHES)
+                                   augment=options.augment, crop=options.crop,
+                                   window=options.shuffle_window).take(BN_BATCHES)
 
     def _model(self) -> keras.Model:
         checkpoint = last_checkpoint(self.run_dir)

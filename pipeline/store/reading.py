@@ -20,6 +20,7 @@ from .integrity import RecordedCrcs
 from .layout import ALL_IMAGES, DONE, META_CHUNK, chunk_key, image_layout
 
 T = TypeVar("T")
+ShardEntry = tuple[bytes, list[tuple[int, int]]]  # a whole shard object and its index: (offset, nbytes) a slot
 # Whole shard objects a reader keeps (object storage): a shard serves every sample of it for one
 # GET. The cache is bounded in bytes, so a reader's memory stays flat whatever the library's size.
 SHARD_CACHE_BYTES = 256 * 2**20
@@ -87,17 +88,16 @@ class ImageReader:
         name, metadata, layout = self.targets[position]
         shard, slot = divmod(int(index), layout.samples)
         expected = self._recorded.of(int(index), self._columns[position])
+        key = chunk_key(name, metadata, (shard, 0, 0))
         if whole:
-            key = chunk_key(name, metadata, (shard, 0, 0))
             data, rows = self._shards.get(key, lambda: _whole_shard(self.files, key, layout))
             offset, nbytes = layout.chunk_range(key, rows, slot)
             return layout.decode_image(key, data[offset:offset + nbytes], nbytes, expected)
         kept = self._indices.get((position, shard))
         if kept is None:
-            key = chunk_key(name, metadata, (shard, 0, 0))
             kept = self._indices[(position, shard)] = (key, layout.parse_index(
                 key, *_shard_bytes(self.files.read_suffix, key, layout.index_bytes)))
-        key, rows = kept
+        rows = kept[1]
         offset, nbytes = layout.chunk_range(key, rows, slot)
         return layout.decode_image(key, _shard_bytes(self.files.read_range, key, offset, nbytes), nbytes, expected)
 
@@ -143,7 +143,7 @@ class ShardCache:
         self._entries: OrderedDict[str, Future] = OrderedDict()
         self._sizes: dict[str, int] = {}
 
-    def get(self, key: str, fetch: Callable[[], tuple[bytes, list[tuple[int, int]]]]) -> tuple[bytes, list[tuple[int, int]]]:
+    def get(self, key: str, fetch: Callable[[], ShardEntry]) -> ShardEntry:
         with self._lock:
             future = self._entries.get(key)
             fetching = future is None
@@ -183,7 +183,7 @@ class ShardCache:
             self._sizes.clear()
 
 
-def _whole_shard(files: Files, key: str, layout: ShardLayout) -> tuple[bytes, list[tuple[int, int]]]:
+def _whole_shard(files: Files, key: str, layout: ShardLayout) -> ShardEntry:
     """Shard object `key` read whole (one GET) and its parsed index; ChunkError if missing or damaged."""
     data = _shard_bytes(files.read, key)
     return data, layout.parse_index(key, len(data), data[-layout.index_bytes:])
