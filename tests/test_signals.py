@@ -108,3 +108,24 @@ def test_generate_stopped_by_sigterm_says_terminated(tmp_path):
         process.kill()
     assert process.returncode == 143, stderr
     assert stderr.strip().startswith("terminated: ") and "pairs done; run the same command to continue" in stderr
+
+
+def test_a_signal_that_lands_in_a_modules_initialisation_stops_measure_not_one_image(tmp_path, monkeypatch):
+    # An extension module whose initialisation is cut by the signal raises ImportError("initialization
+    # failed") from the KeyboardInterrupt: every later image failed with it, exit 1 instead of 130/143.
+    import model.measure.run as run
+    from measure_images import grid, write
+
+    for k in range(3):
+        write(tmp_path / "in" / f"{k}.png", grid())
+
+    def cut(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise ImportError("initialization failed") from stop
+
+    monkeypatch.setattr(run, "_measure_one", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run.measure_files([tmp_path / "in"], tmp_path / "out")
+    assert not (tmp_path / "out" / "summary.csv").exists()

@@ -104,6 +104,16 @@ def output_names(inputs: Sequence[Path]) -> list[str]:
     return names
 
 
+def raise_if_stopped(exc: BaseException) -> None:
+    """Raise the Ctrl-C (or SIGTERM) behind `exc`, if any: a signal that lands while a module initialises
+    comes back as an ImportError ("initialization failed") caused by it, which is no bad image."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            raise seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line for an image that failed: an ImageError's own message, else the exception's type and first line."""
     return str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {_one_line(exc)}"
@@ -235,6 +245,7 @@ def predict_files(model_path: str | os.PathLike[str] | None, inputs: Sequence[st
                 outputs.append((source, png))
                 total_tiles += count
             except Exception as exc:  # one bad image (corrupt, memory, model) must not stop the rest
+                raise_if_stopped(exc)
                 if is_no_space(exc):  # a full disk stops them all: one line, what was written is whole
                     raise PredictError(no_space_line(exc, png, f"{len(outputs)} of {len(sources)} images were "
                                                                f"written to {out_dir}")) from None

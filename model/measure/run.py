@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from model.inference.images import ImageError, InputError, read_image
-from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names
+from model.inference.predict import check_out_dir, failure_reason, make_out_dir, output_names, raise_if_stopped
 from model.inference.predictor import PredictError
 from model.inference.restore import RestoreOptions, Restorer, check_options, model_path_of, survey
 from pipeline.store import atomic_write, is_no_space, no_space_line
@@ -194,7 +194,8 @@ def measure_files(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
             records.append(_measure_one(source, name, specimen, out_dir, options, restorer, mask))
         except (FieldError, ScaleError, ImageError) as exc:
             failures.append((source, str(exc)))
-        except Exception as exc:  # one bad image must not stop the rest; a full disk stops them all
+        except Exception as exc:  # one bad image must not stop the rest; a full disk or a signal stops them all
+            raise_if_stopped(exc)
             if is_no_space(exc):
                 raise MeasureError(no_space_line(exc, outcome=f"{len(records)} of {len(sources)} images were "
                                                               f"measured into {out_dir}")) from None
